@@ -1,0 +1,30 @@
+"""The `sslvit` command line: one click command per file, parsing and validation only."""
+from __future__ import annotations
+
+import click
+
+from ssl_vit import __version__
+from ssl_vit.cli.common import SslvitGroup
+from ssl_vit.cli.knn import knn_cmd
+from ssl_vit.cli.pretrain import pretrain_cmd
+
+
+@click.group(cls=SslvitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="sslvit")
+def cli():
+    """sslvit: self-supervised ViT pretraining (MoCo v3) with live stability diagnostics.
+
+    \b
+    Quick tour:
+      sslvit pretrain --recipe smoke                  # 20 s on a laptop CPU
+      tensorboard --logdir runs/<run>/tensorboard     # curves
+      sslvit knn --checkpoint runs/<run> --dataset fmnist
+    """
+
+
+cli.add_command(pretrain_cmd)
+cli.add_command(knn_cmd)
+
+
+def main():
+    cli(prog_name="sslvit")

@@ -1,0 +1,49 @@
+"""`sslvit knn`: weighted kNN top-1 of a frozen backbone (DINO protocol, faiss)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ssl_vit.cli.common import default_output_dir, set_option
+
+
+@click.command("knn")
+@click.option("--checkpoint", required=True, help="Run dir, checkpoints/last.pt or a .safetensors backbone.")
+@click.option("--dataset", required=True, help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
+@click.option("--k", "k", default=20, show_default=True, type=click.IntRange(min=1), help="Neighbours.")
+@click.option("--temperature", default=0.07, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Vote weight exp(sim / T).")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Where results.json goes (default: runs/knn-<time>).")
+@set_option
+def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overrides):
+    """kNN evaluation of a frozen backbone: CLS features after the final norm, L2-normalised,
+    k nearest training images vote with weight exp(cos / T). Prints top1=<percent> last.
+
+    \b
+    Example:
+      sslvit knn --checkpoint runs/demo --dataset fmnist
+    """
+    import torch
+
+    from ssl_vit.checkpoints import load_backbone
+    from ssl_vit.config import apply_overrides
+    from ssl_vit.config.schema import Config
+    from ssl_vit.data import parse_spec
+    from ssl_vit.engine.precision import Precision, resolve_device
+    from ssl_vit.evaluation.knn import run_knn
+    from ssl_vit.evaluation.results import write_results
+
+    parse_spec(dataset)
+    loaded = load_backbone(checkpoint, overrides)
+    cfg = apply_overrides(loaded.config or Config(), [o for o in overrides if not o.startswith("model.")])
+    device = resolve_device(cfg.train.device)
+    prec = Precision.resolve(cfg.train.precision, device)
+    model = loaded.model.to(device)
+    res = run_knn(model, loaded.data_cfg, dataset, cfg.data, k, temperature, cfg.eval.batch_size,
+                  cfg.eval.max_train, cfg.eval.max_test, device, prec.dtype, progress=cfg.log.progress)
+    res.update(checkpoint=loaded.source, metric="knn")
+    out = Path(output_dir) if output_dir else default_output_dir("knn")
+    write_results(out, res, "kNN")
+    click.echo(f"results: {out / 'results.json'}")
+    click.echo(f"top1={res['top1']:.2f}")

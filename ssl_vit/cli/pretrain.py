@@ -1,0 +1,68 @@
+"""`sslvit pretrain`: MoCo v3 pretraining from a recipe."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ssl_vit.cli.common import default_output_dir, set_option
+
+
+def _epilog() -> str:
+    from ssl_vit.config import available_recipes
+    from ssl_vit.data import dataset_kinds
+    from ssl_vit.models import backbone_names, stem_names
+    return ("\b\nRecipes: " + ", ".join(available_recipes())
+            + "\nBackbones (model.name): " + ", ".join(backbone_names())
+            + "\nStems (model.stem): " + ", ".join(stem_names())
+            + "\nDatasets (data.dataset): " + ", ".join(dataset_kinds())
+            + "\n\b\nExamples:\n  sslvit pretrain --recipe smoke\n"
+            "  sslvit pretrain --recipe fmnist_vit_tiny --set train.max_steps=600 --output-dir runs/demo\n"
+            "  sslvit pretrain --output-dir runs/demo --resume       # continue where it stopped\n"
+            "  tensorboard --logdir runs/demo/tensorboard")
+
+
+class _EpilogCommand(click.Command):
+    def format_epilog(self, ctx, formatter):
+        formatter.write_paragraph()
+        for line in _epilog().split("\n"):
+            formatter.write_text(line) if line != "\b" else None
+
+
+@click.command("pretrain", cls=_EpilogCommand)
+@click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume and no "
+                               "recipe, the run dir's config.yaml is used.")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory (default: runs/pretrain-<time>).")
+@set_option
+@click.option("--resume", is_flag=True, help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none).")
+@click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config.")
+def pretrain_cmd(recipe, output_dir, overrides, resume, force):
+    """Self-supervised MoCo v3 pretraining of a ViT.
+
+    Writes config.yaml, metrics.jsonl, tensorboard/ and checkpoints/{last.pt,last.safetensors} into the
+    output dir, then prints the kNN top-1 of the final backbone.
+    """
+    from ssl_vit.config import load_config
+    from ssl_vit.engine.trainer import Preempted, pretrain
+    from ssl_vit.errors import SslvitError
+
+    if resume and not output_dir:
+        raise SslvitError("--resume needs --output-dir pointing at the run to continue")
+    if not recipe and not (resume and output_dir and (Path(output_dir) / "config.yaml").is_file()):
+        raise SslvitError("no recipe given; pass --recipe NAME (e.g. --recipe smoke) or --resume an existing run")
+    recipe = recipe or str(Path(output_dir) / "config.yaml")
+    cfg = load_config(recipe, overrides)
+    out = Path(output_dir) if output_dir else default_output_dir("pretrain")
+    try:
+        summary = pretrain(cfg, out, resume=resume, force=force, log=lambda m: click.echo(m, err=True))
+    except Preempted as e:
+        click.echo(str(e), err=True)
+        sys.exit(128 + e.signum)
+    click.echo(f"run dir:     {summary['output_dir']}")
+    click.echo(f"checkpoint:  {summary['checkpoint']}")
+    click.echo(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
+    if "knn" in summary:
+        k = summary["knn"]
+        click.echo(f"kNN (k={k['k']}, T={k['temperature']}) on {k['dataset']}: {k['n_train']} train / {k['n_test']} test")
+        click.echo(f"top1={k['top1']:.2f}")

@@ -1,0 +1,256 @@
+"""YAML recipes -> typed dataclasses, dotted ``--set`` overrides, and dumping back to YAML.
+
+Every error is an :class:`SslvitError` with one line naming the key, the problem and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import yaml
+
+from ssl_vit.config.schema import Config
+from ssl_vit.errors import SslvitError
+
+RECIPES_ENV = "SSLVIT_RECIPES"
+
+
+# ----------------------------------------------------------------------------- recipe discovery
+def recipe_dirs() -> List[Path]:
+    """Where `--recipe NAME` looks: $SSLVIT_RECIPES, ./recipes, then the project's own recipes/."""
+    dirs = []
+    if os.environ.get(RECIPES_ENV):
+        dirs.append(Path(os.environ[RECIPES_ENV]))
+    dirs.append(Path.cwd() / "recipes")
+    dirs.append(Path(__file__).resolve().parents[2] / "recipes")
+    out: List[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def available_recipes() -> List[str]:
+    names = set()
+    for d in recipe_dirs():
+        names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def find_recipe(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if not p.is_file():
+            raise SslvitError(f"recipe file '{name_or_path}' not found; pass an existing .yaml or one of: "
+                              f"{', '.join(available_recipes())}")
+        return p
+    for d in recipe_dirs():
+        cand = d / f"{name_or_path}.yaml"
+        if cand.is_file():
+            return cand
+    hint = difflib.get_close_matches(name_or_path, available_recipes(), n=1)
+    raise SslvitError(f"unknown recipe '{name_or_path}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                      + f"; available: {', '.join(available_recipes())}")
+
+
+# ----------------------------------------------------------------------------- typed assignment
+def _hints(cls) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls=Config, prefix: str = "") -> List[str]:
+    """All dotted leaf keys of a dataclass tree, e.g. ['seed', 'data.dataset', ...]."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        t = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += valid_keys(t, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def coerce(value: Any, t, key: str) -> Any:
+    """Check/convert a YAML value to the annotated type ``t``; raise a one-line error otherwise."""
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(value, inner[0], key)
+    if origin in (tuple, Tuple):
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+            value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, (list, tuple)) or (args and args[-1] is not Ellipsis and len(value) != len(args)):
+            raise SslvitError(f"{key}: expected a list of {len(args)} values like [a, b], got {value!r}")
+        return tuple(coerce(v, a, key) for v, a in zip(value, args))
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise SslvitError(f"{key}: expected true or false, got {value!r}")
+    if t is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, str):
+                try:
+                    return int(value)
+                except ValueError:
+                    pass
+            raise SslvitError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if t is float:
+        if isinstance(value, bool):
+            raise SslvitError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise SslvitError(f"{key}: expected a number, got {value!r}") from None
+    if t is str:
+        if isinstance(value, (dict, list)):
+            raise SslvitError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _unknown_key(key: str, section_cls, prefix: str) -> SslvitError:
+    keys = valid_keys(section_cls, prefix)
+    hint = difflib.get_close_matches(key, keys, n=1)
+    return SslvitError(f"unknown config key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                       + f"; valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}")
+
+
+def from_dict(cls, data: Dict[str, Any], prefix: str = ""):
+    """Build dataclass ``cls`` from a nested dict, checking keys and types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SslvitError(f"'{prefix.rstrip('.') or 'recipe'}' must be a mapping of keys to values, got {data!r}")
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    for k, v in data.items():
+        if k not in names:
+            raise _unknown_key(prefix + str(k), cls, prefix)
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            kwargs[k] = from_dict(t, v, prefix + k + ".")
+        else:
+            kwargs[k] = coerce(v, t, prefix + k)
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> Dict[str, Any]:
+    """Plain nested dict (tuples as lists) for YAML / JSON / checkpoints."""
+    def conv(v):
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return conv(dataclasses.asdict(cfg))
+
+
+def parse_set(item: str) -> Tuple[str, Any]:
+    if "=" not in item:
+        raise SslvitError(f"--set '{item}' has no '='; write --set key=value, e.g. --set train.max_steps=100")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise SslvitError(f"--set '{item}' has an empty key; write --set key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
+    """Return a new config with ``key=value`` overrides applied (the input is not mutated)."""
+    data = to_dict(cfg)
+    for item in overrides:
+        key, value = parse_set(item)
+        parts = key.split(".")
+        node, cls, prefix = data, Config, ""
+        for i, part in enumerate(parts):
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            if part not in fields:
+                raise _unknown_key(key, cls, prefix)
+            t = _hints(cls)[part]
+            last = i == len(parts) - 1
+            if dataclasses.is_dataclass(t):
+                if last:
+                    raise SslvitError(f"'{key}' is a section, not a value; set one of its keys, e.g. "
+                                      f"{valid_keys(t, key + '.')[0]}=...")
+                node, cls, prefix = node[part], t, prefix + part + "."
+            else:
+                if not last:
+                    raise SslvitError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section; "
+                                      f"check the key '{key}'")
+                coerce(value, t, key)  # type check now, for a precise message
+                node[part] = value
+    return from_dict(Config, data)
+
+
+def load_yaml(path: Path) -> Dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise SslvitError(f"cannot read recipe '{path}': {e.strerror}; check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise SslvitError(f"recipe '{path}' is not valid YAML{where}: {problem}; fix the file") from None
+    return data or {}
+
+
+def load_config(recipe: Optional[str] = None, overrides: Iterable[str] = (), validate_cfg: bool = True) -> Config:
+    """Recipe (name or path) + overrides -> validated :class:`Config`."""
+    if recipe:
+        path = find_recipe(recipe)
+        data = load_yaml(path)
+        data.pop("recipe_name", None)
+        cfg = from_dict(Config, data)
+    else:
+        cfg = Config()
+    cfg = apply_overrides(cfg, overrides)
+    if validate_cfg:
+        from ssl_vit.config.validate import validate
+        validate(cfg)
+    return cfg
+
+
+def dump_yaml(cfg, path: Path) -> None:
+    from ssl_vit.engine.atomic import atomic_write_text
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def config_from_dict(data: Dict[str, Any]) -> Config:
+    """Rebuild a config stored in a checkpoint (keys unknown to this version are an error)."""
+    return from_dict(Config, data)
+
+
+def diff_configs(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
+    """Leaf differences between two config dicts as 'key: old -> new'."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_configs(a, b, prefix + k + ".")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out

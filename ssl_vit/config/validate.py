@@ -1,0 +1,64 @@
+"""Range and consistency checks that types alone cannot express. One line per problem, with the fix."""
+from __future__ import annotations
+
+from ssl_vit.config.schema import Config
+from ssl_vit.errors import SslvitError
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise SslvitError(msg)
+
+
+def validate(cfg: Config) -> None:
+    from ssl_vit.data.specs import parse_spec
+    from ssl_vit.methods import METHODS
+    from ssl_vit.models import check_backbone_name, get_stem
+
+    parse_spec(cfg.data.dataset)
+    if cfg.eval.dataset:
+        parse_spec(cfg.eval.dataset)
+    _need(cfg.data.on_bad_image in ("fail", "skip"), f"data.on_bad_image must be fail or skip, not '{cfg.data.on_bad_image}'")
+    _need(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
+    m = cfg.model
+    check_backbone_name(m.name)
+    get_stem(m.stem)
+    _need(m.img_size > 0 and m.patch_size > 0, "model.img_size and model.patch_size must be positive")
+    _need(m.img_size % m.patch_size == 0,
+          f"model.patch_size={m.patch_size} does not divide model.img_size={m.img_size}; pick a divisor "
+          f"(e.g. {', '.join(str(p) for p in range(2, m.img_size) if m.img_size % p == 0)})")
+    _need(m.in_chans in (1, 3), f"model.in_chans must be 1 or 3, not {m.in_chans}")
+    _need(m.pos_embed in ("sincos", "learned"), f"model.pos_embed must be sincos or learned, not '{m.pos_embed}'")
+    _need(str(m.fused_attn).lower() in ("auto", "true", "false"), "model.fused_attn must be auto, true or false")
+    _need(0.0 <= m.drop_path_rate < 1.0, "model.drop_path_rate must be in [0, 1)")
+    if m.embed_dim is not None and m.num_heads is not None:
+        _need(m.embed_dim % m.num_heads == 0, f"model.embed_dim={m.embed_dim} is not divisible by model.num_heads={m.num_heads}")
+    if m.pos_embed == "sincos" and m.embed_dim is not None:
+        _need(m.embed_dim % 4 == 0, "model.embed_dim must be a multiple of 4 for sincos position embeddings")
+    _need(cfg.method.name in METHODS, f"unknown method '{cfg.method.name}'; valid: {', '.join(sorted(METHODS))}")
+    _need(cfg.method.temperature > 0, "method.temperature must be > 0")
+    _need(0 <= cfg.method.momentum <= 1 and 0 <= cfg.method.momentum_final <= 1, "method.momentum values must be in [0, 1]")
+    o = cfg.optim
+    _need(o.name == "adamw", f"optim.name '{o.name}' is not supported; use adamw")
+    _need(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    _need(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    _need(o.lr_scaling in ("linear", "none"), "optim.lr_scaling must be linear or none")
+    _need(o.warmup_epochs >= 0 and (o.warmup_steps is None or o.warmup_steps >= 0), "warm-up must be >= 0")
+    t = cfg.train
+    _need(t.batch_size > 0, f"train.batch_size must be > 0, got {t.batch_size}")
+    _need(t.batch_size >= 2, "train.batch_size must be >= 2 (BatchNorm in the heads needs 2+ samples)")
+    _need(t.epochs > 0 or (t.max_steps or 0) > 0, "train.epochs or train.max_steps must be > 0")
+    _need(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
+    _need(t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end)")
+    _need(t.precision in ("auto", "bf16", "fp16", "fp32"), f"train.precision must be auto, bf16, fp16 or fp32, not '{t.precision}'")
+    _need(t.on_spike in ("log", "skip", "rollback"), f"train.on_spike must be log, skip or rollback, not '{t.on_spike}'")
+    _need(t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1")
+    a = cfg.aug
+    _need(0 < a.crop_scale[0] <= a.crop_scale[1] <= 1, f"aug.crop_scale must satisfy 0 < min <= max <= 1, got {list(a.crop_scale)}")
+    _need(0 < a.crop_ratio[0] <= a.crop_ratio[1], "aug.crop_ratio must satisfy 0 < min <= max")
+    for name in ("hflip_prob", "jitter_prob", "grayscale_prob"):
+        _need(0 <= getattr(a, name) <= 1, f"aug.{name} must be in [0, 1]")
+    for name in ("blur_prob", "solarize_prob"):
+        _need(all(0 <= p <= 1 for p in getattr(a, name)), f"aug.{name} values must be in [0, 1]")
+    _need(cfg.log.every > 0 and cfg.log.diag_every > 0, "log.every and log.diag_every must be > 0")
+    _need(cfg.eval.knn_k > 0 and cfg.eval.knn_temperature > 0, "eval.knn_k and eval.knn_temperature must be > 0")

@@ -1,0 +1,6 @@
+"""Data: dataset spec strings -> in-memory (:class:`TensorImages`) or file (:class:`FileImages`) sets."""
+from ssl_vit.data.images import FileImages, TensorImages
+from ssl_vit.data.specs import DatasetSpec, dataset_kinds, eval_splits, load_dataset, parse_spec, register_dataset
+
+__all__ = ["DatasetSpec", "FileImages", "TensorImages", "dataset_kinds", "eval_splits", "load_dataset",
+           "parse_spec", "register_dataset"]

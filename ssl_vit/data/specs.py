@@ -1,0 +1,112 @@
+"""Dataset spec strings -> datasets. The same strings in every command and recipe::
+
+    fmnist                     Fashion-MNIST (Debian package, data.data_dir, or download)
+    cifar10:<root>             torchvision layout (<root>/cifar-10-batches-py)
+    cifar100:<root>            torchvision layout (<root>/cifar-100-python)
+    stl10:<root>               torchvision layout (<root>/stl10_binary), splits incl. 'unlabeled'
+    imagefolder:<root>         <root>/train/<class>/<img>, <root>/val/<class>/<img>
+
+Other kinds register themselves with :func:`register_dataset` (one function per kind).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Union
+from urllib.parse import parse_qsl
+
+from ssl_vit.data.images import FileImages, TensorImages
+from ssl_vit.errors import SslvitError
+
+Dataset = Union[TensorImages, FileImages]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    kind: str
+    root: Optional[str] = None
+    options: Dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        s = self.kind + (f":{self.root}" if self.root else "")
+        return s + ("?" + "&".join(f"{k}={v}" for k, v in self.options.items()) if self.options else "")
+
+
+_LOADERS: Dict[str, Callable[[DatasetSpec, str, "object"], Dataset]] = {}
+_EVAL_SPLITS: Dict[str, tuple] = {}
+
+
+def register_dataset(kind: str, eval_splits=("train", "test")):
+    """Decorator: ``loader(spec, split, data_cfg) -> TensorImages | FileImages``."""
+    def deco(fn):
+        _LOADERS[kind] = fn
+        _EVAL_SPLITS[kind] = eval_splits
+        return fn
+    return deco
+
+
+def dataset_kinds():
+    return sorted(_LOADERS)
+
+
+def parse_spec(spec: str) -> DatasetSpec:
+    if not isinstance(spec, str) or not spec.strip():
+        raise SslvitError(f"empty dataset spec; use one of: {', '.join(k + (':<root>' if k != 'fmnist' else '') for k in dataset_kinds())}")
+    spec = spec.strip()
+    kind, _, rest = spec.partition(":")
+    root, _, query = rest.partition("?")
+    if "?" in kind:  # e.g. "fmnist?x=1"
+        kind, _, query = kind.partition("?")
+    kind = kind.lower()
+    if kind not in _LOADERS:
+        raise SslvitError(f"unknown dataset '{kind}' in spec '{spec}'; valid kinds: {', '.join(dataset_kinds())} "
+                          f"(e.g. 'fmnist', 'cifar10:/data/cifar', 'imagefolder:/data/imagenet')")
+    return DatasetSpec(kind, root or None, dict(parse_qsl(query)))
+
+
+def eval_splits(spec: Union[str, DatasetSpec]) -> tuple:
+    """(train split, test split) used for kNN / linear evaluation of this kind."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    return _EVAL_SPLITS[spec.kind]
+
+
+def load_dataset(spec: Union[str, DatasetSpec], split: str, data_cfg=None) -> Dataset:
+    from ssl_vit.config.schema import DataConfig
+    data_cfg = data_cfg or DataConfig()
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    return _LOADERS[spec.kind](spec, split, data_cfg)
+
+
+# ----------------------------------------------------------------------------- built-in kinds
+@register_dataset("fmnist")
+def _fmnist(spec: DatasetSpec, split: str, cfg) -> TensorImages:
+    from ssl_vit.data import fmnist
+    images, targets = fmnist.load_fmnist(split, spec.root, cfg.data_dir, cfg.download)
+    return TensorImages(images, targets, list(fmnist.CLASSES), "fmnist", fmnist.MEAN, fmnist.STD)
+
+
+def _root(spec: DatasetSpec, cfg) -> Optional[str]:
+    return spec.root or cfg.data_dir
+
+
+@register_dataset("cifar10")
+def _cifar10(spec, split, cfg):
+    from ssl_vit.data.torchvision_sets import load_cifar
+    return load_cifar("cifar10", _root(spec, cfg), split, cfg.download)
+
+
+@register_dataset("cifar100")
+def _cifar100(spec, split, cfg):
+    from ssl_vit.data.torchvision_sets import load_cifar
+    return load_cifar("cifar100", _root(spec, cfg), split, cfg.download)
+
+
+@register_dataset("stl10")
+def _stl10(spec, split, cfg):
+    from ssl_vit.data.torchvision_sets import load_stl10
+    return load_stl10(_root(spec, cfg), split, cfg.download)
+
+
+@register_dataset("imagefolder", eval_splits=("train", "val"))
+def _imagefolder(spec, split, cfg):
+    from ssl_vit.data.imagefolder import load_imagefolder
+    return load_imagefolder(_root(spec, cfg), split, cfg.on_bad_image)

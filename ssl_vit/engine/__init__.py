@@ -1,0 +1,1 @@
+"""Engine: the loop (trainer), schedules, precision, distributed helpers, atomic I/O, hooks."""

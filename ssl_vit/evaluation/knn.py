@@ -1,0 +1,77 @@
+"""Weighted k-nearest-neighbour classification (DINO protocol), searched with faiss.
+
+Features are L2-normalised; the k most similar training features (inner product = cosine) vote
+with weight ``exp(sim / T)``; defaults k = 20, T = 0.07 (Wu et al. 2018, DINO ``eval_knn.py``).
+
+Example::
+
+    top1 = knn_top1(train_feats, train_labels, test_feats, test_labels, k=20, temperature=0.07)
+"""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+                k: int = 20, temperature: float = 0.07, num_classes: int | None = None,
+                batch_size: int = 4096) -> torch.Tensor:
+    """train (N, D), labels (N,), test (M, D) -> predicted labels (M,)."""
+    train = F.normalize(train_feats.float(), dim=1).contiguous().numpy()
+    test = F.normalize(test_feats.float(), dim=1).contiguous().numpy()
+    num_classes = num_classes or int(train_labels.max()) + 1
+    k = min(k, train.shape[0])
+    index = faiss.IndexFlatIP(train.shape[1])
+    index.add(train)
+    labels = train_labels.long()
+    preds = []
+    for i in range(0, test.shape[0], batch_size):
+        sims, idx = index.search(np.ascontiguousarray(test[i:i + batch_size]), k)   # (b, k) each
+        sims, idx = torch.from_numpy(sims), torch.from_numpy(idx)
+        weights = (sims / temperature).exp()                                         # (b, k)
+        votes = torch.zeros(idx.shape[0], num_classes)
+        votes.scatter_add_(1, labels[idx], weights)                                  # (b, C)
+        preds.append(votes.argmax(1))
+    return torch.cat(preds)
+
+
+def knn_top1(train_feats, train_labels, test_feats, test_labels, k: int = 20, temperature: float = 0.07) -> float:
+    """Top-1 accuracy in percent."""
+    n_cls = int(max(train_labels.max(), test_labels.max())) + 1
+    pred = knn_predict(train_feats, train_labels, test_feats, k, temperature, n_cls)
+    return 100.0 * (pred == test_labels.long()).float().mean().item()
+
+
+def _limit(data, n: int, seed: int):
+    if not n or len(data) <= n:
+        return data
+    g = torch.Generator().manual_seed(seed)
+    return data.subset(torch.randperm(len(data), generator=g)[:n].sort().values)
+
+
+def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20, temperature: float = 0.07,
+            batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None, autocast_dtype=None,
+            progress: bool = False) -> dict:
+    """Extract features of a labelled dataset's train and test splits and return kNN top-1 (percent)."""
+    import time
+
+    from ssl_vit.data.specs import eval_splits, load_dataset
+    from ssl_vit.errors import SslvitError
+    from ssl_vit.evaluation.features import extract_features
+
+    t0 = time.perf_counter()
+    train_split, test_split = eval_splits(dataset)
+    train = _limit(load_dataset(dataset, train_split, data_cfg), max_train, 0)
+    test = _limit(load_dataset(dataset, test_split, data_cfg), max_test, 1)
+    tl, vl = train.targets, test.targets
+    if tl is None or (tl < 0).all():
+        raise SslvitError(f"dataset '{dataset}' split '{train_split}' has no labels; kNN needs a labelled dataset")
+    keep = tl >= 0
+    kw = dict(batch_size=batch_size, device=device, autocast_dtype=autocast_dtype, progress=progress)
+    ftr = extract_features(backbone, train, model_data_cfg, desc="kNN train features", **kw)[keep]
+    fte = extract_features(backbone, test, model_data_cfg, desc="kNN test features", **kw)
+    top1 = knn_top1(ftr, tl[keep], fte, vl, k, temperature)
+    return {"top1": top1, "dataset": dataset, "n_train": int(keep.sum()), "n_test": len(test), "k": k,
+            "temperature": temperature, "wall_s": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,69 @@
+"""MoCo v3 (Chen, Xie, He 2021, "An Empirical Study of Training Self-Supervised Vision Transformers").
+
+``MoCoV3.forward(x1, x2, m)`` returns the loss, like the official ``MoCo.forward``; the momentum
+coefficient ``m`` is scheduled outside (``ssl_vit.engine.schedules``) and passed per step.
+
+Per step (Algorithm 1)::
+
+    f = backbone(cat(x1, x2))                      # (2B, D): one forward for both views
+    q1, q2 = predictor(projector(f[:B])), ...(f[B:])    # (B, out): BN statistics per view, as official
+    momentum <- m * momentum + (1 - m) * base      # before the keys, as official
+    k1, k2 = momentum_projector(momentum_backbone(cat(x1, x2))) split   # no grad
+    loss = ctr(q1, k2) + ctr(q2, k1)
+
+Running the backbone once on both views is exact for ViTs (LayerNorm only); a stem with BatchNorm
+sees statistics over 2B images instead of B (documented where such stems live).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+from lightly.models.utils import update_momentum
+
+from ssl_vit.methods.heads import mocov3_predictor, mocov3_projector
+from ssl_vit.methods.losses import contrastive_loss
+
+
+class MoCoV3(nn.Module):
+    def __init__(self, backbone: nn.Module, embed_dim: int, proj_hidden_dim: int = 4096,
+                 pred_hidden_dim: int = 4096, out_dim: int = 256, temperature: float = 0.2):
+        super().__init__()
+        self.temperature = temperature
+        self.backbone = backbone
+        self.projector = mocov3_projector(embed_dim, proj_hidden_dim, out_dim)
+        self.predictor = mocov3_predictor(out_dim, pred_hidden_dim, out_dim)
+        self.momentum_backbone = copy.deepcopy(backbone)
+        self.momentum_projector = copy.deepcopy(self.projector)
+        for p in list(self.momentum_backbone.parameters()) + list(self.momentum_projector.parameters()):
+            p.requires_grad_(False)
+        self.gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None   # set by distributed training
+        self.rank = 0
+        self.last: Dict[str, torch.Tensor] = {}   # detached tensors of the last step, for diagnostics
+
+    @torch.no_grad()
+    def update_momentum(self, m: float) -> None:
+        update_momentum(self.backbone, self.momentum_backbone, m)
+        update_momentum(self.projector, self.momentum_projector, m)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float) -> torch.Tensor:
+        B = x1.shape[0]
+        x = torch.cat([x1, x2], 0)                                            # (2B, C, H, W)
+        f = self.backbone(x)                                                  # (2B, D)
+        q1 = self.predictor(self.projector(f[:B]))                            # (B, out)
+        q2 = self.predictor(self.projector(f[B:]))                            # (B, out)
+        with torch.no_grad():
+            self.update_momentum(m)
+            fk = self.momentum_backbone(x)                                    # (2B, D)
+            k1 = self.momentum_projector(fk[:B])                              # (B, out)
+            k2 = self.momentum_projector(fk[B:])
+        self.last = {"features": f.detach(), "q1": q1.detach(), "k2": k2.detach()}
+        return (contrastive_loss(q1, k2, self.temperature, self.gather, self.rank)
+                + contrastive_loss(q2, k1, self.temperature, self.gather, self.rank))
+
+
+def build_mocov3(backbone: nn.Module, embed_dim: int, method_cfg) -> MoCoV3:
+    return MoCoV3(backbone, embed_dim, method_cfg.proj_hidden_dim, method_cfg.pred_hidden_dim,
+                  method_cfg.out_dim, method_cfg.temperature)

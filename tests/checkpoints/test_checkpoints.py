@@ -1,0 +1,74 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from ssl_vit.checkpoints import load_backbone, load_pt, save_backbone
+from ssl_vit.config import ModelConfig, to_dict
+from ssl_vit.errors import SslvitError
+from ssl_vit.models import create_backbone
+
+DATA_CFG = {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]}
+
+
+def _save(tmp_path, **kw):
+    cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, **kw)
+    m = create_backbone(cfg)
+    p = tmp_path / "b.safetensors"
+    save_backbone(p, m.state_dict(), to_dict(cfg), DATA_CFG)
+    return p, m
+
+
+def test_wrong_shape_names_key_and_shapes(tmp_path):
+    p, m = _save(tmp_path)
+    sd = m.state_dict()
+    sd["blocks.0.attn.qkv.weight"] = torch.zeros(3, 3)
+    save_backbone(p, sd, to_dict(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)), DATA_CFG)
+    with pytest.raises(SslvitError, match=r"key 'blocks.0.attn.qkv.weight' has shape \(3, 3\), the model expects \(192, 64\)"):
+        load_backbone(p)
+
+
+def test_model_override_mismatch_is_clear(tmp_path):
+    p, _ = _save(tmp_path)
+    with pytest.raises(SslvitError, match="lacks key 'blocks.4"):
+        load_backbone(p, ["model.depth=5"])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/sslvit_pwned_marker",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = "/tmp/sslvit_pwned_marker"
+    if os.path.exists(marker):
+        os.remove(marker)
+    p = tmp_path / "evil.pt"
+    torch.save({"format": "sslvit.train.v1", "x": _Evil()}, p)
+    with pytest.raises(SslvitError, match="refusing to load"):
+        load_pt(p)
+    assert not os.path.exists(marker)
+
+
+def test_truncated_checkpoint(tmp_path):
+    p = tmp_path / "t.pt"
+    torch.save({"a": torch.zeros(1000)}, p)
+    p.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(SslvitError, match="truncated or corrupt"):
+        load_pt(p)
+    s, _ = _save(tmp_path)
+    s.write_bytes(s.read_bytes()[:100])
+    with pytest.raises(SslvitError, match="not a readable safetensors"):
+        load_backbone(s)
+
+
+def test_foreign_files(tmp_path):
+    p = tmp_path / "x.pt"
+    torch.save({"weights": torch.zeros(1)}, p)
+    with pytest.raises(SslvitError, match="not an sslvit checkpoint"):
+        load_backbone(p)
+    with pytest.raises(SslvitError, match="not found"):
+        load_backbone(tmp_path / "missing.pt")
+    with pytest.raises(SslvitError, match="holds no checkpoint"):
+        load_backbone(tmp_path)

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny generated datasets in their real on-disk formats, and a tiny config."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+torch.set_num_threads(2)
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    """Write an IDX file (gzipped when the name ends in .gz): magic 0 0 0x08 ndim, big-endian sizes."""
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    (gzip.open if str(path).endswith(".gz") else open)(path, "wb").write(data)
+
+
+def make_fmnist(root: Path, n_train: int = 512, n_test: int = 128, seed: int = 0) -> Path:
+    """A small Fashion-MNIST-format folder whose classes are learnable (class-dependent blobs)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        imgs = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):  # a bright bar whose position encodes the class
+            r = 2 + 2 * int(c)
+            imgs[i, r:r + 3, 4:24] = 220
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", imgs)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir(tmp_path_factory) -> Path:
+    return make_fmnist(tmp_path_factory.mktemp("fmnist"))
+
+
+@pytest.fixture()
+def tiny_overrides(fmnist_dir):
+    """--set overrides turning the smoke recipe into a seconds-long run on generated data."""
+    return [f"data.dataset=fmnist:{fmnist_dir}", "train.max_steps=6", "train.batch_size=32",
+            "train.checkpoint_every=3", "log.every=1", "log.progress=false", "eval.max_train=256",
+            "eval.max_test=64", "log.tensorboard=true"]
+
+
+@pytest.fixture()
+def tiny_cfg(tiny_overrides):
+    from ssl_vit.config import load_config
+    return load_config("smoke", tiny_overrides)
