@@ -21,6 +21,7 @@ class RunState:
     total_steps: int = 0
     loss: float = float("nan")
     lr: float = 0.0
+    lr_scale: float = 1.0             # multiplies the scheduled lr (e.g. lowered after a rollback); checkpointed
     stop: bool = False                # a hook asks the loop to checkpoint and stop
     extra: Dict[str, Any] = field(default_factory=dict)
 

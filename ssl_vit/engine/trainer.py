@@ -127,7 +127,7 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
     hook_list = Hooks(_default_hooks(cfg) + list(hooks or []))
 
     # ---- resume -------------------------------------------------------------------------------
-    start_step = 0
+    start_step, state = 0, {}
     last_pt = ckpt_dir / "last.pt"
     if resume and not last_pt.exists():
         if ctx.is_main:
@@ -155,8 +155,10 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
     logger = RunLogger(out, ctx.is_main, cfg.log.tensorboard, purge_step=start_step if resume else None)
     if ctx.is_main:
         dump_yaml(cfg, out / "config.yaml")
-    run = RunState(cfg, model, optimizer, logger, ctx, out, start_step, total_steps)
-    run.extra.update(data_cfg=data_cfg, device=device, precision=precision, peak_lr=peak_lr, steps_per_epoch=spe)
+    run = RunState(cfg, model, optimizer, logger, ctx, out, start_step, total_steps,
+                   lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0)
+    run.extra.update(data_cfg=data_cfg, device=device, precision=precision, peak_lr=peak_lr, steps_per_epoch=spe,
+                     save_checkpoint=lambda step: save_checkpoint(step))
 
     def save_checkpoint(step: int) -> None:
         if not ctx.is_main:
@@ -165,7 +167,7 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
             "step": step, "epoch": step / spe, "config": to_dict(cfg), "data_config": data_cfg,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": precision.scaler.state_dict() if precision.scaler is not None else {},
-            "hooks": hook_list.state_dict(), "world_size": ctx.world_size,
+            "hooks": hook_list.state_dict(), "world_size": ctx.world_size, "lr_scale": run.lr_scale,
         })
         bb = {k[len("backbone."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
         save_backbone(ckpt_dir / "last.safetensors", bb, to_dict(cfg.model), data_cfg, {"step": str(step)})
@@ -179,7 +181,7 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
     t_last, steps_since, loss_sum, nonfinite = time.perf_counter(), 0, 0.0, 0
     with _StopOnSignal() as stop:
         for step in range(start_step, total_steps):
-            lr = lr_at(step, total_steps, peak_lr, warmup, min_lr)
+            lr = lr_at(step, total_steps, peak_lr, warmup, min_lr) * run.lr_scale
             m = momentum_at(step, total_steps, cfg.method.momentum, cfg.method.momentum_final)
             for g in optimizer.param_groups:
                 g["lr"] = lr
