@@ -1,22 +1,38 @@
 """One place that turns any supported checkpoint into a backbone. Everything else asks it.
 
-``load_backbone(path)`` accepts a run directory, ``last.pt`` (full training state) or a
-``.safetensors`` backbone file. The format is detected from the file's keys/metadata; the model is
-rebuilt from the stored config (``model.*`` overrides allowed, e.g. ``model.fused_attn=true``) and
+``load_backbone(path)`` accepts
+
+* an sslvit run directory, ``checkpoints/last.pt`` (full training state) or a ``.safetensors`` backbone
+  (model + data config in its metadata);
+* an official MoCo v3 ``.pth.tar``, a DeiT-style file (``model`` key) or a plain timm state dict
+  (``.pth`` / ``.bin`` / ``.safetensors``): see :mod:`ssl_vit.checkpoints.foreign`.
+
+The format is detected from the file's keys/metadata; ``.pt``-style files are read with
+``torch.load(weights_only=True)`` only. The model is rebuilt from the stored (or inferred) config
+with ``model.*`` overrides (``--set model.num_heads=12``, ``model.img_size=32``: position embeddings
+are then regenerated (fixed sin-cos) or resampled (learned, timm ``resample_abs_pos_embed``)), and
 loaded with strict keys: a mismatch names the first offending key and both shapes.
+
+Example::
+
+    loaded = load_backbone("moco_v3_vit_small.pth.tar", ["model.img_size=112"])
+    feats = loaded.model(x)                       # (B, 384)
+    loaded.data_cfg                               # {"img_size": 112, "in_chans": 3, "mean": [...], "std": [...]}
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from ssl_vit.checkpoints import foreign
 from ssl_vit.checkpoints.formats import BACKBONE_FORMAT, TRAIN_FORMAT, load_pt, load_safetensors
-from ssl_vit.config.loading import apply_overrides, from_dict
+from ssl_vit.config.loading import apply_overrides, from_dict, to_dict
 from ssl_vit.config.schema import Config, ModelConfig
 from ssl_vit.errors import SslvitError
 
@@ -29,6 +45,20 @@ class LoadedBackbone:
     source: str                 # path actually read
     fmt: str                    # detected format
     config: Config | None = None  # full training config, when the file has it
+    notes: List[str] = field(default_factory=list)   # what was inferred or assumed (for the user)
+    weights_hash: str = ""      # content hash of the loaded weights + model config (feature-cache key)
+
+
+@dataclass
+class CheckpointContents:
+    state: Dict[str, torch.Tensor]          # backbone state dict, timm key names
+    model_cfg: ModelConfig
+    data_cfg: Dict
+    fmt: str
+    config: Optional[Config]
+    path: Path
+    notes: List[str] = field(default_factory=list)
+    key_prefix: str = ""                    # how the keys were named in the file (for error messages)
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -68,30 +98,123 @@ def _model_cfg_with_overrides(model_cfg: ModelConfig, overrides: Iterable[str]) 
     return apply_overrides(replace(Config(), model=model_cfg), overrides).model
 
 
-def read_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, Dict, str, Config | None, Path]:
-    """-> (backbone state dict with timm keys, model config, data config, format, full config, path)."""
+def inspect_checkpoint(path: str | Path) -> CheckpointContents:
+    """Read any supported file -> backbone state dict (timm keys) + model/data config, without building a model."""
     p = resolve_checkpoint_path(path)
     if p.suffix == ".safetensors":
         tensors, meta = load_safetensors(p)
-        if meta.get("format") != BACKBONE_FORMAT:
-            raise SslvitError(f"'{p}' has no sslvit metadata (format={meta.get('format')!r}); export it with sslvit "
-                              f"or pass the run's checkpoints/last.pt")
-        model_cfg = from_dict(ModelConfig, json.loads(meta["model_config"]), "model.")
-        return tensors, model_cfg, json.loads(meta["data_config"]), BACKBONE_FORMAT, None, p
+        if meta.get("format") == BACKBONE_FORMAT:
+            model_cfg = from_dict(ModelConfig, json.loads(meta["model_config"]), "model.")
+            return CheckpointContents(tensors, model_cfg, json.loads(meta["data_config"]), BACKBONE_FORMAT, None, p)
+        found = foreign.detect(tensors)
+        if found is None:
+            raise SslvitError(f"'{p}' has no sslvit metadata (format={meta.get('format')!r}) and is not a timm ViT "
+                              f"state dict; export it with sslvit or pass the run's checkpoints/last.pt")
+        return _foreign_contents(found, p)
     obj = load_pt(p)
     if obj.get("format") == TRAIN_FORMAT:
         cfg = from_dict(Config, obj["config"])
         sd = {k[len("backbone."):]: v for k, v in obj["model"].items() if k.startswith("backbone.")}
-        return sd, cfg.model, obj["data_config"], TRAIN_FORMAT, cfg, p
-    keys = list(obj)[:5]
-    raise SslvitError(f"'{p}' is not an sslvit checkpoint (top-level keys: {keys}); pass a run dir, last.pt or "
-                      f"last.safetensors written by sslvit")
+        return CheckpointContents(sd, cfg.model, obj["data_config"], TRAIN_FORMAT, cfg, p)
+    found = foreign.detect(obj)
+    if found is None:
+        keys = list(obj)[:5]
+        raise SslvitError(f"'{p}' is not an sslvit checkpoint nor a recognised ViT checkpoint (top-level keys: "
+                          f"{keys}); pass a run dir, last.pt, last.safetensors, an official MoCo v3 .pth.tar, a "
+                          f"DeiT-style file or a timm ViT state dict")
+    return _foreign_contents(found, p)
+
+
+def _foreign_contents(found, p: Path) -> CheckpointContents:
+    fmt, sd, info = found
+    model_cfg, data_cfg, notes = foreign.infer_vit_config(sd, str(p), fmt, info.get("arch"))
+    prefix = foreign.MOCO_PREFIX if fmt == foreign.MOCOV3_FORMAT else ""
+    return CheckpointContents(sd, model_cfg, data_cfg, fmt, None, p, notes, prefix)
+
+
+def read_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, Dict, str, Config | None, Path]:
+    """-> (backbone state dict with timm keys, model config, data config, format, full config, path)."""
+    c = inspect_checkpoint(path)
+    return c.state, c.model_cfg, c.data_cfg, c.fmt, c.config, c.path
+
+
+def adapt_state(sd: Dict[str, torch.Tensor], model_cfg: ModelConfig) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Fit position embeddings (and the patch kernel) to ``model_cfg``'s image / patch size.
+
+    Fixed 2-D sin-cos tables are regenerated exactly; learned ones are resampled (bicubic) with timm's
+    ``resample_abs_pos_embed``; a patch kernel of another size is resampled with timm's FlexiViT
+    ``resample_patch_embed``.
+    """
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+
+    from ssl_vit.models.vit import sincos_pos_embed
+
+    notes: List[str] = []
+    sd = dict(sd)
+    proj = sd.get("patch_embed.proj.weight")
+    if proj is not None and proj.ndim == 4 and tuple(proj.shape[-2:]) != (model_cfg.patch_size,) * 2:
+        sd["patch_embed.proj.weight"] = resample_patch_embed(proj, [model_cfg.patch_size] * 2)
+        notes.append(f"patch kernel resampled {tuple(proj.shape[-2:])} -> {(model_cfg.patch_size,) * 2}")
+    pe = sd.get("pos_embed")
+    if pe is None or pe.ndim != 3:
+        return sd, notes
+    grid = model_cfg.img_size // model_cfg.patch_size
+    n_old = int(pe.shape[1]) - 1
+    if n_old == grid * grid:
+        return sd, notes
+    old = int(round(n_old ** 0.5))
+    if old * old != n_old:
+        return sd, notes                           # not a square grid: the strict load names the shapes
+    dim = int(pe.shape[-1])
+    if model_cfg.pos_embed == "sincos" and dim % 4 == 0 and \
+            torch.allclose(pe.float(), sincos_pos_embed((old, old), dim), atol=1e-5):
+        sd["pos_embed"] = sincos_pos_embed((grid, grid), dim).to(pe.dtype)
+        notes.append(f"sin-cos position embedding regenerated for a {grid}x{grid} grid (was {old}x{old})")
+    else:
+        sd["pos_embed"] = resample_abs_pos_embed(pe, [grid, grid], [old, old], num_prefix_tokens=1)
+        notes.append(f"position embedding resampled {old}x{old} -> {grid}x{grid} (bicubic)")
+    return sd, notes
+
+
+def weights_hash(sd: Dict[str, torch.Tensor], model_cfg: ModelConfig) -> str:
+    """Content hash of a state dict and the config that interprets it (feature-cache key)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(to_dict(model_cfg), sort_keys=True).encode())
+    for k in sorted(sd):
+        t = sd[k].detach().contiguous().cpu()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_backbone(path: str | Path, overrides: Iterable[str] = (), device_type: str = "cpu") -> LoadedBackbone:
     from ssl_vit.models import create_backbone
-    sd, model_cfg, data_cfg, fmt, cfg, p = read_checkpoint(path)
-    model_cfg = _model_cfg_with_overrides(model_cfg, overrides)
+    from ssl_vit.models.vit import SIZES
+
+    c = inspect_checkpoint(path)
+    model_cfg = _model_cfg_with_overrides(c.model_cfg, overrides)
+    if model_cfg.img_size % model_cfg.patch_size:
+        raise SslvitError(f"model.patch_size={model_cfg.patch_size} does not divide model.img_size="
+                          f"{model_cfg.img_size}; pick an image size that is a multiple of the patch size")
+    if model_cfg.name in SIZES:
+        from ssl_vit.models.vit import resolve
+        r = resolve(model_cfg)
+        if r.embed_dim % r.num_heads:
+            raise SslvitError(f"model.num_heads={r.num_heads} does not divide the embedding dim {r.embed_dim}; "
+                              f"pass --set model.num_heads=<a divisor of {r.embed_dim}>")
+    sd, notes = adapt_state(c.state, model_cfg)
+    from ssl_vit.config.loading import diff_configs
+    changed = diff_configs(to_dict(c.model_cfg), to_dict(model_cfg), "model.")
+    if changed:
+        notes = [f"overridden: {'; '.join(changed)}"] + notes
+    data_cfg = dict(c.data_cfg)
+    if model_cfg.img_size != c.model_cfg.img_size:
+        data_cfg["img_size"] = model_cfg.img_size
+    if model_cfg.in_chans != c.model_cfg.in_chans:
+        raise SslvitError(f"model.in_chans={model_cfg.in_chans} differs from the checkpoint's {c.model_cfg.in_chans}; "
+                          f"leave it: evaluation converts grey <-> RGB to the backbone's channels")
     model = create_backbone(model_cfg, device_type)
-    load_state_strict(model, sd, str(p))
-    return LoadedBackbone(model, model_cfg, data_cfg, str(p), fmt, cfg)
+    source = str(c.path) + (f" ({c.fmt}, keys under '{c.key_prefix}')" if c.key_prefix else "")
+    load_state_strict(model, sd, source)
+    return LoadedBackbone(model, model_cfg, data_cfg, str(c.path), c.fmt, c.config, c.notes + notes,
+                          weights_hash(sd, model_cfg))

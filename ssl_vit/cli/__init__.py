@@ -5,7 +5,10 @@ import click
 
 from ssl_vit import __version__
 from ssl_vit.cli.common import SslvitGroup
+from ssl_vit.cli.diagnose import diagnose_cmd
+from ssl_vit.cli.export import export_cmd
 from ssl_vit.cli.knn import knn_cmd
+from ssl_vit.cli.linear_probe import linear_probe_cmd
 from ssl_vit.cli.pretrain import pretrain_cmd
 
 
@@ -24,6 +27,9 @@ def cli():
 
 cli.add_command(pretrain_cmd)
 cli.add_command(knn_cmd)
+cli.add_command(linear_probe_cmd)
+cli.add_command(export_cmd)
+cli.add_command(diagnose_cmd)
 
 
 def main():

@@ -18,31 +18,23 @@ from ssl_vit.cli.common import default_output_dir, set_option
 @set_option
 def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overrides):
     """kNN evaluation of a frozen backbone: CLS features after the final norm, L2-normalised,
-    k nearest training images vote with weight exp(cos / T). Prints top1=<percent> last.
+    k nearest training images vote with weight exp(cos / T). Prints top1=<percent> last. Features are
+    cached (eval.cache_dir; --set eval.feature_cache=false to turn off) and shared with `sslvit linear-probe`.
 
     \b
     Example:
       sslvit knn --checkpoint runs/demo --dataset fmnist
     """
-    import torch
-
-    from ssl_vit.checkpoints import load_backbone
-    from ssl_vit.config import apply_overrides
-    from ssl_vit.config.schema import Config
-    from ssl_vit.data import parse_spec
-    from ssl_vit.engine.precision import Precision, resolve_device
     from ssl_vit.evaluation.knn import run_knn
     from ssl_vit.evaluation.results import write_results
+    from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
-    parse_spec(dataset)
-    loaded = load_backbone(checkpoint, overrides)
-    cfg = apply_overrides(loaded.config or Config(), [o for o in overrides if not o.startswith("model.")])
-    device = resolve_device(cfg.train.device)
-    prec = Precision.resolve(cfg.train.precision, device)
-    model = loaded.model.to(device)
-    res = run_knn(model, loaded.data_cfg, dataset, cfg.data, k, temperature, cfg.eval.batch_size,
-                  cfg.eval.max_train, cfg.eval.max_test, device, prec.dtype, progress=cfg.log.progress)
-    res.update(checkpoint=loaded.source, metric="knn")
+    s = prepare_eval(checkpoint, dataset, overrides, lambda m: click.echo(m, err=True))
+    cfg = s.cfg
+    res = run_knn(s.loaded.model, s.loaded.data_cfg, dataset, cfg.data, k, temperature, cfg.eval.batch_size,
+                  cfg.eval.max_train, cfg.eval.max_test, s.device, s.precision.dtype, progress=cfg.log.progress,
+                  cache=s.cache, weights_hash=s.loaded.weights_hash)
+    res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, metric="knn", precision=s.precision.name)
     out = Path(output_dir) if output_dir else default_output_dir("knn")
     write_results(out, res, "kNN")
     click.echo(f"results: {out / 'results.json'}")

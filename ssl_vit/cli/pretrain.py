@@ -47,6 +47,8 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force):
     from ssl_vit.engine.trainer import Preempted, pretrain
     from ssl_vit.errors import SslvitError
 
+    if force and not resume:
+        raise SslvitError("--force only applies with --resume; drop --force or add --resume")
     if resume and not output_dir:
         raise SslvitError("--resume needs --output-dir pointing at the run to continue")
     if not recipe and not (resume and output_dir and (Path(output_dir) / "config.yaml").is_file()):

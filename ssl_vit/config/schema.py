@@ -80,7 +80,7 @@ class OptimConfig:
     min_lr: float = 0.0
     weight_decay: float = 0.1
     betas: Tuple[float, float] = (0.9, 0.999)
-    warmup_epochs: float = 40.0
+    warmup_epochs: float = 40.0             # as a share of train.epochs (kept when train.max_steps sets the length)
     warmup_steps: Optional[int] = None      # when set, wins over warmup_epochs
 
 
@@ -90,6 +90,7 @@ class TrainConfig:
     max_steps: Optional[int] = None         # when set, wins over epochs
     batch_size: int = 4096                  # global batch (summed over ranks)
     checkpoint_every: int = 1000            # steps; 0 = only at the end
+    keep_last: int = 2                      # periodic checkpoints kept besides last.pt and best.pt
     precision: str = "auto"                 # auto (bf16 where the hardware has it, else fp32) | bf16 | fp16 | fp32
     device: str = "auto"                    # auto | cpu | cuda | cuda:N
     threads: int = 0                        # CPU intra-op threads; 0 = all cores
@@ -108,6 +109,24 @@ class LogConfig:
 
 
 @dataclass
+class DiagConfig:
+    """Stability diagnostics (``ssl_vit/diagnostics``). Intervals: ``log.diag_every``, ``log.knn_every``;
+    the reaction to a spike: ``train.on_spike``."""
+
+    enabled: bool = True                    # false: no diagnostic hooks (e.g. to benchmark without them)
+    spike_window: int = 100                 # observations per signal in the rolling median / MAD window
+    spike_min_history: int = 20             # observations a signal needs before it can spike
+    spike_z: float = 6.0                    # robust z-score (of log values) above which a value is a spike ...
+    spike_min_ratio: float = 1.5            # ... if it is also >= this multiple of the window median (grad norms)
+    spike_loss_min_ratio: float = 1.05      # the same floor for the loss, whose spikes are small in relative terms
+    rollback_lr_factor: float = 0.5         # on_spike=rollback: lr multiplied by this at every rollback
+    max_rollbacks: int = 3                  # rollbacks per run; later spikes are skipped instead
+    knn_dip: float = 2.0                    # kNN top-1 drop (points) below the best so far that counts as a dip
+    frozen_patch_grad: bool = True          # measure the gradient a frozen patch projection would get (diag steps)
+    probe_images: int = 32                  # images used for token diversity and attention entropy
+
+
+@dataclass
 class EvalConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
@@ -116,6 +135,26 @@ class EvalConfig:
     batch_size: int = 512
     max_train: int = 0                      # kNN memory bank size cap (0: the whole train split)
     max_test: int = 0                       # kNN query cap (0: the whole test split)
+    feature_cache: bool = True              # kNN / linear probe: reuse extracted features (safetensors files)
+    cache_dir: Optional[str] = None         # where (default: $SSLVIT_CACHE_DIR or ~/.cache/sslvit/features)
+
+
+@dataclass
+class ProbeConfig:
+    """`sslvit linear-probe`: a linear classifier on the frozen backbone's CLS features (after the final norm)."""
+
+    mode: str = "fast"                      # fast (logistic regression on cached features) | protocol (MoCo v3 main_lincls)
+    fast_lrs: str = "0.01,0.1,0.3"          # fast: AdamW learning rates swept (comma-separated)
+    fast_weight_decays: str = "0,0.001,0.01"  # fast: (decoupled) weight decays swept (comma-separated)
+    fast_epochs: int = 30                   # fast: passes over the cached features (cosine schedule)
+    fast_batch_size: int = 1024             # fast: mini-batch of features (smaller for small sets: >= 20 steps/epoch)
+    val_fraction: float = 0.1               # fast: share of train held out to choose lr / weight decay, then refit on all
+    epochs: int = 90                        # protocol: MoCo v3 main_lincls (cosine, no warm-up)
+    batch_size: int = 1024                  # protocol
+    lr: float = 3.0                         # protocol: base lr; SGD lr = lr * batch_size / 256
+    momentum: float = 0.9                   # protocol
+    weight_decay: float = 0.0               # protocol
+    crop_scale: Tuple[float, float] = (0.08, 1.0)  # protocol: random-resized-crop scale (+ horizontal flip)
 
 
 @dataclass
@@ -129,3 +168,5 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    diag: DiagConfig = field(default_factory=DiagConfig)

@@ -10,6 +10,31 @@ def _need(cond: bool, msg: str) -> None:
         raise SslvitError(msg)
 
 
+def parse_floats(text, key: str) -> list:
+    """'0.001,0.01' -> [0.001, 0.01] (a one-line error naming the key otherwise)."""
+    try:
+        vals = [float(v) for v in str(text).replace(" ", "").strip("[]()").split(",") if v != ""]
+    except ValueError:
+        raise SslvitError(f"{key} must be comma-separated numbers like 0.001,0.01, got {text!r}") from None
+    _need(bool(vals), f"{key} needs at least one value, e.g. {key}=0.001,0.01")
+    return vals
+
+
+def validate_probe(cfg: Config) -> None:
+    p = cfg.probe
+    _need(p.mode in ("fast", "protocol"), f"probe.mode must be fast or protocol, not '{p.mode}'")
+    _need(all(v > 0 for v in parse_floats(p.fast_lrs, "probe.fast_lrs")), "probe.fast_lrs values must be > 0")
+    _need(all(v >= 0 for v in parse_floats(p.fast_weight_decays, "probe.fast_weight_decays")),
+          "probe.fast_weight_decays values must be >= 0")
+    _need(p.fast_epochs > 0 and p.epochs > 0, "probe.fast_epochs and probe.epochs must be > 0")
+    _need(p.fast_batch_size > 0 and p.batch_size > 0, "probe.fast_batch_size and probe.batch_size must be > 0")
+    _need(0 < p.val_fraction < 1, f"probe.val_fraction must be in (0, 1), got {p.val_fraction}")
+    _need(p.lr > 0, f"probe.lr must be > 0, got {p.lr}")
+    _need(0 <= p.momentum < 1 and p.weight_decay >= 0, "probe.momentum must be in [0, 1) and probe.weight_decay >= 0")
+    _need(0 < p.crop_scale[0] <= p.crop_scale[1] <= 1,
+          f"probe.crop_scale must satisfy 0 < min <= max <= 1, got {list(p.crop_scale)}")
+
+
 def validate(cfg: Config) -> None:
     from ssl_vit.data.specs import parse_spec
     from ssl_vit.methods import METHODS
@@ -50,6 +75,7 @@ def validate(cfg: Config) -> None:
     _need(t.epochs > 0 or (t.max_steps or 0) > 0, "train.epochs or train.max_steps must be > 0")
     _need(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
     _need(t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end)")
+    _need(t.keep_last >= 0, "train.keep_last must be >= 0")
     _need(t.precision in ("auto", "bf16", "fp16", "fp32"), f"train.precision must be auto, bf16, fp16 or fp32, not '{t.precision}'")
     _need(t.on_spike in ("log", "skip", "rollback"), f"train.on_spike must be log, skip or rollback, not '{t.on_spike}'")
     _need(t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1")
@@ -62,3 +88,16 @@ def validate(cfg: Config) -> None:
         _need(all(0 <= p <= 1 for p in getattr(a, name)), f"aug.{name} values must be in [0, 1]")
     _need(cfg.log.every > 0 and cfg.log.diag_every > 0, "log.every and log.diag_every must be > 0")
     _need(cfg.eval.knn_k > 0 and cfg.eval.knn_temperature > 0, "eval.knn_k and eval.knn_temperature must be > 0")
+    validate_probe(cfg)
+    d = cfg.diag
+    _need(d.spike_window >= 5, f"diag.spike_window must be >= 5 observations, got {d.spike_window}")
+    _need(2 <= d.spike_min_history <= d.spike_window,
+          f"diag.spike_min_history must be in [2, diag.spike_window={d.spike_window}], got {d.spike_min_history}")
+    _need(d.spike_z > 0, f"diag.spike_z must be > 0, got {d.spike_z}")
+    _need(d.spike_min_ratio >= 1 and d.spike_loss_min_ratio >= 1,
+          "diag.spike_min_ratio and diag.spike_loss_min_ratio must be >= 1 (multiples of the window median)")
+    _need(0 < d.rollback_lr_factor <= 1, f"diag.rollback_lr_factor must be in (0, 1], got {d.rollback_lr_factor}")
+    _need(d.max_rollbacks >= 0, "diag.max_rollbacks must be >= 0")
+    _need(d.knn_dip > 0, f"diag.knn_dip must be > 0 (points of top-1), got {d.knn_dip}")
+    _need(d.probe_images >= 1, "diag.probe_images must be >= 1")
+    _need(cfg.log.knn_every >= 0 and cfg.log.knn_subset >= 1, "log.knn_every must be >= 0 and log.knn_subset >= 1")

@@ -4,9 +4,11 @@
   sliced into global batches (drop-last), each rank taking its contiguous share.
 * :class:`TensorTwoViews` -- in-memory data: slice the uint8 tensor, move it to the device, augment the
   whole batch there (:class:`~ssl_vit.transforms.TwoViewAugment`) with a generator seeded by
-  ``(seed, step, rank)``.
+  ``(seed, step)``; each rank keeps its slice of the global batch's random draws, so the views do
+  not depend on the number of processes.
 * :class:`FileTwoViews` -- file data: a DataLoader whose batch sampler starts at any step; each sample
-  is transformed under a seed derived from ``(seed, step, position)``, so workers do not matter.
+  is transformed under a seed derived from ``(seed, step, position in the global batch)``, so neither
+  workers nor the number of processes matter.
 """
 from __future__ import annotations
 
@@ -64,9 +66,9 @@ class TensorTwoViews:
         step = start_step
         while True:
             idx = self.order.indices(step).to(self.images.device)
-            g = torch.Generator().manual_seed(derive_seed("aug", self.seed, step, self.order.rank))
+            g = torch.Generator().manual_seed(derive_seed("aug", self.seed, step))   # same on every rank
             x = self.images[idx].to(self.device, non_blocking=True)                   # (B, C, H, W) uint8
-            yield self.augment(x, g)
+            yield self.augment(x, g, self.order.rank * self.order.local_batch, self.order.global_batch)
             step += 1
 
 
@@ -105,7 +107,8 @@ class _StepBatchSampler:
         step = self.start
         while True:
             idx = self.order.indices(step).tolist()
-            yield [(i, derive_seed("aug", self.seed, step, self.order.rank, j)) for j, i in enumerate(idx)]
+            base = self.order.rank * self.order.local_batch        # position in the global batch
+            yield [(i, derive_seed("aug", self.seed, step, base + j)) for j, i in enumerate(idx)]
             step += 1
 
 

@@ -15,16 +15,17 @@ from typing import Dict, List, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ssl_vit.checkpoints.formats import load_pt, save_backbone, save_train_state
 from ssl_vit.checkpoints.load import load_state_strict
 from ssl_vit.config.loading import diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import BatchOrder, derive_seed, two_view_stream
+from ssl_vit.engine.checkpointing import CheckpointManager
 from ssl_vit.engine.distributed import DistContext, gather_no_grad, init_distributed
 from ssl_vit.engine.hooks import Hook, Hooks, RunState
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.precision import Precision, resolve_device
+from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
 from ssl_vit.errors import SslvitError
 from ssl_vit.methods import METHODS
@@ -107,7 +108,10 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
                              cfg.data.on_bad_image)
     spe = order.steps_per_epoch
     total_steps = cfg.train.max_steps or cfg.train.epochs * spe
-    warmup = cfg.optim.warmup_steps if cfg.optim.warmup_steps is not None else round(cfg.optim.warmup_epochs * spe)
+    if cfg.optim.warmup_steps is not None:
+        warmup = cfg.optim.warmup_steps
+    else:  # warm-up keeps its share of the schedule when train.max_steps shortens or lengthens it
+        warmup = round(cfg.optim.warmup_epochs / max(cfg.train.epochs, 1) * total_steps)
     warmup = min(warmup, total_steps)
     peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch_size, cfg.optim.lr_scaling)
     min_lr = scaled_lr(cfg.optim.min_lr, cfg.train.batch_size, cfg.optim.lr_scaling)
@@ -118,7 +122,7 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
     model = METHODS[cfg.method.name](backbone, resolve_model_config(cfg.model).embed_dim, cfg.method).to(device)
     train_model = model
     if ctx.enabled:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model, device.type)
         model.gather, model.rank = gather_no_grad, ctx.rank
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -128,26 +132,26 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
 
     # ---- resume -------------------------------------------------------------------------------
     start_step, state = 0, {}
-    last_pt = ckpt_dir / "last.pt"
-    if resume and not last_pt.exists():
+    ckpts = CheckpointManager(ckpt_dir, cfg.train.keep_last, enabled=ctx.is_main)
+    state = (ckpts.load_latest(log) if resume else None) or {}
+    if resume and not state:
         if ctx.is_main:
             log(f"--resume: no checkpoint in {ckpt_dir}; starting fresh")
     elif resume:
-        state = load_pt(last_pt)
         locked = diff_configs({k: state["config"].get(k) for k in _RESUME_LOCKED},
                               {k: to_dict(cfg).get(k) for k in _RESUME_LOCKED})
         if locked and not force:
             raise SslvitError(f"resuming '{out}' with a changed config ({'; '.join(locked)}); restore those "
                               f"settings or pass --force")
         sched = diff_configs(state["config"].get("train", {}), to_dict(cfg.train), "train.")
-        load_state_strict(model, state["model"], str(last_pt))
+        load_state_strict(model, state["model"], str(ckpt_dir))
         optimizer.load_state_dict(state["optimizer"])
         if precision.scaler is not None and state.get("scaler"):
             precision.scaler.load_state_dict(state["scaler"])
         hook_list.load_state_dict(state.get("hooks", {}))
         start_step = int(state["step"])
         if ctx.is_main:
-            log(f"resuming from step {start_step} ({last_pt})" + (f"; changed: {'; '.join(sched)}" if sched else "")
+            log(f"resuming from step {start_step} ({ckpt_dir})" + (f"; changed: {'; '.join(sched)}" if sched else "")
                 + (f"; forced despite: {'; '.join(locked)}" if locked else ""))
     if start_step >= total_steps and ctx.is_main:
         log(f"checkpoint is at step {start_step} >= total steps {total_steps}; nothing to train")
@@ -160,17 +164,16 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
     run.extra.update(data_cfg=data_cfg, device=device, precision=precision, peak_lr=peak_lr, steps_per_epoch=spe,
                      save_checkpoint=lambda step: save_checkpoint(step))
 
-    def save_checkpoint(step: int) -> None:
+    def save_checkpoint(step: int, periodic: bool = False) -> None:
         if not ctx.is_main:
             return
-        save_train_state(last_pt, {
-            "step": step, "epoch": step / spe, "config": to_dict(cfg), "data_config": data_cfg,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": precision.scaler.state_dict() if precision.scaler is not None else {},
-            "hooks": hook_list.state_dict(), "world_size": ctx.world_size, "lr_scale": run.lr_scale,
-        })
-        bb = {k[len("backbone."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
-        save_backbone(ckpt_dir / "last.safetensors", bb, to_dict(cfg.model), data_cfg, {"step": str(step)})
+        sd = model.state_dict()
+        ckpts.save({"step": step, "epoch": step / spe, "config": to_dict(cfg), "data_config": data_cfg,
+                    "model": sd, "optimizer": optimizer.state_dict(),
+                    "scaler": precision.scaler.state_dict() if precision.scaler is not None else {},
+                    "hooks": hook_list.state_dict(), "world_size": ctx.world_size, "lr_scale": run.lr_scale},
+                   {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")},
+                   to_dict(cfg.model), data_cfg, periodic=periodic, monitor=run.extra.get("monitor"))
 
     # ---- the loop -----------------------------------------------------------------------------
     hook_list.on_start(run)
@@ -193,7 +196,11 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
             (precision.scaler.scale(loss) if precision.scaler else loss).backward()
             if precision.scaler:
                 precision.scaler.unscale_(optimizer)
-            run.loss, run.lr = loss.item(), lr
+            loss_global = loss.detach()
+            if ctx.enabled:                     # the logged loss is the global mean (DDP averages the gradients)
+                torch.distributed.all_reduce(loss_global)
+                loss_global /= ctx.world_size
+            run.loss, run.lr = loss_global.item(), lr
             finite, grad_norm = _grads_finite(params)
             finite = finite and math.isfinite(run.loss)
             run.extra["grad_norm"] = grad_norm
@@ -219,17 +226,22 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
             loss_sum += run.loss
             steps_since += 1
             hook_list.after_step(run, step)
+            # hooks' part of this step's record (one JSON object per step): {tag: number}, {field: JSON value}
+            hook_vals, hook_fields = run.extra.pop("log_values", {}), run.extra.pop("log_fields", {})
 
             if run.step % cfg.log.every == 0 or run.step == total_steps:
                 now = time.perf_counter()
                 pairs_s = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
                 logger.log(run.step, {"train/loss": loss_sum / steps_since, "train/lr": lr, "train/momentum": m,
-                                      "train/throughput": pairs_s}, epoch=round(run.step / spe, 4))
+                                      "train/throughput": pairs_s, **hook_vals},
+                           epoch=round(run.step / spe, 4), world_size=ctx.world_size, **hook_fields)
                 pbar.set_postfix(loss=f"{loss_sum / steps_since:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{lr:.2e}")
                 t_last, steps_since, loss_sum = now, 0, 0.0
+            elif hook_vals or hook_fields:
+                logger.log(run.step, hook_vals, **hook_fields)
             pbar.update(1)
             if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < total_steps:
-                save_checkpoint(run.step)
+                save_checkpoint(run.step, periodic=True)
             if stop.signum is not None or run.stop:
                 break
         pbar.close()

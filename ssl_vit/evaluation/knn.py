@@ -53,8 +53,11 @@ def _limit(data, n: int, seed: int):
 
 def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20, temperature: float = 0.07,
             batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None, autocast_dtype=None,
-            progress: bool = False) -> dict:
-    """Extract features of a labelled dataset's train and test splits and return kNN top-1 (percent)."""
+            progress: bool = False, cache=None, weights_hash: str = "") -> dict:
+    """Extract features of a labelled dataset's train and test splits and return kNN top-1 (percent).
+
+    With a :class:`~ssl_vit.evaluation.cache.FeatureCache` the features are read from / written to it
+    (key: ``weights_hash`` or a hash of the backbone's state, dataset, split, subset, data config)."""
     import time
 
     from ssl_vit.data.specs import eval_splits, load_dataset
@@ -70,8 +73,21 @@ def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20,
         raise SslvitError(f"dataset '{dataset}' split '{train_split}' has no labels; kNN needs a labelled dataset")
     keep = tl >= 0
     kw = dict(batch_size=batch_size, device=device, autocast_dtype=autocast_dtype, progress=progress)
-    ftr = extract_features(backbone, train, model_data_cfg, desc="kNN train features", **kw)[keep]
-    fte = extract_features(backbone, test, model_data_cfg, desc="kNN test features", **kw)
+    if cache is None:
+        ftr = extract_features(backbone, train, model_data_cfg, desc="kNN train features", **kw)[keep]
+        fte = extract_features(backbone, test, model_data_cfg, desc="kNN test features", **kw)
+    else:
+        kw.update(weights_hash=weights_hash, dataset=dataset)
+        n_events = len(cache.events)
+        ftr = cache.features(backbone, train, model_data_cfg, split=train_split, subset=f"{max_train}:0",
+                             desc="kNN train features", **kw)[keep]
+        fte = cache.features(backbone, test, model_data_cfg, split=test_split, subset=f"{max_test}:1",
+                             desc="kNN test features", **kw)
+    t1 = time.perf_counter()
     top1 = knn_top1(ftr, tl[keep], fte, vl, k, temperature)
-    return {"top1": top1, "dataset": dataset, "n_train": int(keep.sum()), "n_test": len(test), "k": k,
-            "temperature": temperature, "wall_s": round(time.perf_counter() - t0, 3)}
+    res = {"top1": top1, "dataset": dataset, "n_train": int(keep.sum()), "n_test": len(test), "k": k,
+           "temperature": temperature, "search_s": round(time.perf_counter() - t1, 3),
+           "wall_s": round(time.perf_counter() - t0, 3)}
+    if cache is not None:
+        res.update(cache.summary(n_events))
+    return res

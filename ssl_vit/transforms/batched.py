@@ -33,12 +33,25 @@ from ssl_vit.config.schema import AugConfig
 _GRAY = (0.2989, 0.587, 0.114)   # torchvision rgb_to_grayscale coefficients
 
 
-def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=g) * (hi - lo) + lo
+class _Draw:
+    """Per-sample random numbers for a slice of a (possibly larger, multi-rank) global batch.
 
+    Every draw produces ``total`` values and keeps ``[offset, offset + n)``, so a sample's augmentation
+    depends only on the generator and its position in the global batch -- not on how the batch is
+    split over processes (1 rank x B and 2 ranks x B/2 see identical views)."""
 
-def _bernoulli(n: int, p: float, g: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=g) < p
+    def __init__(self, g: torch.Generator, offset: int = 0, total: int | None = None):
+        self.g, self.offset, self.total = g, offset, total
+
+    def rand(self, n: int) -> torch.Tensor:
+        total = self.total or n
+        return torch.rand(total, generator=self.g)[self.offset:self.offset + n]
+
+    def uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
+        return self.rand(n) * (hi - lo) + lo
+
+    def bernoulli(self, n: int, p: float) -> torch.Tensor:
+        return self.rand(n) < p
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -89,53 +102,56 @@ class TwoViewAugment(torch.nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor, g: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, g: torch.Generator, offset: int = 0,
+                global_batch: int | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``offset``/``global_batch``: this slice's place in the global batch (data-parallel ranks)."""
         x = images.float().div_(255.0)                                             # (B, C, H, W) in [0, 1]
         c = self.cfg
-        v1 = self.view(x, c.blur_prob[0], c.solarize_prob[0], g)
-        v2 = self.view(x, c.blur_prob[1], c.solarize_prob[1], g)
+        d = _Draw(g, offset, global_batch)
+        v1 = self.view(x, c.blur_prob[0], c.solarize_prob[0], d)
+        v2 = self.view(x, c.blur_prob[1], c.solarize_prob[1], d)
         return v1, v2
 
     # -- one view ---------------------------------------------------------------------------
-    def view(self, x: torch.Tensor, blur_p: float, solarize_p: float, g: torch.Generator) -> torch.Tensor:
+    def view(self, x: torch.Tensor, blur_p: float, solarize_p: float, g: _Draw) -> torch.Tensor:
         x = self.resized_crop_flip(x, g)
         x = self.color_jitter(x, g)
         x = self.random_grayscale(x, g)
         x = self.blur(x, blur_p, g)
         if solarize_p > 0:
-            m = _bernoulli(x.shape[0], solarize_p, g).to(x.device).view(-1, 1, 1, 1)
+            m = g.bernoulli(x.shape[0], solarize_p).to(x.device).view(-1, 1, 1, 1)
             x = torch.where(m & (x >= 0.5), 1.0 - x, x)
         return (x - self.mean) / self.std
 
-    def resized_crop_flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def resized_crop_flip(self, x: torch.Tensor, g: _Draw) -> torch.Tensor:
         B, C, H, W = x.shape
         c = self.cfg
-        area = _uniform(B, c.crop_scale[0], c.crop_scale[1], g)
-        logr = _uniform(B, math.log(c.crop_ratio[0]), math.log(c.crop_ratio[1]), g)
+        area = g.uniform(B, c.crop_scale[0], c.crop_scale[1])
+        logr = g.uniform(B, math.log(c.crop_ratio[0]), math.log(c.crop_ratio[1]))
         ratio = torch.exp(logr)
         w = torch.sqrt(area * ratio).clamp(max=1.0)                                  # fraction of width
         h = torch.sqrt(area / ratio).clamp(max=1.0)
-        cx = (torch.rand(B, generator=g) * 2 - 1) * (1 - w)                           # centre in [-1+w, 1-w]
-        cy = (torch.rand(B, generator=g) * 2 - 1) * (1 - h)
-        flip = torch.where(_bernoulli(B, c.hflip_prob, g), -1.0, 1.0)
+        cx = (g.rand(B) * 2 - 1) * (1 - w)                           # centre in [-1+w, 1-w]
+        cy = (g.rand(B) * 2 - 1) * (1 - h)
+        flip = torch.where(g.bernoulli(B, c.hflip_prob), -1.0, 1.0)
         theta = torch.zeros(B, 2, 3)
         theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
         theta[:, 1, 1], theta[:, 1, 2] = h, cy
         grid = F.affine_grid(theta.to(x.device), [B, C, self.img_size, self.img_size], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def color_jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def color_jitter(self, x: torch.Tensor, g: _Draw) -> torch.Tensor:
         B, C = x.shape[:2]
         c = self.cfg
-        apply = _bernoulli(B, c.jitter_prob, g)
+        apply = g.bernoulli(B, c.jitter_prob)
 
         def factor(strength):                                                       # (B, 1, 1, 1)
-            f = _uniform(B, max(0.0, 1 - strength), 1 + strength, g)
+            f = g.uniform(B, max(0.0, 1 - strength), 1 + strength)
             return torch.where(apply, f, torch.ones_like(f)).to(x.device).view(-1, 1, 1, 1)
 
         b, ct, s = factor(c.brightness), factor(c.contrast), factor(c.saturation)
-        hue = torch.where(apply, _uniform(B, -c.hue, c.hue, g), torch.zeros(B)).to(x.device).view(-1, 1, 1)
-        for op in torch.randperm(4, generator=g).tolist():
+        hue = torch.where(apply, g.uniform(B, -c.hue, c.hue), torch.zeros(B)).to(x.device).view(-1, 1, 1)
+        for op in torch.randperm(4, generator=g.g).tolist():
             if op == 0:
                 x = (x * b).clamp_(0, 1)
             elif op == 1:
@@ -150,18 +166,18 @@ class TwoViewAugment(torch.nn.Module):
                 x = hsv_to_rgb(hsv)
         return x
 
-    def random_grayscale(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        m = _bernoulli(x.shape[0], self.cfg.grayscale_prob, g).to(x.device).view(-1, 1, 1, 1)
+    def random_grayscale(self, x: torch.Tensor, g: _Draw) -> torch.Tensor:
+        m = g.bernoulli(x.shape[0], self.cfg.grayscale_prob).to(x.device).view(-1, 1, 1, 1)
         if x.shape[1] != 3:                 # already grey: a no-op, but keep the RNG stream aligned
             return x
         return torch.where(m, grayscale(x).expand_as(x), x)
 
-    def blur(self, x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    def blur(self, x: torch.Tensor, p: float, g: _Draw) -> torch.Tensor:
         B, C, H, W = x.shape
         scale = self.img_size / 224.0
         lo, hi = self.cfg.blur_sigma[0] * scale, self.cfg.blur_sigma[1] * scale
-        sigma = _uniform(B, lo, hi, g)
-        apply = _bernoulli(B, p, g)
+        sigma = g.uniform(B, lo, hi)
+        apply = g.bernoulli(B, p)
         if p <= 0 or hi < 0.2:              # a sigma below 0.2 px changes nothing measurable
             return x
         radius = max(1, math.ceil(3 * hi))

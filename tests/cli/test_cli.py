@@ -57,6 +57,11 @@ def test_smoke_pretrain_writes_the_contract_then_knn(tmp_path, tiny_overrides):
     (["pretrain", "--recipe", "smoke", "--set", "train.batch_size=zero"], "expected an integer"),
     (["pretrain", "--recipe", "smoke", "--set", "noequals"], "has no '='"),
     (["pretrain", "--resume"], "--resume needs --output-dir"),
+    (["pretrain", "--recipe", "smoke", "--force"], "--force only applies with --resume"),
+    (["pretrain", "--recipe", "smoke", "--set", "optim.lr=-0.1"], "optim.lr must be > 0"),
+    (["pretrain", "--recipe", "smoke", "--set", "model.stem=hexagon"], "unknown stem"),
+    (["pretrain", "--recipe", "smoke", "--set", "method.name=dino"], "unknown method"),
+    (["pretrain", "--recipe", "smoke", "--set", "data.dataset=imagefolder:/nonexistent"], "does not exist"),
     (["knn", "--checkpoint", "/nope.pt", "--dataset", "fmnist"], "not found"),
     (["knn", "--checkpoint", "/nope.pt", "--dataset", "bogus:1"], "unknown dataset"),
 ])
@@ -95,3 +100,35 @@ def test_help_teaches():
     assert r.returncode == 0
     for needle in ("--recipe", "--set", "--resume", "smoke", "vit_pico", "patchify", "fmnist", "Examples"):
         assert needle in r.stdout
+
+
+def test_empty_and_corrupt_data_dirs(tmp_path):
+    from click.testing import CliRunner
+
+    from ssl_vit.cli import cli
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(cli, ["pretrain", "--recipe", "smoke", "--output-dir", str(tmp_path / "o"),
+                                 "--set", f"data.dataset=imagefolder:{tmp_path / 'empty'}", "--set", "model.in_chans=3"])
+    assert r.exit_code == 2 and "has no 'train/' folder" in r.stderr
+    (tmp_path / "fm").mkdir()
+    (tmp_path / "fm" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    (tmp_path / "fm" / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    r = CliRunner().invoke(cli, ["pretrain", "--recipe", "smoke", "--output-dir", str(tmp_path / "o2"),
+                                 "--set", f"data.dataset=fmnist:{tmp_path / 'fm'}"])
+    assert r.exit_code == 2 and "cannot read IDX file" in r.stderr
+    assert not (tmp_path / "o2" / "checkpoints" / "last.pt").exists()
+
+
+def test_checkpoint_of_another_architecture_for_knn(tmp_path, fmnist_dir):
+    from click.testing import CliRunner
+
+    from ssl_vit.checkpoints import save_backbone
+    from ssl_vit.cli import cli
+    from ssl_vit.config import ModelConfig, to_dict
+    from ssl_vit.models import create_backbone
+    cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)
+    sd = create_backbone(cfg).state_dict()
+    sd["blocks.0.mlp.fc1.weight"] = torch.zeros(100, 64)           # saved from another MLP width
+    save_backbone(tmp_path / "b.safetensors", sd, to_dict(cfg), {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]})
+    r = CliRunner().invoke(cli, ["knn", "--checkpoint", str(tmp_path / "b.safetensors"), "--dataset", f"fmnist:{fmnist_dir}"])
+    assert r.exit_code == 2 and "blocks.0.mlp.fc1.weight" in r.stderr and "(100, 64)" in r.stderr

@@ -59,3 +59,14 @@ def test_hsv_roundtrip_and_matches_torchvision_hue():
 def test_grey_images_supported():
     v1, v2 = TwoViewAugment(AugConfig(), 28, (0.3,), (0.3,))(_imgs(4, 1, 28), torch.Generator().manual_seed(0))
     assert v1.shape == (4, 1, 28, 28) and torch.isfinite(v2).all()
+
+
+def test_views_do_not_depend_on_the_rank_split():
+    """1 rank x 8 images == 2 ranks x 4 images: each rank keeps its slice of the global draws."""
+    aug = TwoViewAugment(AugConfig(), 12, (0.5,) * 3, (0.5,) * 3)
+    x = _imgs(8)
+    full1, full2 = aug(x, torch.Generator().manual_seed(3))
+    for rank in range(2):
+        a1, a2 = aug(x[rank * 4:(rank + 1) * 4], torch.Generator().manual_seed(3), rank * 4, 8)
+        assert torch.allclose(a1, full1[rank * 4:(rank + 1) * 4], atol=1e-6)
+        assert torch.allclose(a2, full2[rank * 4:(rank + 1) * 4], atol=1e-6)

@@ -1,0 +1,52 @@
+"""`sslvit linear-probe`: a linear classifier on a frozen backbone's features (fast or MoCo v3 protocol)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ssl_vit.cli.common import default_output_dir, set_option
+
+
+@click.command("linear-probe")
+@click.option("--checkpoint", required=True,
+              help="Run dir, last.pt, a .safetensors backbone, an official MoCo v3 .pth.tar, a DeiT or timm ViT file.")
+@click.option("--dataset", required=True,
+              help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="Where results.json goes (default: runs/linear-probe-<time>).")
+@set_option
+def linear_probe_cmd(checkpoint, dataset, output_dir, overrides):
+    """Linear probe of a frozen backbone (CLS token after the final norm). Prints top1=<percent> last.
+
+    \b
+    Modes (--set probe.mode=...):
+      fast      (default) logistic regression on cached features; lr / weight decay chosen on a held-out
+                part of train (probe.val_fraction), then refit on all of train
+      protocol  MoCo v3 main_lincls: SGD momentum 0.9, lr 3 x batch/256, 90 epochs cosine, no weight decay,
+                random-resized-crop + flip; reports the last-epoch top1 and the best epoch's top1_best
+    Features are cached (eval.cache_dir, $SSLVIT_CACHE_DIR or ~/.cache/sslvit/features) and shared with `sslvit knn`.
+
+    \b
+    Examples:
+      sslvit linear-probe --checkpoint runs/demo --dataset fmnist
+      sslvit linear-probe --checkpoint vit-s-300ep.pth.tar --dataset cifar10:/data/cifar --set probe.mode=protocol
+      sslvit linear-probe --checkpoint timm_vit.safetensors --dataset fmnist --set model.num_heads=6
+    """
+    from ssl_vit.evaluation.linear_probe import run_linear_probe
+    from ssl_vit.evaluation.results import write_results
+    from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
+
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    s = prepare_eval(checkpoint, dataset, overrides, log)
+    res = run_linear_probe(s.loaded, dataset, s.cfg, s.cache, s.device, s.precision.dtype, log)
+    res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, precision=s.precision.name)
+    out = Path(output_dir) if output_dir else default_output_dir("linear-probe")
+    write_results(out, res, f"linear probe ({res['mode']})")
+    if res["mode"] == "protocol":
+        click.echo(f"top-1 last epoch {res['top1_last']:.2f} (reported), best epoch {res['best_epoch']}: "
+                   f"{res['top1_best']:.2f} (chosen on test, optimistic)")
+    else:
+        click.echo(f"chose lr={res['lr']:g}, weight_decay={res['weight_decay']:g} (val top-1 {res['val_top1']:.2f})")
+    click.echo(f"results: {out / 'results.json'}")
+    click.echo(f"top1={res['top1']:.2f}")

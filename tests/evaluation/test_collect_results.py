@@ -1,0 +1,45 @@
+"""eval/collect_results.py: many results.json -> one Markdown / CSV table."""
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "eval" / "collect_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_collects_runs_into_one_table(tmp_path):
+    mod = _load()
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "vit_pico", "img_size": 28, "patch_size": 7,
+                                                               "in_chans": 1}, "method": {"name": "mocov3"}}))
+    (run / "results.json").write_text(json.dumps({"top1": 81.5, "dataset": "fmnist", "metric": "knn", "n_train": 60000,
+                                                  "n_test": 10000, "wall_s": 12.0, "checkpoint": "x"}))
+    lp = run / "lp"
+    lp.mkdir()
+    (lp / "results.json").write_text(json.dumps({"top1": 85.25, "top1_best": 86.0, "dataset": "fmnist", "mode": "protocol",
+                                                 "metric": "linear_protocol", "backbone": "vit_pico d128 L6 h4 p7 28px",
+                                                 "params": 1234567, "pretrain_method": "mocov3", "n_train": 60000,
+                                                 "n_test": 10000, "wall_s": 99.0, "checkpoint": "x"}))
+    md, csv_path = tmp_path / "t.md", tmp_path / "t.csv"
+    assert mod.main([str(tmp_path / "runs"), "--md", str(md), "--csv", str(csv_path)]) == 0
+    text = md.read_text()
+    assert text.count("\n") == 4                                         # header, rule, two rows
+    assert "| vit_pico d128 L6 h4 p7 28px | mocov3 | fmnist | knn | 81.50 |" in text   # filled from config.yaml
+    assert "| linear_protocol | 85.25 | 86.00 | 1.23M |" in text
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["metric"] for r in rows] == ["knn", "linear_protocol"] and rows[1]["params"] == "1234567"
+
+
+def test_nothing_found_is_exit_2(tmp_path, capsys):
+    assert _load().main([str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
