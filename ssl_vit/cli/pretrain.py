@@ -1,6 +1,7 @@
 """`sslvit pretrain`: MoCo v3 pretraining from a recipe."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force):
     except Preempted as e:
         click.echo(str(e), err=True)
         sys.exit(128 + e.signum)
+    if int(os.environ.get("RANK", "0")) != 0:      # under torchrun only rank 0 reports
+        return
     click.echo(f"run dir:     {summary['output_dir']}")
     click.echo(f"checkpoint:  {summary['checkpoint']}")
     click.echo(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")

@@ -234,9 +234,11 @@ def load_config(recipe: Optional[str] = None, overrides: Iterable[str] = (), val
     return cfg
 
 
-def dump_yaml(cfg, path: Path) -> None:
+def dump_yaml(cfg, path: Path, header: str = "") -> None:
+    """Write the resolved config; ``header`` lines become YAML comments (run facts that are not config)."""
     from ssl_vit.engine.atomic import atomic_write_text
-    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    atomic_write_text(Path(path), comments + yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def config_from_dict(data: Dict[str, Any]) -> Config:

@@ -158,7 +158,7 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
 
     logger = RunLogger(out, ctx.is_main, cfg.log.tensorboard, purge_step=start_step if resume else None)
     if ctx.is_main:
-        dump_yaml(cfg, out / "config.yaml")
+        dump_yaml(cfg, out / "config.yaml", header=f"world_size: {ctx.world_size} (processes; train.batch_size is the global batch)")
     run = RunState(cfg, model, optimizer, logger, ctx, out, start_step, total_steps,
                    lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0)
     run.extra.update(data_cfg=data_cfg, device=device, precision=precision, peak_lr=peak_lr, steps_per_epoch=spe,
