@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from ssl_vit.engine.hooks import Hook
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(2)
 
@@ -53,3 +55,15 @@ def tiny_overrides(fmnist_dir):
 def tiny_cfg(tiny_overrides):
     from ssl_vit.config import load_config
     return load_config("smoke", tiny_overrides)
+
+
+class StopAt(Hook):
+    """Test hook: ask the loop to checkpoint and stop once ``k`` steps are done (as a preemption would)."""
+    name = "stop_at"
+
+    def __init__(self, k):
+        self.k = k
+
+    def after_step(self, run, step):
+        if run.step == self.k:
+            run.stop = True

@@ -351,6 +351,16 @@ def _figure(nrows: int, ncols: int, w: float = 11, h: float = 6.5):
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
+def _finish_grid(fig, ax, title: str, path: Path) -> Path:
+    """Common end of a 2x2 per-run figure: step x-labels, legends where there are labels, title, save."""
+    for a in (ax[0][0], ax[0][1], ax[1][0], ax[1][1]):
+        a.set_xlabel("step")
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -405,12 +415,7 @@ def plot_run(run: RunData, sm: Summary, out_dir: Path) -> List[Path]:
     a = ax[1][1]
     _plot_tag(a, run, "train/lr", color="tab:blue", lw=1, label="train/lr")
     a.set_title("learning rate")
-    for a in (ax[0][0], ax[0][1], ax[1][0], ax[1][1]):
-        a.set_xlabel("step")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, ncol=2)
-    fig.suptitle(run.label)
-    out.append(_save(fig, out_dir / "diag_training.png"))
+    out.append(_finish_grid(fig, ax, run.label, out_dir / "diag_training.png"))
 
     fig, ax = _figure(2, 2)
     a = ax[0][0]
@@ -436,12 +441,7 @@ def plot_run(run: RunData, sm: Summary, out_dir: Path) -> List[Path]:
     for i, t in enumerate(ent):
         _plot_tag(a, run, t, color=cmap(i), lw=0.7, label=f"attn entropy {t.rsplit('/', 1)[1]}")
     a.set_title("token similarity / attention entropy")
-    for a in (ax[0][0], ax[0][1], ax[1][0], ax[1][1]):
-        a.set_xlabel("step")
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=7, ncol=2)
-    fig.suptitle(run.label)
-    out.append(_save(fig, out_dir / "diag_representation.png"))
+    out.append(_finish_grid(fig, ax, run.label, out_dir / "diag_representation.png"))
     return out
 
 

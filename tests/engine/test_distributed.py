@@ -7,24 +7,13 @@ import torch
 import torch.multiprocessing as mp
 
 from ssl_vit.config import apply_overrides
-from ssl_vit.engine.hooks import Hook
+from tests.conftest import StopAt
 
 
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class _StopAt(Hook):
-    name = "stop_at"
-
-    def __init__(self, k):
-        self.k = k
-
-    def after_step(self, run, step):
-        if run.step == self.k:
-            run.stop = True
 
 
 def _worker(rank, world, port, cfg, out, mode="plain"):
@@ -36,7 +25,7 @@ def _worker(rank, world, port, cfg, out, mode="plain"):
         # rank 1 gets its own path: it must never create it (only rank 0 writes)
         pretrain(cfg, out if rank == 0 else f"{out}_rank{rank}", log=lambda m: None)
     elif mode == "stop":       # both ranks stop after step 1; rank 0 checkpoints
-        pretrain(cfg, out, hooks=[_StopAt(1)], log=lambda m: None)
+        pretrain(cfg, out, hooks=[StopAt(1)], log=lambda m: None)
     else:                      # every rank loads rank 0's checkpoint and finishes the run
         pretrain(cfg, out, resume=True, log=lambda m: None)
     torch.distributed.destroy_process_group()

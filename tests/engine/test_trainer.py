@@ -7,6 +7,7 @@ from ssl_vit.config import apply_overrides
 from ssl_vit.engine.hooks import Hook
 from ssl_vit.engine.trainer import pretrain
 from ssl_vit.errors import SslvitError
+from tests.conftest import StopAt
 
 
 class _Record(Hook):
@@ -14,17 +15,6 @@ class _Record(Hook):
 
     def on_start(self, run):
         self.start = {k: v.detach().clone() for k, v in run.model.backbone.state_dict().items()}
-
-
-class _StopAt(Hook):
-    name = "stop_at"
-
-    def __init__(self, k):
-        self.k = k
-
-    def after_step(self, run, step):
-        if run.step == self.k:
-            run.stop = True
 
 
 def _no_knn(cfg):
@@ -45,7 +35,7 @@ def test_patch_projection_frozen_vs_trained(tiny_cfg, tmp_path, frozen):
 def test_resume_is_bit_identical(tiny_cfg, tmp_path):
     cfg = _no_knn(tiny_cfg)
     pretrain(cfg, tmp_path / "full", log=lambda m: None)
-    pretrain(cfg, tmp_path / "cut", hooks=[_StopAt(4)], log=lambda m: None)
+    pretrain(cfg, tmp_path / "cut", hooks=[StopAt(4)], log=lambda m: None)
     assert load_pt(tmp_path / "cut" / "checkpoints" / "last.pt")["step"] == 4
     pretrain(cfg, tmp_path / "cut", resume=True, log=lambda m: None)
     a = load_pt(tmp_path / "full" / "checkpoints" / "last.pt")
@@ -60,7 +50,7 @@ def test_resume_is_bit_identical(tiny_cfg, tmp_path):
 
 def test_resume_refuses_changed_model_without_force(tiny_cfg, tmp_path):
     cfg = _no_knn(tiny_cfg)
-    pretrain(cfg, tmp_path, hooks=[_StopAt(2)], log=lambda m: None)
+    pretrain(cfg, tmp_path, hooks=[StopAt(2)], log=lambda m: None)
     changed = apply_overrides(cfg, ["model.depth=1"])
     with pytest.raises(SslvitError, match="model.depth"):
         pretrain(changed, tmp_path, resume=True, log=lambda m: None)
