@@ -13,7 +13,7 @@ import torch
 from ssl_vit.engine.hooks import Hook
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("SSLVIT_TEST_THREADS", "2")))   # 1 on a busy machine (see ssl_vit/engine/cpu.py)
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:

@@ -9,7 +9,10 @@ The format is detected from the keys (as timm's ``checkpoint_filter_fn`` does)::
     plain timm                    {<timm key>: ...} (.pth / .bin / .safetensors without sslvit metadata)
 
 The architecture is read off the shapes (embed dim, depth, MLP ratio, patch size and input channels
-from the patch projection kernel, image size from the position embedding). Heads cannot be read off
+from the patch projection kernel, image size from the position embedding). A conv stem
+(``patch_embed.proj.<i>.*``, e.g. MoCo v3's ``vit_conv_small``) is matched against sslvit's stems
+(``ssl_vit.models.stems.infer_stem``), which gives the stem and the patch size; the depth is the file's
+block count. Heads cannot be read off
 shapes: they come from the official ``arch`` field (MoCo v3's ViT-S has 12 heads, timm's 6), else
 timm's convention of 64-d heads, and ``--set model.num_heads=N`` overrides either.
 """
@@ -29,9 +32,10 @@ DEIT_FORMAT = "deit"
 TIMM_FORMAT = "timm"
 
 MOCO_PREFIX = "module.base_encoder."
-# MoCo v3 vits.py: (embed_dim, depth, num_heads). The conv-stem variants are not plain patchify ViTs.
-MOCO_ARCHS = {"vit_small": (384, 12, 12), "vit_base": (768, 12, 12)}
-MOCO_UNSUPPORTED = {"vit_conv_small", "vit_conv_base"}
+# MoCo v3 vits.py: (embed_dim, depth, num_heads). vit_conv_*: the conv stem (sslvit's model.stem=conv at
+# patch 16) and one block fewer.
+MOCO_ARCHS = {"vit_small": (384, 12, 12), "vit_base": (768, 12, 12), "vit_conv_small": (384, 11, 12),
+              "vit_conv_base": (768, 11, 12)}
 
 # timm's ImageNet statistics: what official MoCo v3 / DeiT / timm ViTs were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,8 +45,8 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
 def looks_like_timm_vit(sd) -> bool:
-    return isinstance(sd, dict) and "patch_embed.proj.weight" in sd and "pos_embed" in sd and \
-        any(isinstance(k, str) and k.startswith("blocks.0.") for k in sd)
+    return isinstance(sd, dict) and ("patch_embed.proj.weight" in sd or "patch_embed.proj.0.weight" in sd) and \
+        "pos_embed" in sd and any(isinstance(k, str) and k.startswith("blocks.0.") for k in sd)
 
 
 def _tensors(d: Dict) -> Dict[str, torch.Tensor]:
@@ -97,10 +101,18 @@ def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: O
     """Shapes (+ the official ``arch``) -> (model config, data config, notes for the user)."""
     from ssl_vit.models.vit import SIZES, sincos_pos_embed
 
+    from ssl_vit.config.schema import PatchEmbedConfig
+    from ssl_vit.models.stems import infer_stem
+
     notes: List[str] = []
-    if arch in MOCO_UNSUPPORTED or any(k.startswith("patch_embed.proj.0.") for k in sd):
-        raise SslvitError(f"'{source}' is a conv-stem ViT ({arch or 'patch_embed.proj is a Sequential'}); only "
-                          f"plain patchify ViTs are supported (MoCo v3 vit_small / vit_base)")
+    stem = None
+    if any(k.startswith("patch_embed.proj.0.") for k in sd):          # a conv stem: proj is a Sequential
+        dim = sd["pos_embed"].shape[-1] if "pos_embed" in sd else 0
+        stem = infer_stem(sd, int(dim), source)
+        if stem is None:
+            raise SslvitError(f"'{source}' is a conv-stem ViT ({arch or 'patch_embed.proj is a Sequential'}) whose "
+                              f"stem matches none of sslvit's stems (conv = MoCo v3 vit_conv_*, scaled_relu*); "
+                              f"load it with its own code")
     if arch is not None and not arch.startswith("vit"):
         raise SslvitError(f"'{source}' is a MoCo v3 '{arch}' checkpoint; sslvit loads ViT backbones only")
     if "cls_token" not in sd:
@@ -108,11 +120,16 @@ def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: O
                           f"ViTs are not supported)")
     if "dist_token" in sd:
         raise SslvitError(f"'{source}' is a distilled DeiT (dist_token); use a non-distilled checkpoint")
-    proj = sd["patch_embed.proj.weight"]
-    if proj.ndim != 4 or proj.shape[-1] != proj.shape[-2]:
-        raise SslvitError(f"'{source}' key 'patch_embed.proj.weight' has shape {tuple(proj.shape)}; expected a "
-                          f"square conv kernel (D, C, p, p)")
-    embed_dim, in_chans, patch = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[-1])
+    if stem is not None:
+        embed_dim, in_chans = int(sd["pos_embed"].shape[-1]), int(sd["patch_embed.proj.0.weight"].shape[1])
+        patch = stem["patch_size"]
+        notes.append(f"stem '{stem['stem']}' with patch {patch} inferred from the patch_embed.proj.* shapes")
+    else:
+        proj = sd["patch_embed.proj.weight"]
+        if proj.ndim != 4 or proj.shape[-1] != proj.shape[-2]:
+            raise SslvitError(f"'{source}' key 'patch_embed.proj.weight' has shape {tuple(proj.shape)}; expected a "
+                              f"square conv kernel (D, C, p, p)")
+        embed_dim, in_chans, patch = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[-1])
     depth = 1 + max(int(m.group(1)) for m in (_BLOCK.match(k) for k in sd) if m)
     fc1 = sd.get("blocks.0.mlp.fc1.weight")
     mlp_ratio = float(fc1.shape[0]) / embed_dim if fc1 is not None else 4.0
@@ -133,6 +150,9 @@ def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: O
         next((n for n, s in SIZES.items() if s["embed_dim"] == embed_dim), "vit_tiny")
     cfg = ModelConfig(name=name, img_size=img_size, patch_size=patch, in_chans=in_chans, embed_dim=embed_dim,
                       depth=depth, num_heads=heads, mlp_ratio=mlp_ratio, pos_embed=pos)
+    if stem is not None:                       # depth is explicit (the file's block count): no block is removed
+        cfg.stem = stem["stem"]
+        cfg.patch_embed = PatchEmbedConfig(stem_channels=stem["stem_channels"], stem_stride=stem["stem_stride"])
     mean = list(IMAGENET_MEAN) if in_chans == 3 else [sum(IMAGENET_MEAN) / 3] * in_chans
     std = list(IMAGENET_STD) if in_chans == 3 else [sum(IMAGENET_STD) / 3] * in_chans
     notes.append(f"{fmt} checkpoint: {embed_dim}-d, depth {depth}, patch {patch}, {in_chans} channel(s), "

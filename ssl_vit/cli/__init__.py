@@ -4,12 +4,16 @@ from __future__ import annotations
 import click
 
 from ssl_vit import __version__
+from ssl_vit.cli.adapt import adapt_cmd
 from ssl_vit.cli.common import SslvitGroup
+from ssl_vit.cli.data import data_group
 from ssl_vit.cli.diagnose import diagnose_cmd
 from ssl_vit.cli.export import export_cmd
 from ssl_vit.cli.knn import knn_cmd
 from ssl_vit.cli.linear_probe import linear_probe_cmd
 from ssl_vit.cli.pretrain import pretrain_cmd
+from ssl_vit.cli.train import train_cmd
+from ssl_vit.cli.search import search_cmd
 
 
 @click.group(cls=SslvitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -26,10 +30,14 @@ def cli():
 
 
 cli.add_command(pretrain_cmd)
+cli.add_command(adapt_cmd)
+cli.add_command(train_cmd)
 cli.add_command(knn_cmd)
 cli.add_command(linear_probe_cmd)
 cli.add_command(export_cmd)
 cli.add_command(diagnose_cmd)
+cli.add_command(search_cmd)
+cli.add_command(data_group)
 
 
 def main():

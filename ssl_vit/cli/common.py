@@ -39,3 +39,39 @@ class SslvitGroup(click.Group):
 
 def default_output_dir(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_config(kind: str, recipe, output_dir, overrides, resume: bool, force: bool):
+    """A training command's arguments -> (Config, output dir). With ``--resume`` and no recipe, the run dir's
+    config.yaml is the recipe. Bad combinations are one-line errors."""
+    from ssl_vit.config import load_config
+
+    if force and not resume:
+        raise SslvitError("--force only applies with --resume; drop --force or add --resume")
+    if resume and not output_dir:
+        raise SslvitError("--resume needs --output-dir pointing at the run to continue")
+    if not recipe and not (resume and output_dir and (Path(output_dir) / "config.yaml").is_file()):
+        raise SslvitError("no recipe given; pass --recipe NAME (e.g. --recipe smoke) or --resume an existing run")
+    recipe = recipe or str(Path(output_dir) / "config.yaml")
+    cfg = load_config(recipe, overrides)
+    return cfg, (Path(output_dir) if output_dir else default_output_dir(kind))
+
+
+def run_training(fn, cfg, out, resume: bool, force: bool):
+    """Run ``pretrain`` / ``train_supervised``; on a preemption signal print how to resume and exit 128+sig.
+    Prints where the run lives and returns its summary (None on ranks other than 0 under torchrun)."""
+    import os
+
+    from ssl_vit.engine.trainer import Preempted
+    try:
+        summary = fn(cfg, out, resume=resume, force=force, log=lambda m: click.echo(m, err=True))
+    except Preempted as e:
+        click.echo(str(e), err=True)
+        sys.exit(128 + e.signum)
+    if int(os.environ.get("RANK", "0")) != 0:      # under torchrun only rank 0 reports
+        return None
+    click.echo(f"run dir:     {summary['output_dir']}")
+    click.echo(f"checkpoint:  {summary['checkpoint']}")
+    click.echo(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
+    return summary
+

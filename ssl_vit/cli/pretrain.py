@@ -1,13 +1,9 @@
 """`sslvit pretrain`: MoCo v3 pretraining from a recipe."""
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import run_config, run_training, set_option
 
 
 def _epilog() -> str:
@@ -44,29 +40,12 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force):
     Writes config.yaml, metrics.jsonl, tensorboard/ and checkpoints/{last.pt,last.safetensors} into the
     output dir, then prints the kNN top-1 of the final backbone.
     """
-    from ssl_vit.config import load_config
-    from ssl_vit.engine.trainer import Preempted, pretrain
-    from ssl_vit.errors import SslvitError
+    from ssl_vit.engine.trainer import pretrain
 
-    if force and not resume:
-        raise SslvitError("--force only applies with --resume; drop --force or add --resume")
-    if resume and not output_dir:
-        raise SslvitError("--resume needs --output-dir pointing at the run to continue")
-    if not recipe and not (resume and output_dir and (Path(output_dir) / "config.yaml").is_file()):
-        raise SslvitError("no recipe given; pass --recipe NAME (e.g. --recipe smoke) or --resume an existing run")
-    recipe = recipe or str(Path(output_dir) / "config.yaml")
-    cfg = load_config(recipe, overrides)
-    out = Path(output_dir) if output_dir else default_output_dir("pretrain")
-    try:
-        summary = pretrain(cfg, out, resume=resume, force=force, log=lambda m: click.echo(m, err=True))
-    except Preempted as e:
-        click.echo(str(e), err=True)
-        sys.exit(128 + e.signum)
-    if int(os.environ.get("RANK", "0")) != 0:      # under torchrun only rank 0 reports
+    cfg, out = run_config("pretrain", recipe, output_dir, overrides, resume, force)
+    summary = run_training(pretrain, cfg, out, resume, force)
+    if summary is None:
         return
-    click.echo(f"run dir:     {summary['output_dir']}")
-    click.echo(f"checkpoint:  {summary['checkpoint']}")
-    click.echo(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
     if "knn" in summary:
         k = summary["knn"]
         click.echo(f"kNN (k={k['k']}, T={k['temperature']}) on {k['dataset']}: {k['n_train']} train / {k['n_test']} test")

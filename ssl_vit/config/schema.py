@@ -18,7 +18,7 @@ class DataConfig:
     data_dir: Optional[str] = None          # where to look for (or download) data when the spec has no root
     download: bool = False                  # allow torchvision downloads (needs a network)
     num_workers: int = 2                    # DataLoader workers for file datasets (in-memory data needs none)
-    on_bad_image: str = "fail"              # imagefolder: fail | skip  (corrupt / non-image files)
+    on_bad_image: str = "fail"              # imagefolder, vtab, fewshot: fail | skip  (missing / corrupt images)
 
 
 @dataclass
@@ -37,11 +37,51 @@ class AugConfig:
     blur_prob: Tuple[float, float] = (1.0, 0.1)        # (view 1, view 2)
     blur_sigma: Tuple[float, float] = (0.1, 2.0)       # pixels at 224 px; scaled by img_size / 224
     solarize_prob: Tuple[float, float] = (0.0, 0.2)    # (view 1, view 2)
+    crop_padding: int = 4                   # `sslvit train` (supervised): random crop after zero-padding this many px
 
 
 @dataclass
 class PatchEmbedConfig:
-    frozen: bool = True                     # MoCo v3 sec. 4.2: keep the random patch projection fixed
+    """The stem (``model.stem``; what each option means per stem: ``ssl_vit/models/stems.py``)."""
+
+    frozen: bool = True                     # MoCo v3 sec. 4.2: keep the random patch projection fixed (conv stems: their last conv)
+    stem_frozen: bool = False               # conv stems: also keep the conv layers before the projection fixed (+ BN affine)
+    stem_channels: int = 0                  # conv stems: conv width (0: conv D/8 doubling, scaled_relu* clamp(D/4, 8, 64))
+    stem_stride: int = 0                    # conv stems: downsampling by the convs, divides model.patch_size (0: auto)
+    reduce_depth: bool = True               # stem=conv: one block fewer than the named size (MoCo v3 vit_conv_*); explicit model.depth wins
+
+
+@dataclass
+class ViTASConfig:
+    """ViTAS search space and superformer switches (``model.name=vitas_super``), and the per-block spec of
+    an exported sub-network (``model.name=vitas_subnet``). Lists are comma-separated. See
+    ``ssl_vit/models/vitas.py`` (Su et al., ECCV 2022)."""
+
+    embed_dims: str = "48,64,80,96"         # candidate token-embedding widths (max = the superformer's width)
+    heads: str = "2,4"                      # candidate heads per block (a candidate must divide the width)
+    mlp_ratios: str = "2,3,4"               # candidate MLP ratios per block
+    patch_sizes: str = ""                   # candidate patch sizes (each divides img_size); "" = model.patch_size
+    min_depth: int = 2                      # fewest non-identity blocks (max: model.depth)
+    id_prob: float = 0.25                   # probability that a sampled block is identity
+    sharing: str = "cyclic"                 # cyclic (ViTAS sec. 3.2) | prefix (plain slimmable slicing)
+    identity_shifting: bool = True          # identity blocks are shifted to the end (ViTAS sec. 3.3)
+    sampling: str = "uniform"               # uniform | sandwich (largest, smallest, random, cycled over steps)
+    blocks: str = ""                        # vitas_subnet: per-block 'heads:mlp_ratio', e.g. "4:3,2:2,4:4"
+
+
+@dataclass
+class BootstrapConfig:
+    """Bootstrapped ViT (Zhang et al., CVPR 2022): an agent CNN built from the ViT (``ssl_vit/models/bootstrap.py``)
+    trained next to it; the ViT learns from the agent's intermediate features. Loss weights left at None take
+    the authors' values for the mode (shared: CE 0.5 + 0.5, KD 0.5 + 0.5, hint 5; joint: 1, 1, 10)."""
+
+    enabled: bool = False                   # true: `sslvit train` / `sslvit pretrain` add the agent
+    mode: str = "shared"                    # shared (agent uses the ViT's own parameters) | joint (own copy)
+    kd_temperature: float = 4.0             # mutual distillation temperature (supervised)
+    ce_weight: Optional[float] = None       # per network (supervised CE; contrastive loss in pretrain)
+    kd_weight: Optional[float] = None       # per direction (ViT <- agent, agent <- ViT); supervised only
+    hint_weight: Optional[float] = None     # hint loss weight at step 0, summed over blocks
+    hint_decay: str = "linear"              # linear (weight * (1 - step / total_steps)) | none
 
 
 @dataclass
@@ -57,8 +97,10 @@ class ModelConfig:
     mlp_ratio: Optional[float] = None
     drop_path_rate: float = 0.0
     pos_embed: str = "sincos"               # sincos (fixed 2-D, MoCo v3) | learned
-    fused_attn: str = "auto"                # auto (off on CPU: SDPA backward is slow at short sequences) | true | false
+    fused_attn: str = "auto"                # auto (SDPA, except on CPU below 32 tokens where plain attention trains faster) | true | false
     patch_embed: PatchEmbedConfig = field(default_factory=PatchEmbedConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    vitas: ViTASConfig = field(default_factory=ViTASConfig)    # only read by the vitas_* backbones
 
 
 @dataclass
@@ -94,6 +136,7 @@ class TrainConfig:
     precision: str = "auto"                 # auto (bf16 where the hardware has it, else fp32) | bf16 | fp16 | fp32
     device: str = "auto"                    # auto | cpu | cuda | cuda:N
     threads: int = 0                        # CPU intra-op threads; 0 = all cores
+    compile: bool = False                   # torch.compile the backbones (falls back to eager if compiling fails)
     max_nonfinite: int = 5                  # consecutive non-finite losses/grads before the run stops
     on_spike: str = "log"                   # log | skip | rollback (stability diagnostics)
 
@@ -158,6 +201,50 @@ class ProbeConfig:
 
 
 @dataclass
+class SearchConfig:
+    """`sslvit search`: ViTAS evolutionary search over the superformer's sub-networks (``ssl_vit/search``)."""
+
+    supernet: Optional[str] = None          # trained superformer run dir; None: train one into <output>/supernet
+    max_gflops: float = 0.05                # budget: no candidate above it is ever evaluated
+    min_gflops: float = 0.0                 # candidates below it are rejected as well
+    population: int = 16
+    generations: int = 6
+    offspring: int = 16                     # children per generation (mutation + crossover)
+    crossover_prob: float = 0.5             # a child comes from crossover (else mutation of one parent)
+    mutation_prob: float = 0.2              # per gene
+    objective: str = "nsga2"                # nsga2 (top-1 up, GFLOPs down) | constrained (top-1 only, under budget)
+    knn_train: int = 5000                   # memory-bank images from the train split
+    knn_val: int = 1000                     # held-out train images scored (disjoint from the memory bank)
+    top_k: int = 3                          # best candidates written as recipes
+
+
+@dataclass
+class AdaptConfig:
+    """`sslvit adapt`: transfer a frozen ViT with Convpass or a PETL baseline (``ssl_vit/adapt``).
+
+    Defaults follow the Convpass code (PETL-ViT ``convpass/vtab/train.py``): AdamW lr 1e-3, wd 1e-4,
+    batch 64, 100 epochs, cosine to 1e-5 after 10 warm-up epochs, drop-path 0.1 in the backbone."""
+
+    method: str = "convpass"                # convpass | convpass_attn | linear | full | adapter | lora | vpt_shallow | vpt_deep
+    scales: str = "0.01,0.1,1,10,100"       # convpass / lora scale s: chosen on val (comma-separated; one value: fixed)
+    conv_init: str = "xavier"               # convpass 3x3 conv init: xavier | identity (comma-separated: chosen on val)
+    dim: int = 8                            # bottleneck width (convpass channels, adapter h)
+    lora_rank: int = 8
+    vpt_tokens: int = 10                    # prompt tokens (per block for vpt_deep)
+    dropout: float = 0.1                    # inside the added modules (vpt: on the prompts)
+    drop_path_rate: float = 0.1             # stochastic depth of the backbone's blocks while adapting
+    epochs: int = 100
+    warmup_epochs: float = 10.0
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    select_on_val: bool = True              # choose s (+ conv init) and the epoch on val, retrain, test once
+    val_fraction: float = 0.1               # datasets without a val split: share of train held out for selection
+    save_adapter: bool = True               # write adapter.safetensors (trained tensors + backbone hash)
+
+
+@dataclass
 class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -170,3 +257,5 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     diag: DiagConfig = field(default_factory=DiagConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)

@@ -35,6 +35,26 @@ def validate_probe(cfg: Config) -> None:
           f"probe.crop_scale must satisfy 0 < min <= max <= 1, got {list(p.crop_scale)}")
 
 
+
+def validate_adapt(cfg: Config) -> None:
+    """`sslvit adapt` settings (method names, grids, ranges)."""
+    from ssl_vit.adapt.convpass import CONV_INITS
+    from ssl_vit.adapt.methods import get_method
+    a = cfg.adapt
+    get_method(a.method)
+    _need(all(v > 0 for v in parse_floats(a.scales, "adapt.scales")), "adapt.scales values must be > 0")
+    inits = [i.strip() for i in a.conv_init.split(",") if i.strip()]
+    _need(bool(inits) and all(i in CONV_INITS for i in inits),
+          f"adapt.conv_init must be one or more of {', '.join(CONV_INITS)} (comma-separated), got '{a.conv_init}'")
+    _need(a.dim > 0 and a.lora_rank > 0 and a.vpt_tokens > 0, "adapt.dim, adapt.lora_rank and adapt.vpt_tokens must be > 0")
+    _need(0 <= a.dropout < 1 and 0 <= a.drop_path_rate < 1, "adapt.dropout and adapt.drop_path_rate must be in [0, 1)")
+    _need(a.epochs > 0 and 0 <= a.warmup_epochs <= a.epochs,
+          f"adapt.epochs must be > 0 and adapt.warmup_epochs in [0, epochs], got {a.epochs} / {a.warmup_epochs}")
+    _need(a.lr > 0 and 0 <= a.min_lr <= a.lr and a.weight_decay >= 0,
+          "adapt.lr must be > 0, adapt.min_lr in [0, lr], adapt.weight_decay >= 0")
+    _need(a.batch_size > 0, "adapt.batch_size must be > 0")
+    _need(0 < a.val_fraction < 1, f"adapt.val_fraction must be in (0, 1), got {a.val_fraction}")
+
 def validate(cfg: Config) -> None:
     from ssl_vit.data.specs import parse_spec
     from ssl_vit.methods import METHODS
@@ -53,6 +73,11 @@ def validate(cfg: Config) -> None:
           f"model.patch_size={m.patch_size} does not divide model.img_size={m.img_size}; pick a divisor "
           f"(e.g. {', '.join(str(p) for p in range(2, m.img_size) if m.img_size % p == 0)})")
     _need(m.in_chans in (1, 3), f"model.in_chans must be 1 or 3, not {m.in_chans}")
+    _need(m.patch_embed.stem_channels >= 0 and m.patch_embed.stem_stride >= 0,
+          "model.patch_embed.stem_channels and model.patch_embed.stem_stride must be >= 0 (0: auto)")
+    if m.stem != "patchify":
+        from ssl_vit.models.stems import check_stem
+        check_stem(m)                      # stride / width problems as one line, before any data is read
     _need(m.pos_embed in ("sincos", "learned"), f"model.pos_embed must be sincos or learned, not '{m.pos_embed}'")
     _need(str(m.fused_attn).lower() in ("auto", "true", "false"), "model.fused_attn must be auto, true or false")
     _need(0.0 <= m.drop_path_rate < 1.0, "model.drop_path_rate must be in [0, 1)")
@@ -60,6 +85,13 @@ def validate(cfg: Config) -> None:
         _need(m.embed_dim % m.num_heads == 0, f"model.embed_dim={m.embed_dim} is not divisible by model.num_heads={m.num_heads}")
     if m.pos_embed == "sincos" and m.embed_dim is not None:
         _need(m.embed_dim % 4 == 0, "model.embed_dim must be a multiple of 4 for sincos position embeddings")
+    b = m.bootstrap
+    _need(b.mode in ("shared", "joint"), f"model.bootstrap.mode must be shared or joint, not '{b.mode}'")
+    _need(b.hint_decay in ("linear", "none"), f"model.bootstrap.hint_decay must be linear or none, not '{b.hint_decay}'")
+    _need(b.kd_temperature > 0, "model.bootstrap.kd_temperature must be > 0")
+    _need(all(w is None or w >= 0 for w in (b.ce_weight, b.kd_weight, b.hint_weight)),
+          "model.bootstrap.ce_weight, kd_weight and hint_weight must be >= 0")
+    _need(cfg.aug.crop_padding >= 0, f"aug.crop_padding must be >= 0, got {cfg.aug.crop_padding}")
     _need(cfg.method.name in METHODS, f"unknown method '{cfg.method.name}'; valid: {', '.join(sorted(METHODS))}")
     _need(cfg.method.temperature > 0, "method.temperature must be > 0")
     _need(0 <= cfg.method.momentum <= 1 and 0 <= cfg.method.momentum_final <= 1, "method.momentum values must be in [0, 1]")

@@ -6,6 +6,11 @@
     stl10:<root>               torchvision layout (<root>/stl10_binary), splits incl. 'unlabeled'
     imagefolder:<root>         <root>/train/<class>/<img>, <root>/val/<class>/<img>
 
+Options after ``?`` apply to every kind: ``subset=<n>&subset_seed=<s>`` keeps a fixed random ``n`` images
+of the training split (e.g. ``fmnist?subset=6000`` = 10 % of Fashion-MNIST); the test split stays whole.
+    vtab:<root>/<task>         VTAB-1k task in NOAH's layout (ssl_vit/data/vtab.py)
+    fewshot:<root>?shots=k&seed=s   few-shot lists in NOAH's layout (ssl_vit/data/fewshot.py)
+
 Other kinds register themselves with :func:`register_dataset` (one function per kind).
 """
 from __future__ import annotations
@@ -73,7 +78,26 @@ def load_dataset(spec: Union[str, DatasetSpec], split: str, data_cfg=None) -> Da
     from ssl_vit.config.schema import DataConfig
     data_cfg = data_cfg or DataConfig()
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    return _LOADERS[spec.kind](spec, split, data_cfg)
+    data = _LOADERS[spec.kind](spec, split, data_cfg)
+    if "subset" in spec.options and split != _EVAL_SPLITS[spec.kind][1]:
+        data = fixed_subset(data, spec)
+    return data
+
+
+def fixed_subset(data: Dataset, spec: DatasetSpec) -> Dataset:
+    """Spec options ``subset=<n>&subset_seed=<s>`` (e.g. ``fmnist?subset=6000&subset_seed=0``, 10 % of the
+    train split): the same ``n`` images for every run with seed ``s`` (a seeded permutation, kept in dataset
+    order). Applies to training splits; the test split stays whole."""
+    try:
+        n, seed = int(spec.options["subset"]), int(spec.options.get("subset_seed", 0))
+    except ValueError:
+        raise SslvitError(f"dataset spec '{spec}': subset and subset_seed must be integers, e.g. "
+                          f"'{spec.kind}?subset=6000&subset_seed=0'") from None
+    if not 0 < n <= len(data):
+        raise SslvitError(f"dataset spec '{spec}': subset={n} must be in 1..{len(data)} (the split's size)")
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    return data.subset(torch.randperm(len(data), generator=g)[:n].sort().values)
 
 
 # ----------------------------------------------------------------------------- built-in kinds

@@ -1,4 +1,7 @@
-"""The pretraining loop. Read it top to bottom: set-up, resume, the step, checkpoints, final kNN.
+"""The training loop of ``sslvit pretrain`` and ``sslvit train``. Read it top to bottom: set-up, resume, the
+step, checkpoints, final evaluation. What differs between the two commands (batches, method, evaluation)
+is a task (``ssl_vit/engine/tasks.py``); a method may define ``set_progress(step, total_steps)`` (called
+before each step) and ``terms`` (logged as ``train/<name>``).
 
 Everything a step depends on is a function of ``(seed, step, rank)`` -- the batch, its augmentation,
 the global RNG (drop-path) -- or lives in the checkpoint (weights, optimizer, hook windows), so a
@@ -13,22 +16,25 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
+from timm.models import VisionTransformer
 from tqdm.auto import tqdm
 
 from ssl_vit.checkpoints.load import load_state_strict
-from ssl_vit.config.loading import diff_configs, dump_yaml, to_dict
+from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
 from ssl_vit.data.specs import load_dataset
-from ssl_vit.data.streams import BatchOrder, derive_seed, two_view_stream
+from ssl_vit.data.streams import BatchOrder, derive_seed
 from ssl_vit.engine.checkpointing import CheckpointManager
+from ssl_vit.engine.cpu import busy_cpu_warning, cpu_threads
 from ssl_vit.engine.distributed import DistContext, gather_no_grad, init_distributed
 from ssl_vit.engine.hooks import Hook, Hooks, RunState
 from ssl_vit.engine.logger import RunLogger
+from ssl_vit.engine.method_terms import MethodTermsHook
 from ssl_vit.engine.precision import Precision, resolve_device
 from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
+from ssl_vit.engine.tasks import TASKS
 from ssl_vit.errors import SslvitError
-from ssl_vit.methods import METHODS
 from ssl_vit.models import create_backbone, resolve_model_config
 
 # Sections whose change makes a checkpoint a different experiment (resume refuses without --force).
@@ -84,14 +90,63 @@ def _grads_finite(params: List[torch.Tensor]) -> tuple[bool, float]:
     return math.isfinite(norm), norm
 
 
+def build_model(cfg: Config, device: torch.device, task=None, train=None) -> torch.nn.Module:
+    """Backbone + the task's method (default: pretraining, e.g. MoCo v3) on ``device``, compiled with
+    ``train.compile``. ``train`` (the dataset) is needed by tasks with a classifier head."""
+    task = task or TASKS["pretrain"]
+    backbone = create_backbone(cfg.model, device.type)
+    feat_dim = getattr(backbone, "num_features", None) or resolve_model_config(cfg.model).embed_dim
+    model = task.build(cfg, backbone, feat_dim, train).to(device)
+    if cfg.train.compile:
+        compile_backbones(model)
+    return model
+
+
+def compile_backbones(model: torch.nn.Module) -> None:
+    """``train.compile``: compile every ViT inside ``model`` in place (``nn.Module.compile``, so state-dict
+    keys and checkpoints are unchanged); a graph that fails to compile runs eagerly instead."""
+    import torch._dynamo
+    torch._dynamo.config.suppress_errors = True
+    for m in model.modules():
+        if m is not model and isinstance(m, VisionTransformer):
+            m.compile()
+
+
+def make_optimizer(params: List[torch.nn.Parameter], optim_cfg, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; the fused kernel where this PyTorch has it for the device (CPU and CUDA): one pass over each
+    tensor instead of ~7 elementwise ops per parameter (the unfused CPU path runs a Python loop over
+    parameters), the same update rule (tests/engine/test_step_equivalence.py)."""
+    kw = dict(lr=lr, betas=tuple(optim_cfg.betas), weight_decay=optim_cfg.weight_decay)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(params, **kw)
+
+
 def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
              hooks: Optional[List[Hook]] = None, log=print) -> Dict:
     """Run (or resume) MoCo v3 pretraining; returns a summary dict (final step, kNN top-1, paths)."""
+    with cpu_threads(cfg.train.threads):
+        return fit(cfg, output_dir, "pretrain", resume, force, hooks, log)
+
+
+def train_supervised(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
+                     hooks: Optional[List[Hook]] = None, log=print) -> Dict:
+    """Run (or resume) supervised training from scratch (bootstrapped with ``model.bootstrap.enabled``);
+    returns a summary dict (final step, test top-1, paths)."""
+    with cpu_threads(cfg.train.threads):
+        return fit(cfg, output_dir, "train", resume, force, hooks, log)
+
+
+def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume: bool = False, force: bool = False,
+        hooks: Optional[List[Hook]] = None, log=print) -> Dict:
+    """The loop for any task in :data:`~ssl_vit.engine.tasks.TASKS`."""
+    task = TASKS[task_name]
     ctx: DistContext = init_distributed(cfg.train.device)
     device = resolve_device(cfg.train.device, ctx.local_rank)
-    if device.type == "cpu" and cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
     precision = Precision.resolve(cfg.train.precision, device)
+    if device.type == "cpu" and ctx.is_main and (busy := busy_cpu_warning(cfg.train.threads)):
+        log(busy)
     out = Path(output_dir)
     ckpt_dir = out / "checkpoints"
     if ctx.is_main:
@@ -100,12 +155,11 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
         except OSError as e:
             raise SslvitError(f"cannot create output dir '{out}': {e.strerror}; choose a writable --output-dir") from None
 
-    # ---- data: a stream of two-view batches, a pure function of the step ---------------------
+    # ---- data: a stream of batches (two views, or images + labels), a pure function of the step --
     train = load_dataset(cfg.data.dataset, cfg.data.train_split, cfg.data)
     data_cfg = _data_config(cfg, train)
     order = BatchOrder(len(train), cfg.train.batch_size, cfg.seed, ctx.rank, ctx.world_size)
-    stream = two_view_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers,
-                             cfg.data.on_bad_image)
+    stream = task.stream(cfg, train, data_cfg, order, device)
     spe = order.steps_per_epoch
     total_steps = cfg.train.max_steps or cfg.train.epochs * spe
     if cfg.optim.warmup_steps is not None:
@@ -118,8 +172,7 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
 
     # ---- model, method, optimizer ------------------------------------------------------------
     torch.manual_seed(derive_seed("init", cfg.seed))
-    backbone = create_backbone(cfg.model, device.type)
-    model = METHODS[cfg.method.name](backbone, resolve_model_config(cfg.model).embed_dim, cfg.method).to(device)
+    model = build_model(cfg, device, task, train)
     train_model = model
     if ctx.enabled:
         model = convert_sync_batchnorm(model, device.type)
@@ -127,8 +180,8 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=peak_lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
-    hook_list = Hooks(_default_hooks(cfg) + list(hooks or []))
+    optimizer = make_optimizer(params, cfg.optim, peak_lr, device)
+    hook_list = Hooks(_default_hooks(cfg) + list(hooks or []) + [MethodTermsHook()])
 
     # ---- resume -------------------------------------------------------------------------------
     start_step, state = 0, {}
@@ -138,12 +191,16 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
         if ctx.is_main:
             log(f"--resume: no checkpoint in {ckpt_dir}; starting fresh")
     elif resume:
-        locked = diff_configs({k: state["config"].get(k) for k in _RESUME_LOCKED},
+        try:   # keys added to the config since the checkpoint was written take their defaults
+            saved = to_dict(config_from_dict(state["config"]))
+        except SslvitError:
+            saved = state["config"]
+        locked = diff_configs({k: saved.get(k) for k in _RESUME_LOCKED},
                               {k: to_dict(cfg).get(k) for k in _RESUME_LOCKED})
         if locked and not force:
             raise SslvitError(f"resuming '{out}' with a changed config ({'; '.join(locked)}); restore those "
                               f"settings or pass --force")
-        sched = diff_configs(state["config"].get("train", {}), to_dict(cfg.train), "train.")
+        sched = diff_configs(saved.get("train", {}), to_dict(cfg.train), "train.")
         load_state_strict(model, state["model"], str(ckpt_dir))
         optimizer.load_state_dict(state["optimizer"])
         if precision.scaler is not None and state.get("scaler"):
@@ -180,18 +237,22 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
     train_model.train()
     batches = stream.batches(start_step)
     pbar = tqdm(total=total_steps, initial=start_step, disable=not (ctx.is_main and cfg.log.progress),
-                desc="pretrain", unit="step", dynamic_ncols=True)
+                desc=task.name, unit="step", dynamic_ncols=True)
     t_last, steps_since, loss_sum, nonfinite = time.perf_counter(), 0, 0.0, 0
     with _StopOnSignal() as stop:
         for step in range(start_step, total_steps):
             lr = lr_at(step, total_steps, peak_lr, warmup, min_lr) * run.lr_scale
-            m = momentum_at(step, total_steps, cfg.method.momentum, cfg.method.momentum_final)
+            m = momentum_at(step, total_steps, cfg.method.momentum, cfg.method.momentum_final) if task.uses_momentum else None
             for g in optimizer.param_groups:
                 g["lr"] = lr
             torch.manual_seed(derive_seed("step", cfg.seed, step, ctx.rank))   # drop-path etc.
-            x1, x2 = next(batches)                                             # (B, C, S, S) each
+            batch = next(batches)                      # (x1, x2) views or (x, y), (B, C, S, S) images
+            if hasattr(model, "begin_step"):   # e.g. a ViTAS superformer picks this step's sub-network
+                model.begin_step(step, cfg.seed)
+            if hasattr(model, "set_progress"):        # e.g. the bootstrap hint-weight schedule
+                model.set_progress(step, total_steps)
             with precision.autocast():
-                loss = train_model(x1, x2, m)                                  # scalar
+                loss = train_model(*batch, m) if task.uses_momentum else train_model(*batch)    # scalar
             optimizer.zero_grad(set_to_none=True)
             (precision.scaler.scale(loss) if precision.scaler else loss).backward()
             if precision.scaler:
@@ -232,7 +293,8 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
             if run.step % cfg.log.every == 0 or run.step == total_steps:
                 now = time.perf_counter()
                 pairs_s = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
-                logger.log(run.step, {"train/loss": loss_sum / steps_since, "train/lr": lr, "train/momentum": m,
+                logger.log(run.step, {"train/loss": loss_sum / steps_since, "train/lr": lr,
+                                      **({"train/momentum": m} if m is not None else {}),
                                       "train/throughput": pairs_s, **hook_vals},
                            epoch=round(run.step / spe, 4), world_size=ctx.world_size, **hook_fields)
                 pbar.set_postfix(loss=f"{loss_sum / steps_since:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{lr:.2e}")
@@ -251,21 +313,15 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
         if stop.signum is not None:
             logger.close()
             raise Preempted(f"stopped by signal {stop.signum} at step {end_step}; checkpoint saved in {ckpt_dir}. "
-                            f"Resume with: sslvit pretrain --output-dir {out} --resume", stop.signum)
+                            f"Resume with: sslvit {task.name} --output-dir {out} --resume", stop.signum)
 
-    # ---- the end: final kNN, summary ------------------------------------------------------------
+    # ---- the end: final evaluation (kNN / test top-1), summary -----------------------------------
     hook_list.on_end(run)
     summary: Dict = {"step": end_step, "total_steps": total_steps, "output_dir": str(out),
                      "tensorboard": str(out / "tensorboard"), "checkpoint": str(ckpt_dir / "last.safetensors")}
-    if ctx.is_main and cfg.eval.final_knn and end_step >= total_steps:
-        from ssl_vit.evaluation.knn import run_knn
-        res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, cfg.eval.knn_k,
-                      cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test,
-                      device, precision.dtype, progress=cfg.log.progress)
-        logger.log(end_step, {"eval/knn_top1": res["top1"]})
-        summary["knn"] = res
-        from ssl_vit.evaluation.results import write_results
-        write_results(out, {**res, "checkpoint": summary["checkpoint"], "metric": "knn"}, "pretrain kNN")
+    if ctx.is_main and end_step >= total_steps and (cfg.eval.final_knn or not task.uses_momentum):
+        summary.update(task.evaluate(model, cfg, data_cfg, device, precision, out, summary["checkpoint"], logger,
+                                     end_step))
     logger.close()
     return summary
 

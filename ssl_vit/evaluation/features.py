@@ -33,12 +33,13 @@ class LabelledFiles(Dataset):
 
 
 @contextmanager
-def fused_attention(model: nn.Module):
-    """Switch timm's attention modules to PyTorch SDPA for inference; restore their setting afterwards."""
+def fused_attention(model: nn.Module, enabled: bool = True):
+    """Switch timm's attention modules to PyTorch SDPA (``enabled=False``: to the plain path) for the
+    duration; restore their setting afterwards."""
     attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
     before = [m.fused_attn for m in attn]
     for m in attn:
-        m.fused_attn = True
+        m.fused_attn = enabled
     try:
         yield model
     finally:

@@ -43,6 +43,13 @@ class MoCoV3(nn.Module):
         self.rank = 0
         self.last: Dict[str, torch.Tensor] = {}   # detached tensors of the last step, for diagnostics
 
+    def begin_step(self, step: int, seed: int) -> None:
+        """Backbones that change per step (a ViTAS superformer's sub-network) pick it from ``(seed, step)``;
+        the momentum backbone picks the same one, so keys and queries come from the same sub-network."""
+        for b in (self.backbone, self.momentum_backbone):
+            if hasattr(b, "begin_step"):
+                b.begin_step(step, seed)
+
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:
         update_momentum(self.backbone, self.momentum_backbone, m)

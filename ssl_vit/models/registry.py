@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch.nn as nn
 from timm.models import register_model
@@ -16,11 +16,16 @@ from ssl_vit.errors import SslvitError
 from ssl_vit.models import vit as vit_mod
 
 _BUILDERS: Dict[str, Callable[[ModelConfig, str], nn.Module]] = {}
+_RESOLVERS: Dict[str, Callable[[ModelConfig], ModelConfig]] = {}
 
 
-def register_backbone(name: str, builder: Callable[[ModelConfig, str], nn.Module]) -> None:
-    """Register ``builder(model_cfg, device_type) -> nn.Module`` under ``name`` (and ``sslvit_<name>`` in timm)."""
+def register_backbone(name: str, builder: Callable[[ModelConfig, str], nn.Module],
+                      resolver: Optional[Callable[[ModelConfig], ModelConfig]] = None) -> None:
+    """Register ``builder(model_cfg, device_type) -> nn.Module`` under ``name`` (and ``sslvit_<name>`` in timm).
+    ``resolver(model_cfg)`` fills the sizes left unset (default: the ``vit_*`` size table)."""
     _BUILDERS[name] = builder
+    if resolver is not None:
+        _RESOLVERS[name] = resolver
 
     def timm_entry(pretrained: bool = False, **kwargs):
         if pretrained:
@@ -45,6 +50,11 @@ def check_backbone_name(name: str) -> None:
         hint = difflib.get_close_matches(name, backbone_names(), n=1)
         raise SslvitError(f"unknown backbone '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
                           + f"; valid: {', '.join(backbone_names())}")
+
+
+def resolve_model_config(cfg: ModelConfig) -> ModelConfig:
+    """Fill embed_dim / depth / num_heads / mlp_ratio that the config leaves unset (explicit values win)."""
+    return _RESOLVERS.get(cfg.name, vit_mod.resolve)(cfg)
 
 
 def create_backbone(cfg: ModelConfig, device_type: str = "cpu") -> nn.Module:

@@ -5,9 +5,10 @@
 * MoCo v3 init: xavier-uniform Linear layers, q/k/v initialised as three separate matrices,
   CLS token N(0, 1e-6), zero biases;
 * the *random patch projection* (MoCo v3 sec. 4.2): patch projection initialised uniform with
-  ``sqrt(6 / (C*p*p + D))`` and, when ``model.patch_embed.frozen`` (default), never trained;
-* ``fused_attn='auto'`` turns PyTorch SDPA off on CPU, where its backward is slow at short
-  sequences (measured 1.55x faster forward+backward at 17 tokens with timm's plain path).
+  ``sqrt(6 / (C*p*p + D))`` and, when ``model.patch_embed.frozen`` (default), never trained (conv stems,
+  ``model.stem``: their last conv, with its own fan-in; see ``ssl_vit/models/stems.py``);
+* ``fused_attn='auto'`` turns PyTorch SDPA off on CPU for short sequences (< 32 tokens), where timm's
+  plain path trains slightly faster; longer sequences and GPUs use SDPA.
 
 Checkpoint keys are timm's names, so a backbone's ``state_dict()`` loads into
 ``timm.create_model('vit_...', num_classes=0, ...)``.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 from typing import Dict
 
 import torch
@@ -31,7 +33,7 @@ from timm.layers import build_sincos2d_pos_embed
 from timm.models import VisionTransformer
 
 from ssl_vit.config.schema import ModelConfig
-from ssl_vit.models.stems import get_stem
+from ssl_vit.models import stems
 
 # embed_dim, depth, num_heads (mlp_ratio 4). MoCo v3's ViT-S has 12 heads (timm's has 6).
 SIZES: Dict[str, Dict[str, int]] = {
@@ -46,11 +48,15 @@ SIZES: Dict[str, Dict[str, int]] = {
 
 
 def resolve(cfg: ModelConfig) -> ModelConfig:
-    """Fill embed_dim / depth / num_heads / mlp_ratio from the named size (explicit values win)."""
+    """Fill embed_dim / depth / num_heads / mlp_ratio from the named size (explicit values win).
+
+    The named depth loses one block for a stem that replaces one (``conv``, MoCo v3 ``vit_conv_*``) unless
+    ``model.patch_embed.reduce_depth=false``; an explicit ``model.depth`` is kept (so this is idempotent).
+    """
     size = SIZES[cfg.name]
     return replace(cfg,
                    embed_dim=cfg.embed_dim or size["embed_dim"],
-                   depth=cfg.depth or size["depth"],
+                   depth=cfg.depth or size["depth"] - int(stems.replaces_block(cfg)),
                    num_heads=cfg.num_heads or size["num_heads"],
                    mlp_ratio=cfg.mlp_ratio or 4.0)
 
@@ -61,8 +67,9 @@ def sincos_pos_embed(grid_hw, dim: int, num_prefix: int = 1) -> torch.Tensor:
     return torch.cat([torch.zeros(num_prefix, dim), pe], 0).unsqueeze(0)
 
 
-def moco_init_(model: VisionTransformer, in_chans: int, patch_size: int) -> None:
-    for name, m in model.named_modules():
+def moco_init_linears_(module: nn.Module) -> None:
+    """MoCo v3 init of every Linear below ``module``: xavier-uniform, q/k/v as three matrices, zero biases."""
+    for name, m in module.named_modules():
         if isinstance(m, nn.Linear):
             if "qkv" in name:  # q, k, v as three (D x D) matrices
                 val = math.sqrt(6.0 / float(m.weight.shape[0] // 3 + m.weight.shape[1]))
@@ -71,23 +78,52 @@ def moco_init_(model: VisionTransformer, in_chans: int, patch_size: int) -> None
                 nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-    if model.cls_token is not None:
-        nn.init.normal_(model.cls_token, std=1e-6)
-    proj = getattr(model.patch_embed, "proj", None)
+
+
+def init_patch_projection_(proj: nn.Module, in_chans: int, patch_size: int, embed_dim: int) -> None:
+    """MoCo v3 random patch projection init: uniform with ``sqrt(6 / (C*p*p + D))``, zero bias."""
     if isinstance(proj, nn.Conv2d) and proj.kernel_size[0] == patch_size:
-        val = math.sqrt(6.0 / float(in_chans * patch_size * patch_size + model.embed_dim))
+        val = math.sqrt(6.0 / float(in_chans * patch_size * patch_size + embed_dim))
         nn.init.uniform_(proj.weight, -val, val)
         nn.init.zeros_(proj.bias)
 
 
-def freeze_patch_projection(model: VisionTransformer, frozen: bool = True) -> None:
-    """Random patch projection: the stem's projection keeps its init (requires_grad False)."""
-    for p in model.patch_embed.parameters():
+def moco_init_(model: VisionTransformer, in_chans: int, patch_size: int) -> None:
+    """MoCo v3 ``vits.py`` init. The patch projection: patchify's conv, or a conv stem's last conv with its
+    own fan-in (``sqrt(6 / (C_in*k*k + D))``; the stem's conv layers keep the stem's own init)."""
+    moco_init_linears_(model)
+    if model.cls_token is not None:
+        nn.init.normal_(model.cls_token, std=1e-6)
+    proj = getattr(model.patch_embed, "proj", None)
+    if isinstance(proj, nn.Sequential):                        # conv stem (ssl_vit/models/stems.py)
+        last = stems.projection(model.patch_embed)
+        init_patch_projection_(last, last.in_channels, last.kernel_size[0], model.embed_dim)
+    else:
+        init_patch_projection_(proj, in_chans, patch_size, model.embed_dim)
+
+
+def freeze_patch_projection(model: VisionTransformer, frozen: bool = True, stem_frozen: bool = False) -> None:
+    """Random patch projection: the stem's projection keeps its init (requires_grad False); with
+    ``stem_frozen`` a conv stem's conv layers (and BN affine parameters) do too (stems.py: per stem)."""
+    for p in stems.projection(model.patch_embed).parameters():
         p.requires_grad_(not frozen)
+    for p in stems.conv_layer_params(model.patch_embed):
+        p.requires_grad_(not stem_frozen)
+
+
+# Below this many tokens timm's plain attention trains faster than SDPA on CPU; above it SDPA wins.
+# Measured here (fp32, 2 threads, full MoCo v3 step): 17 tokens plain 4 % faster; 50 tokens SDPA 18 % faster.
+CPU_SDPA_MIN_TOKENS = 32
 
 
 def set_fused_attn(model: nn.Module, mode, device_type: str = "cpu") -> None:
-    fused = (device_type != "cpu") if str(mode).lower() == "auto" else str(mode).lower() in ("true", "1", "yes")
+    """``model.fused_attn``: true | false | auto (SDPA on GPU; on CPU only from CPU_SDPA_MIN_TOKENS tokens)."""
+    if str(mode).lower() == "auto":
+        pe = getattr(model, "patch_embed", None)
+        tokens = int(getattr(pe, "num_patches", 0) or 0) + int(getattr(model, "num_prefix_tokens", 1))
+        fused = device_type != "cpu" or tokens >= CPU_SDPA_MIN_TOKENS
+    else:
+        fused = str(mode).lower() in ("true", "1", "yes")
     for m in model.modules():
         if hasattr(m, "fused_attn"):
             m.fused_attn = fused
@@ -99,13 +135,13 @@ def build_vit(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:
         img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=0,
         embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
         qkv_bias=True, class_token=True, global_pool="token", drop_path_rate=cfg.drop_path_rate,
-        embed_layer=get_stem(cfg.stem), pos_embed="learn",
+        embed_layer=partial(stems.get_stem(cfg.stem), **stems.stem_kwargs(cfg)), pos_embed="learn",
     )
     moco_init_(model, cfg.in_chans, cfg.patch_size)
     if cfg.pos_embed == "sincos":
         with torch.no_grad():
             model.pos_embed.copy_(sincos_pos_embed(model.patch_embed.grid_size, cfg.embed_dim, model.num_prefix_tokens))
         model.pos_embed.requires_grad_(False)
-    freeze_patch_projection(model, cfg.patch_embed.frozen)
+    freeze_patch_projection(model, cfg.patch_embed.frozen, cfg.patch_embed.stem_frozen)
     set_fused_attn(model, cfg.fused_attn, device_type)
     return model

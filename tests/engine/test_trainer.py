@@ -56,6 +56,26 @@ def test_resume_refuses_changed_model_without_force(tiny_cfg, tmp_path):
         pretrain(changed, tmp_path, resume=True, log=lambda m: None)
 
 
+def test_resume_accepts_checkpoint_written_before_new_config_keys(tiny_cfg, tmp_path, monkeypatch):
+    """A key added to the config since the checkpoint was written takes its default: no --force needed."""
+    import ssl_vit.engine.trainer as trainer
+    real = trainer.to_dict
+
+    def older_version(cfg):          # the checkpoint's config lacks model.fused_attn
+        d = real(cfg)
+        if "model" in d:
+            d["model"].pop("fused_attn")
+        return d
+
+    cfg = _no_knn(tiny_cfg)
+    monkeypatch.setattr(trainer, "to_dict", older_version)
+    pretrain(cfg, tmp_path, hooks=[StopAt(2)], log=lambda m: None)
+    monkeypatch.setattr(trainer, "to_dict", real)
+    msgs = []
+    out = pretrain(cfg, tmp_path, resume=True, log=msgs.append)
+    assert out["step"] == 6 and any("resuming from step 2" in m for m in msgs)
+
+
 def test_resume_without_checkpoint_starts_fresh(tiny_cfg, tmp_path):
     msgs = []
     out = pretrain(_no_knn(tiny_cfg), tmp_path, resume=True, log=msgs.append)

@@ -1,0 +1,115 @@
+"""What differs between ``sslvit pretrain`` and ``sslvit train``; the loop (``trainer.fit``) is shared.
+
+A task supplies the batch stream, the method module (``forward(*batch[, m]) -> loss``) and the evaluation
+at the end. Everything else -- schedules, resume, checkpoints, hooks, logging, signals -- is the loop's.
+
+* :class:`PretrainTask`: MoCo v3 two-view batches; ``forward(x1, x2, m)``; final kNN top-1.
+  ``model.bootstrap.enabled`` swaps in :class:`~ssl_vit.methods.bootstrap_mocov3.BootstrapMoCoV3`.
+* :class:`SupervisedTask`: labelled crop+flip batches; ``forward(x, y)``
+  (:class:`~ssl_vit.methods.supervised.SupervisedClassifier`, bootstrapped when enabled); final test top-1
+  of the ViT (and of the agent), plus kNN on the backbone when ``eval.final_knn``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
+import torch
+
+from ssl_vit.errors import SslvitError
+
+
+class PretrainTask:
+    name = "pretrain"
+    uses_momentum = True
+
+    def stream(self, cfg, train, data_cfg, order, device):
+        from ssl_vit.data.streams import two_view_stream
+        return two_view_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers,
+                               cfg.data.on_bad_image)
+
+    def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
+        if cfg.model.bootstrap.enabled:
+            if cfg.method.name != "mocov3":
+                raise SslvitError(f"model.bootstrap.enabled works with method.name=mocov3 only, not "
+                                  f"'{cfg.method.name}'")
+            from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
+            return BootstrapMoCoV3(backbone, embed_dim, cfg.method, cfg.model.bootstrap)
+        from ssl_vit.methods import METHODS
+        return METHODS[cfg.method.name](backbone, embed_dim, cfg.method)
+
+    def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
+        from ssl_vit.evaluation.knn import run_knn
+        from ssl_vit.evaluation.results import write_results
+        res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, cfg.eval.knn_k,
+                      cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test,
+                      device, precision.dtype, progress=cfg.log.progress)
+        logger.log(step, {"eval/knn_top1": res["top1"]})
+        write_results(out, {**res, "checkpoint": checkpoint, "metric": "knn"}, "pretrain kNN")
+        return {"knn": res}
+
+
+def num_classes_of(train) -> int:
+    y = train.targets
+    n = max(len(getattr(train, "classes", []) or []), int(y.max()) + 1 if y is not None and len(y) else 0)
+    if n < 2:
+        raise SslvitError(f"dataset '{train.name}' has {n} class(es); `sslvit train` needs a labelled dataset "
+                          f"with 2+ classes")
+    return n
+
+
+@torch.no_grad()
+def test_top1(logits_model: torch.nn.Module, data, data_cfg, batch_size: int, device, autocast_dtype=None) -> float:
+    """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
+    from ssl_vit.evaluation.features import extract_features
+    logits = extract_features(logits_model, data, data_cfg, batch_size=batch_size, device=device,
+                              autocast_dtype=autocast_dtype)                 # (N, K)
+    return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
+
+
+class SupervisedTask:
+    name = "train"
+    uses_momentum = False
+
+    def stream(self, cfg, train, data_cfg, order, device):
+        from ssl_vit.data.labelled_stream import labelled_stream
+        return labelled_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers)
+
+    def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
+        from ssl_vit.methods.supervised import SupervisedClassifier
+        return SupervisedClassifier(backbone, embed_dim, num_classes_of(train), cfg.model.bootstrap)
+
+    def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
+        import time
+
+        from ssl_vit.data.specs import eval_splits, load_dataset
+        from ssl_vit.evaluation.knn import _limit
+        from ssl_vit.evaluation.results import write_results
+        from ssl_vit.methods.supervised import logits_module
+        t0 = time.perf_counter()
+        dataset = cfg.data.dataset
+        train_split, test_split = eval_splits(dataset)
+        test = _limit(load_dataset(dataset, test_split, cfg.data), cfg.eval.max_test, 1)
+        kw = dict(batch_size=cfg.eval.batch_size, device=device, autocast_dtype=precision.dtype)
+        res = {"top1": test_top1(logits_module(model), test, data_cfg, **kw), "dataset": dataset,
+               "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)), "n_test": len(test),
+               "metric": "test_top1", "checkpoint": checkpoint, "bootstrap": bool(cfg.model.bootstrap.enabled)}
+        vals = {"eval/test_top1": res["top1"]}
+        if getattr(model, "bootstrap", None) is not None:
+            res["bootstrap_mode"] = cfg.model.bootstrap.mode
+            res["top1_agent"] = test_top1(logits_module(model, agent=True), test, data_cfg, **kw)
+            vals["eval/test_top1_agent"] = res["top1_agent"]
+        if cfg.eval.final_knn:
+            from ssl_vit.evaluation.knn import run_knn
+            knn = run_knn(model.backbone, data_cfg, dataset, cfg.data, cfg.eval.knn_k, cfg.eval.knn_temperature,
+                          cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, device, precision.dtype,
+                          progress=cfg.log.progress)
+            res["knn_top1"] = knn["top1"]
+            vals["eval/knn_top1"] = knn["top1"]
+        res["wall_s"] = round(time.perf_counter() - t0, 3)
+        logger.log(step, vals)
+        write_results(out, res, "train: test top-1")
+        return {"test": res}
+
+
+TASKS = {"pretrain": PretrainTask(), "train": SupervisedTask()}
