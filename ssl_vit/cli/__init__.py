@@ -26,6 +26,10 @@ def cli():
       sslvit pretrain --recipe smoke                  # 20 s on a laptop CPU
       tensorboard --logdir runs/<run>/tensorboard     # curves
       sslvit knn --checkpoint runs/<run> --dataset fmnist
+      sslvit train --recipe smoke                     # supervised (model.bootstrap.enabled=true: bootstrapped ViT)
+      sslvit data build-vtab --root data/vtab-1k      # VTAB-1k-format tasks (Fashion-MNIST here)
+      sslvit adapt --method convpass --checkpoint runs/<run> --dataset vtab:data/vtab-1k/fmnist_rot --recipe vtab_cpu
+      sslvit search --recipe vitas_smoke              # ViTAS superformer + evolutionary search
     """
 
 
