@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import checkpoint_option, default_output_dir, set_option
 from ssl_vit.engine.cpu import cpu_threads
 
 METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora", "vpt_shallow", "vpt_deep"]
@@ -14,8 +14,7 @@ METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora"
 @click.command("adapt")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
               help="Adaptation method (default: the recipe's adapt.method, else convpass).")
-@click.option("--checkpoint", required=True,
-              help="Run dir, last.pt, a .safetensors backbone, an official MoCo v3 .pth.tar, a DeiT or timm ViT file.")
+@checkpoint_option
 @click.option("--dataset", required=True,
               help="Labelled dataset spec: vtab:<root>/<task> | fewshot:<root>?shots=k&seed=s | fmnist | cifar100:<root> ...")
 @click.option("--recipe", default=None,

@@ -21,6 +21,31 @@ def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
 
 
+def checkpoint_option(f):
+    """``--checkpoint``: any backbone the one loader (``ssl_vit.checkpoints.load``) reads."""
+    return click.option("--checkpoint", required=True,
+                        help="Run dir, last.pt, a .safetensors backbone, an official MoCo v3 .pth.tar, a DeiT or "
+                             "timm ViT file.")(f)
+
+
+def training_options(kind: str):
+    """The options `pretrain` and `train` share: --recipe, --output-dir, --set, --resume, --force."""
+    def deco(f):
+        for opt in reversed([
+            click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume "
+                                          "and no recipe, the run dir's config.yaml is used."),
+            click.option("--output-dir", type=click.Path(file_okay=False),
+                         help=f"Run directory (default: runs/{kind}-<time>)."),
+            set_option,
+            click.option("--resume", is_flag=True,
+                         help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none)."),
+            click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config."),
+        ]):
+            f = opt(f)
+        return f
+    return deco
+
+
 class SslvitGroup(click.Group):
     """Turns SslvitError into `error: <line>` + exit 2, anywhere below it."""
 

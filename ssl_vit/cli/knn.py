@@ -5,11 +5,11 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import checkpoint_option, default_output_dir, set_option
 
 
 @click.command("knn")
-@click.option("--checkpoint", required=True, help="Run dir, checkpoints/last.pt or a .safetensors backbone.")
+@checkpoint_option
 @click.option("--dataset", required=True, help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
 @click.option("--k", "k", default=20, show_default=True, type=click.IntRange(min=1), help="Neighbours.")
 @click.option("--temperature", default=0.07, show_default=True, type=click.FloatRange(min=0, min_open=True),

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import checkpoint_option, default_output_dir, set_option
 
 
 @click.command("linear-probe")
-@click.option("--checkpoint", required=True,
-              help="Run dir, last.pt, a .safetensors backbone, an official MoCo v3 .pth.tar, a DeiT or timm ViT file.")
+@checkpoint_option
 @click.option("--dataset", required=True,
               help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
 @click.option("--output-dir", type=click.Path(file_okay=False),

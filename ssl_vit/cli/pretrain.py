@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ssl_vit.cli.common import run_config, run_training, set_option
+from ssl_vit.cli.common import run_config, run_training, training_options
 
 
 def _epilog() -> str:
@@ -28,12 +28,7 @@ class _EpilogCommand(click.Command):
 
 
 @click.command("pretrain", cls=_EpilogCommand)
-@click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume and no "
-                               "recipe, the run dir's config.yaml is used.")
-@click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory (default: runs/pretrain-<time>).")
-@set_option
-@click.option("--resume", is_flag=True, help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none).")
-@click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config.")
+@training_options("pretrain")
 def pretrain_cmd(recipe, output_dir, overrides, resume, force):
     """Self-supervised MoCo v3 pretraining of a ViT.
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ssl_vit.cli.common import run_config, run_training, set_option
+from ssl_vit.cli.common import run_config, run_training, training_options
 
 _EPILOG = """\b
 Examples:
@@ -16,12 +16,7 @@ Examples:
 
 
 @click.command("train", epilog=_EPILOG)
-@click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume and no "
-                               "recipe, the run dir's config.yaml is used.")
-@click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory (default: runs/train-<time>).")
-@set_option
-@click.option("--resume", is_flag=True, help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none).")
-@click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config.")
+@training_options("train")
 def train_cmd(recipe, output_dir, overrides, resume, force):
     """Supervised training of a ViT from scratch on a labelled dataset.
 
