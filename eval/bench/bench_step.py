@@ -154,7 +154,7 @@ class BenchConfig:
 def sslvit_config(bc: BenchConfig, compile_: bool = False):
     from ssl_vit.config.loading import apply_overrides
     from ssl_vit.config.schema import Config
-    sets = [f"model.name=vit_pico", f"model.embed_dim={bc.embed_dim}", f"model.depth={bc.depth}",
+    sets = ["model.name=vit_pico", f"model.embed_dim={bc.embed_dim}", f"model.depth={bc.depth}",
             f"model.num_heads={bc.num_heads}", f"model.img_size={bc.img_size}", f"model.patch_size={bc.patch_size}",
             f"model.in_chans={bc.in_chans}", f"train.batch_size={bc.batch_size}",
             f"method.proj_hidden_dim={bc.proj_hidden}", f"method.pred_hidden_dim={bc.pred_hidden}",
@@ -236,16 +236,9 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 3) -> float:
 def count_flops(step) -> int:
     """Matmul FLOPs of one step (forward, backward, momentum branch). FlopCounterMode does not see PyTorch's
     CPU SDPA kernels, so attention is counted on timm's plain path (the same math) and then restored."""
-    attn = [m for m in step.model.modules() if hasattr(m, "fused_attn")]
-    saved = [m.fused_attn for m in attn]
-    for m in attn:
-        m.fused_attn = False
-    try:
-        with FlopCounterMode(display=False) as fc:
-            step()
-    finally:
-        for m, f in zip(attn, saved):
-            m.fused_attn = f
+    from ssl_vit.evaluation.features import fused_attention
+    with fused_attention(step.model, enabled=False), FlopCounterMode(display=False) as fc:
+        step()
     return fc.get_total_flops()
 
 
