@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sslvit-installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
-DEMO_STEPS ?= 300
+DEMO_STEPS ?= 600
 DEMO_DIR ?= runs/demo
 
 .PHONY: install data demo test test-all bench clean

@@ -26,6 +26,7 @@ Usage::
     .venv/bin/python eval/bench/bench_step.py --quick            # demo model, < 60 s
     .venv/bin/python eval/bench/bench_step.py                    # widths 192/384, 28/32 px, B 128/256
     .venv/bin/python eval/bench/bench_step.py --json out.json    # also write the table as JSON
+    .venv/bin/python eval/bench/bench_step.py --quick --profile  # + where the step's time goes, MFU ceiling
 
 The last two lines printed are ``speedup=<x>`` and ``mfu=<fraction>`` of the first (demo-size or
 first listed) configuration.
@@ -282,10 +283,54 @@ def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precisi
     return row
 
 
+# op name -> where the step's time goes (aten op names as torch.profiler reports them)
+_CATEGORIES = [
+    ("GEMM", ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product")),
+    ("softmax", ("aten::_softmax",)),
+    ("LayerNorm / BatchNorm", ("aten::native_layer_norm", "aten::native_batch_norm", "aten::_batch_norm",
+                               "aten::batch_norm")),
+    ("optimizer", ("aten::_fused_adamw", "aten::_foreach_")),
+    ("copies / layout", ("aten::copy_", "aten::clone", "aten::cat", "aten::_to_copy", "aten::contiguous",
+                         "aten::index", "aten::gather", "aten::stack")),
+]
+
+
+def _category(op: str) -> str:
+    for name, prefixes in _CATEGORIES:
+        if op.startswith(prefixes):
+            return name
+    return "elementwise / reductions / other"
+
+
+def profile_step(step, flops: float, peak_gflops: float, n: int = 6) -> dict:
+    """Where one step's time goes (``torch.profiler``, self CPU time per op on the calling thread, ``n`` steps)
+    and the MFU ceiling it implies: the MFU the step would reach if every GEMM ran at the measured peak
+    and everything else kept its time."""
+    from collections import defaultdict
+
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        wall = (time.perf_counter() - t0) / n                 # seconds per step, per-op profiler overhead included
+    cats = defaultdict(float)
+    for e in prof.key_averages():
+        cats[_category(e.key)] += e.self_cpu_time_total / 1e6 / n      # seconds per step
+    ops = sum(cats.values())
+    cats["Python / gaps between ops"] = max(0.0, wall - ops)
+    gemm_peak_s = flops / (peak_gflops * 1e9)
+    ceiling = flops / ((wall - cats["GEMM"]) + gemm_peak_s) / (peak_gflops * 1e9)
+    return {"wall_s": wall, "share": {k: v / wall for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
+            "gemm_gflops": flops / cats["GEMM"] / 1e9 if cats["GEMM"] else 0.0, "mfu_ceiling": ceiling}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="demo model only (vit_pico, 28 px, patch 7, B 256), < 60 s")
+    ap.add_argument("--quick", action="store_true",
+                    help="demo model only (recipes/fmnist_vit_tiny: vit_micro, 28 px, patch 7, B 256), < 60 s")
     ap.add_argument("--widths", default="192,384")
     ap.add_argument("--img-sizes", default="28,32", help="28: Fashion-MNIST (grey), 32: RGB")
     ap.add_argument("--batches", default="128,256")
@@ -295,6 +340,9 @@ def main(argv=None):
     ap.add_argument("--per-round", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="0: all cores")
     ap.add_argument("--compile", action="store_true", help="also time sslvit with train.compile=true")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the first configuration's sslvit step: time per op category, GEMM "
+                         "GFLOP/s and the MFU ceiling if GEMMs ran at peak")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -307,12 +355,13 @@ def main(argv=None):
     print(f"threads={torch.get_num_threads()} dtype={precision.name} matmul peak: fp32 {peaks['fp32']:.0f} "
           f"GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s", flush=True)
 
-    demo = BenchConfig(128, 6, 4, 28, 7, 1, 256)
+    demo = BenchConfig(64, 4, 2, 28, 7, 1, 256, proj_hidden=512, pred_hidden=512)     # recipes/fmnist_vit_tiny
+    pico = BenchConfig(128, 6, 4, 28, 7, 1, 256)                                       # vit_pico, the demo until 2026-11
     if args.quick:
         configs, rounds = [demo], args.rounds or 4
     else:
         rounds = args.rounds or 3
-        configs = [demo] + [BenchConfig(w, args.depth, w // 64, s, args.patch, 1 if s == 28 else 3, b)
+        configs = [demo, pico] + [BenchConfig(w, args.depth, w // 64, s, args.patch, 1 if s == 28 else 3, b)
                             for w in map(int, args.widths.split(",")) for s in map(int, args.img_sizes.split(","))
                             for b in map(int, args.batches.split(","))]
     rows = []
@@ -332,6 +381,22 @@ def main(argv=None):
     if args.json:
         args.json.write_text(json.dumps({"peaks_gflops": peaks, "threads": torch.get_num_threads(), "rows": rows},
                                         indent=2))
+    if args.profile:
+        bc = configs[0]
+        data, _ = load_images(bc, max(4 * bc.batch_size, 2048))
+        step = SslvitStep(bc, data, device)
+        with precision.autocast():
+            prof = profile_step(step, count_flops(step), peaks[precision.name])
+        print(f"\nprofile of the sslvit step, {bc.label}: {prof['wall_s'] * 1e3:.0f} ms/step under the profiler")
+        print("| where | share of the step |\n|---|---|")
+        for k, v in prof["share"].items():
+            print(f"| {k} | {v * 100:.0f} % |")
+        print(f"GEMMs run at {prof['gemm_gflops']:.0f} GFLOP/s (peak {peaks[precision.name]:.0f}); MFU ceiling with "
+              f"every GEMM at peak and the rest unchanged: {prof['mfu_ceiling']:.2f}")
+        rows[0]["profile"] = prof
+        if args.json:
+            args.json.write_text(json.dumps({"peaks_gflops": peaks, "threads": torch.get_num_threads(),
+                                             "rows": rows}, indent=2))
     print(f"speedup={rows[0]['speedup']:.2f}")
     print(f"mfu={rows[0]['mfu_sslvit']:.2f}")
 

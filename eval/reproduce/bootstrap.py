@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from arms import ROOT, run_arms, sslvit_cmd  # noqa: E402
+
 SUP, SSL = "bootstrap_fmnist10", "bootstrap_mocov3_fmnist10"
 # arm -> (command, recipe, extra --set)
 ARMS = {
@@ -46,15 +45,8 @@ ARMS = {
 
 def _cmd(arm: str, out: Path, sets, threads: int) -> list:
     command, recipe, extra = ARMS[arm]
-    args = [sys.executable, "-m", "ssl_vit", command, "--recipe", recipe, "--output-dir", str(out),
-            "--set", f"train.threads={threads}"]
-    for s in extra + list(sets):
-        args += ["--set", s]
-    return args
-
-
-def _cpu_s(usage_before, usage_after) -> float:
-    return round((usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime), 1)
+    return sslvit_cmd(command, "--recipe", recipe, "--output-dir", str(out),
+                      sets=[f"train.threads={threads}", *extra, *sets])
 
 
 def main(argv=None) -> int:
@@ -75,7 +67,6 @@ def main(argv=None) -> int:
     runs, out = Path(a.runs), Path(a.out)
     runs.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(a.threads), "PYTHONPATH": str(ROOT)}
 
     def sets_for(arm):
         ssl = ARMS[arm][0] == "pretrain"
@@ -90,29 +81,9 @@ def main(argv=None) -> int:
         return picked
 
     t0 = time.time()
-    cpu = {}
-    if a.sequential:
-        for arm in arms:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            with open(runs / f"{arm}.log", "w") as logf:
-                rc = subprocess.call(_cmd(arm, runs / arm, sets_for(arm), a.threads), env=env, cwd=ROOT,
-                                     stdout=logf, stderr=subprocess.STDOUT)
-            cpu[arm] = _cpu_s(before, resource.getrusage(resource.RUSAGE_CHILDREN))
-            if rc:
-                print(f"{arm} failed (exit {rc}); see {runs / f'{arm}.log'}", file=sys.stderr)
-    else:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        procs = {}
-        for arm in arms:
-            logf = open(runs / f"{arm}.log", "w")
-            procs[arm] = (subprocess.Popen(_cmd(arm, runs / arm, sets_for(arm), a.threads), env=env, cwd=ROOT,
-                                           stdout=logf, stderr=subprocess.STDOUT), logf)
-        for arm, (p, logf) in procs.items():
-            rc = p.wait()
-            logf.close()
-            if rc:
-                print(f"{arm} failed (exit {rc}); see {runs / f'{arm}.log'}", file=sys.stderr)
-        cpu["all_arms"] = _cpu_s(before, resource.getrusage(resource.RUSAGE_CHILDREN))
+    cmds = {arm: _cmd(arm, runs / arm, sets_for(arm), a.threads) for arm in arms}
+    done = run_arms(cmds, runs, jobs=1 if a.sequential else len(arms), threads=a.threads, fresh=False)
+    cpu = {arm: r["cpu_s"] for arm, r in done.items()}
 
     rows, summary = [], {"arms": {}, "cpu_s": cpu, "wall_s": round(time.time() - t0, 1), "sets": a.sets}
     for arm in arms:

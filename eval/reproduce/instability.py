@@ -29,12 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from arms import ROOT, run_arms, sslvit_cmd  # noqa: E402
 ARMS = {"trainable": "false", "frozen": "true"}
-
-
-def _sslvit(*args: str) -> list:
-    return [sys.executable, "-m", "ssl_vit", *args]
 
 
 def main(argv=None) -> int:
@@ -53,29 +50,15 @@ def main(argv=None) -> int:
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     t0 = time.time()
     if not a.reuse:
-        procs = []
-        for arm, frozen in ARMS.items():
-            d = runs / arm
-            if d.exists():
-                shutil.rmtree(d)
-            cmd = _sslvit("pretrain", "--recipe", a.recipe, "--output-dir", str(d),
-                          "--set", f"model.patch_embed.frozen={frozen}", "--set", f"train.threads={a.threads}",
-                          "--set", "log.progress=false", *[x for s in a.sets for x in ("--set", s)])
-            print("+", " ".join(cmd[2:]), flush=True)
-            runs.mkdir(parents=True, exist_ok=True)
-            log = open(runs / f"{arm}.log", "w")
-            p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            procs.append((arm, p, log))
-            if a.sequential:
-                p.wait()
-        for arm, p, log in procs:
-            if p.wait() != 0:
-                log.close()
-                print(f"{arm} failed (exit {p.returncode}); see {runs / f'{arm}.log'}", file=sys.stderr)
-                return 1
-            log.close()
+        cmds = {arm: sslvit_cmd("pretrain", "--recipe", a.recipe, "--output-dir", str(runs / arm),
+                                sets=[f"model.patch_embed.frozen={frozen}", f"train.threads={a.threads}",
+                                      "log.progress=false", *a.sets])
+                for arm, frozen in ARMS.items()}
+        done = run_arms(cmds, runs, jobs=1 if a.sequential else len(cmds), threads=a.threads)
+        if any(r["exit"] for r in done.values()):
+            return 1
     dirs = [os.path.relpath(runs / arm, ROOT) for arm in ARMS]        # relative paths in the committed report
-    r = subprocess.run(_sslvit("diagnose", *dirs, "--output-dir", os.path.relpath(out, ROOT)), cwd=ROOT, env=env)
+    r = subprocess.run(sslvit_cmd("diagnose", *dirs, "--output-dir", os.path.relpath(out, ROOT)), cwd=ROOT, env=env)
     if r.returncode != 0:
         return r.returncode
     for arm in ARMS:

@@ -25,55 +25,26 @@ import argparse
 import json
 import os
 import resource
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from arms import ROOT, arm_record, run_arms, sslvit_cmd  # noqa: E402
+
 STEMS = ["patchify", "conv", "scaled_relu", "scaled_relu_no_bn", "scaled_relu_no_relu"]
 LRS = {"normal": 1.5e-3, "high": 1e-2}
 
 
-def _cmd(recipe: str, out: Path, stem: str, lr: float, threads: int, sets) -> list:
-    return [sys.executable, "-m", "ssl_vit", "pretrain", "--recipe", recipe, "--output-dir", str(out),
-            "--set", f"model.stem={stem}", "--set", f"optim.lr={lr}", "--set", f"train.threads={threads}",
-            *[x for s in sets for x in ("--set", s)]]
-
-
-def run_all(a, runs: Path, env) -> int:
+def run_all(a, runs: Path) -> int:
     order = ["patchify", "scaled_relu", "conv", "scaled_relu_no_bn", "scaled_relu_no_relu"]   # key arms first
-    todo = [(stem, lr_name) for stem in order for lr_name in LRS if stem in a.stems.split(",")
-            and not (a.skip_done and _finished(runs / f"{stem}-{lr_name}"))]
-    running = []
-    failed = 0
-    while todo or running:
-        while todo and len(running) < a.jobs:
-            stem, lr_name = todo.pop(0)
-            d = runs / f"{stem}-{lr_name}"
-            if d.exists():
-                shutil.rmtree(d)
-            cmd = _cmd(a.recipe, d, stem, LRS[lr_name], a.threads, a.sets)
-            print("+", " ".join(cmd[2:]), flush=True)
-            runs.mkdir(parents=True, exist_ok=True)
-            log = open(runs / f"{stem}-{lr_name}.log", "w")
-            running.append((d, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-        time.sleep(2)
-        for item in list(running):
-            d, p, log = item
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)       # per-run CPU time (user + system)
-            if pid == 0:
-                continue
-            log.close()
-            running.remove(item)
-            code = os.waitstatus_to_exitcode(status)
-            p.returncode = code
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "cpu_seconds.txt").write_text(f"{ru.ru_utime + ru.ru_stime:.1f}\n")
-            print(f"{d.name}: exit {code}, {ru.ru_utime + ru.ru_stime:.0f} CPU-s", flush=True)
-            failed += code != 0
-    return failed
+    cmds = {f"{stem}-{lr_name}": sslvit_cmd("pretrain", "--recipe", a.recipe, "--output-dir",
+                                            str(runs / f"{stem}-{lr_name}"),
+                                            sets=[f"model.stem={stem}", f"optim.lr={LRS[lr_name]}",
+                                                  f"train.threads={a.threads}", *a.sets])
+            for stem in order for lr_name in LRS if stem in a.stems.split(",")
+            and not (a.skip_done and _finished(runs / f"{stem}-{lr_name}"))}
+    return sum(r["exit"] != 0 for r in run_arms(cmds, runs, jobs=a.jobs, threads=a.threads).values())
 
 
 def _finished(d: Path) -> bool:
@@ -112,8 +83,7 @@ def collect(runs: Path):
 
 
 def _cpu(d: Path):
-    f = d / "cpu_seconds.txt"
-    return float(f.read_text()) if f.is_file() else None
+    return arm_record(d).get("cpu_s")
 
 
 def _depth(cfg) -> int:
@@ -197,11 +167,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-done", action="store_true", help="keep finished runs, (re)run the others")
     a = ap.parse_args(argv)
     runs, out = Path(a.runs), Path(a.out)
-    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(a.threads)}
     t0 = time.time()
     summary_path = out / "summary.json"
     if not a.reuse:
-        failed = run_all(a, runs, env)
+        failed = run_all(a, runs)
         if failed:
             print(f"{failed} run(s) failed; see the logs in {runs}", file=sys.stderr)
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)

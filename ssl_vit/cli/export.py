@@ -25,7 +25,7 @@ def export_cmd(checkpoint, target, out, overrides):
 
     \b
     Example:
-      sslvit export runs/demo --to timm vit_pico_fmnist.safetensors
+      sslvit export runs/demo --to timm vit_micro_fmnist.safetensors
     """
     from ssl_vit.checkpoints.export import export_timm
 

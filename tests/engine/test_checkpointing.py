@@ -1,5 +1,4 @@
 """Crash-proof checkpoints: periodic/best/manifest, truncated-file fallback, SIGTERM, SIGKILL soak."""
-import importlib.util
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssl_vit.config import apply_overrides
 from ssl_vit.engine.checkpointing import CheckpointManager
 from ssl_vit.engine.trainer import pretrain
 from ssl_vit.errors import SslvitError
@@ -99,9 +97,8 @@ def test_sigterm_checkpoints_and_resume_is_exact(tmp_path, tiny_overrides):
 
 
 def test_sigkill_soak_small(tmp_path, fmnist_dir):
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "eval" / "soak_resume.py")
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
+    from tests.scripts import load_script
+    soak = load_script("eval/soak_resume.py")
     extra = [f"data.dataset=fmnist:{fmnist_dir}", "train.batch_size=32", "log.tensorboard=false"]
     res = soak.soak(tmp_path, kills=3, steps=12, extra=extra, log=lambda m: None)
     assert res["kills"] == 3 and res["unusable_checkpoints"] == 0 and res["bit_identical"]

@@ -1,9 +1,6 @@
 """Speed never silently changes the math: sslvit's optimised MoCo v3 step against the straightforward
 lightly + timm reference step of eval/bench/bench_step.py, on the same weights, batch and seed."""
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,15 +8,11 @@ import torch
 from ssl_vit.config import load_config
 from ssl_vit.engine.trainer import build_model, make_optimizer
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_step", ROOT / "eval" / "bench" / "bench_step.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_step"] = mod            # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("eval/bench/bench_step.py")
 
 
 def _pair(fused_attn="false", ref_fused_attn=True):

@@ -1,19 +1,14 @@
 """eval/collect_results.py: many results.json -> one Markdown / CSV table."""
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-
+from tests.scripts import load_script
 
 def _load():
-    spec = importlib.util.spec_from_file_location("collect_results", ROOT / "eval" / "collect_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("eval/collect_results.py")
 
 
 def test_collects_runs_into_one_table(tmp_path):

@@ -75,11 +75,8 @@ def test_fewshot_curves_mean_std_and_png(runs, tmp_path):
 
 
 def test_script_and_errors(runs, tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("vtab_table_script", Path(__file__).parents[2] / "eval" / "vtab_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from tests.scripts import load_script
+    mod = load_script("eval/vtab_table.py")
     assert mod.main([str(tmp_path / "runs"), "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "vtab_table.md").is_file() and (tmp_path / "o" / "fewshot_curves.png").is_file()
     assert mod.main([str(tmp_path / "runs" / "other"), "--out", str(tmp_path / "o2")]) == 2
