@@ -320,7 +320,7 @@ def profile_step(step, flops: float, peak_gflops: float, n: int = 6) -> dict:
         cats[_category(e.key)] += e.self_cpu_time_total / 1e6 / n      # seconds per step
     ops = sum(cats.values())
     cats["Python / gaps between ops"] = max(0.0, wall - ops)
-    gemm_peak_s = flops / (peak_gflops * 1e9)
+    gemm_peak_s = min(cats["GEMM"], flops / (peak_gflops * 1e9))       # GEMMs at peak (never slower than now)
     ceiling = flops / ((wall - cats["GEMM"]) + gemm_peak_s) / (peak_gflops * 1e9)
     return {"wall_s": wall, "share": {k: v / wall for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
             "gemm_gflops": flops / cats["GEMM"] / 1e9 if cats["GEMM"] else 0.0, "mfu_ceiling": ceiling}
