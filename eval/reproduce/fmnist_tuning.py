@@ -32,12 +32,12 @@ RECIPE = "fmnist_vit_tiny"
 # carries the study's outcome (vit_micro, head hidden 512, base lr 3e-3, 9 epochs).
 BASE = ["model.name=vit_pico", "method.proj_hidden_dim=1024", "method.pred_hidden_dim=1024", "optim.lr=1.5e-3",
         "train.epochs=10", "optim.warmup_epochs=1"]
-# name -> (what it changes, --set overrides on top of the recipe; "x<k>": k times the images)
+# name -> (what it changes, --set overrides on top of BASE)
 ARMS = {
-    "base": ("the recipe as it is", []),
-    "lr3e3": ("base lr 3e-3 (recipe 1.5e-3)", ["optim.lr=3e-3"]),
+    "base": ("the starting point (BASE)", []),
+    "lr3e3": ("base lr 3e-3 (start 1.5e-3)", ["optim.lr=3e-3"]),
     "lr5e4": ("base lr 5e-4", ["optim.lr=5e-4"]),
-    "crop04": ("crop scale (0.4, 1) (recipe 0.25)", ["aug.crop_scale=[0.4,1.0]"]),
+    "crop04": ("crop scale (0.4, 1) (start 0.25)", ["aug.crop_scale=[0.4,1.0]"]),
     "crop015": ("crop scale (0.15, 1)", ["aug.crop_scale=[0.15,1.0]"]),
     "noblur_nosol": ("no blur, no solarize", ["aug.blur_prob=[0.0,0.0]", "aug.solarize_prob=[0.0,0.0]"]),
     "jitter_weak": ("jitter brightness/contrast 0.2, p 0.5", ["aug.brightness=0.2", "aug.contrast=0.2",
@@ -45,32 +45,35 @@ ARMS = {
     "aug_light": ("crop (0.4, 1), jitter 0.2 p 0.5, no blur / solarize",
                   ["aug.crop_scale=[0.4,1.0]", "aug.brightness=0.2", "aug.contrast=0.2", "aug.jitter_prob=0.5",
                    "aug.blur_prob=[0.0,0.0]", "aug.solarize_prob=[0.0,0.0]"]),
-    "tau01": ("temperature 0.1 (recipe 0.2)", ["method.temperature=0.1"]),
+    "tau01": ("temperature 0.1 (start 0.2)", ["method.temperature=0.1"]),
     "tau05": ("temperature 0.5", ["method.temperature=0.5"]),
-    "m0996": ("momentum 0.996 -> 1 (recipe 0.99)", ["method.momentum=0.996"]),
+    "m0996": ("momentum 0.996 -> 1 (start 0.99)", ["method.momentum=0.996"]),
     "m09": ("momentum 0.9 -> 1", ["method.momentum=0.9"]),
     "b128": ("batch 128, same images (2x steps), lr scaled linearly", ["train.batch_size=128"]),
-    "wd005": ("weight decay 0.05 (recipe 0.1)", ["optim.weight_decay=0.05"]),
-    "warm0": ("warm-up 0.3 epoch of 10 (recipe 1)", ["optim.warmup_epochs=0.3"]),
+    "wd005": ("weight decay 0.05 (start 0.1)", ["optim.weight_decay=0.05"]),
+    "warm0": ("warm-up 0.3 epoch of 10 (start 1)", ["optim.warmup_epochs=0.3"]),
     "p4_d64": ("4x4 patches (49 tokens), 64-d, 6 blocks, 4 heads", ["model.patch_size=4", "model.embed_dim=64",
                                                                      "model.num_heads=4"]),
     "d192_4": ("192-d, 4 blocks, 6 heads", ["model.embed_dim=192", "model.depth=4", "model.num_heads=6"]),
     "d96_8": ("96-d, 8 blocks, 4 heads", ["model.embed_dim=96", "model.depth=8", "model.num_heads=4"]),
-    "head512": ("projector/predictor hidden 512 (recipe 1024)", ["method.proj_hidden_dim=512",
+    "head512": ("projector/predictor hidden 512 (start 1024)", ["method.proj_hidden_dim=512",
                                                                  "method.pred_hidden_dim=512"]),
     "micro_x3": ("vit_micro (64-d, 4 blocks, 2 heads), head hidden 512, 3x the images",
-                 ["model.name=vit_micro", "method.proj_hidden_dim=512", "method.pred_hidden_dim=512", "x3"]),
+                 ["model.name=vit_micro", "method.proj_hidden_dim=512", "method.pred_hidden_dim=512"]),
     "micro_x4_lr3e3": ("vit_micro, head hidden 512, 4x the images, base lr 3e-3",
                        ["model.name=vit_micro", "method.proj_hidden_dim=512", "method.pred_hidden_dim=512",
-                        "optim.lr=3e-3", "x4"]),
+                        "optim.lr=3e-3"]),
     "micro_x4_lr6e3": ("vit_micro, head hidden 512, 4x the images, base lr 6e-3",
                        ["model.name=vit_micro", "method.proj_hidden_dim=512", "method.pred_hidden_dim=512",
-                        "optim.lr=6e-3", "x4"]),
+                        "optim.lr=6e-3"]),
     "d96_x2": ("96-d, 4 blocks, 4 heads, head hidden 512, 2x the images",
                ["model.embed_dim=96", "model.depth=4", "model.num_heads=4", "method.proj_hidden_dim=512",
-                "method.pred_hidden_dim=512", "x2"]),
-    "trainpe": ("patch projection trained (recipe frozen)", ["model.patch_embed.frozen=false"]),
+                "method.pred_hidden_dim=512"]),
+    "trainpe": ("patch projection trained (start frozen)", ["model.patch_embed.frozen=false"]),
 }
+
+# arms that see k times the images of the others (more steps at the same batch)
+IMAGES_X = {"micro_x3": 3, "micro_x4_lr3e3": 4, "micro_x4_lr6e3": 4, "d96_x2": 2}
 
 
 def _batch(sets) -> int:
@@ -95,9 +98,8 @@ def main(argv=None) -> int:
     runs = Path(a.runs)
     cmds = {}
     for name in arms:
-        sets = [x for x in ARMS[name][1] if "=" in x]
-        mult = next((int(x[1:]) for x in ARMS[name][1] if x.startswith("x")), 1)      # "x3": 3x the images
-        steps = mult * a.steps * 256 // _batch(sets)
+        sets = ARMS[name][1]
+        steps = IMAGES_X.get(name, 1) * a.steps * 256 // _batch(sets)
         cmds[name] = sslvit_cmd("pretrain", "--recipe", RECIPE, "--output-dir", str(runs / name),
                                 sets=[f"train.max_steps={steps}", "train.threads=1", "log.knn_every=1000000",
                                       "log.progress=false", *BASE, *sets])
@@ -109,7 +111,6 @@ def main(argv=None) -> int:
 def write_table(runs: Path, out: Path) -> None:
     rows = []
     for name, (what, sets) in ARMS.items():
-        sets = [x for x in sets if "=" in x]
         d = runs / name
         res = d / "results.json"
         if not res.is_file():

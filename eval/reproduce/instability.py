@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from arms import ROOT, run_arms, sslvit_cmd  # noqa: E402
+
 ARMS = {"trainable": "false", "frozen": "true"}
 
 
