@@ -24,6 +24,9 @@ def linear_probe_cmd(checkpoint, dataset, output_dir, overrides):
                 part of train (probe.val_fraction), then refit on all of train
       protocol  MoCo v3 main_lincls: SGD momentum 0.9, lr 3 x batch/256, 90 epochs cosine, no weight decay,
                 random-resized-crop + flip; reports the last-epoch top1 and the best epoch's top1_best
+    Features (both modes): the CLS token after the final norm (MoCo v3); DINO's instead with
+      --set probe.n_last_blocks=4                      CLS of the last 4 blocks, concatenated (DINO ViT-S)
+      --set probe.avgpool_patchtokens=true             + the mean of the last block's patch tokens (DINO ViT-B)
     Features are cached (eval.cache_dir, $SSLVIT_CACHE_DIR or ~/.cache/sslvit/features) and shared with `sslvit knn`.
 
     \b

@@ -184,9 +184,12 @@ class EvalConfig:
 
 @dataclass
 class ProbeConfig:
-    """`sslvit linear-probe`: a linear classifier on the frozen backbone's CLS features (after the final norm)."""
+    """`sslvit linear-probe`: a linear classifier on the frozen backbone's CLS features (after the final norm);
+    ``n_last_blocks`` / ``avgpool_patchtokens`` switch to DINO's features (``ssl_vit/evaluation/pooling.py``)."""
 
     mode: str = "fast"                      # fast (logistic regression on cached features) | protocol (MoCo v3 main_lincls)
+    n_last_blocks: int = 1                  # features: CLS (after the final norm) of the last n blocks, concatenated (DINO: 4 for ViT-S)
+    avgpool_patchtokens: bool = False       # features: + mean of the last block's patch tokens (DINO's ViT-B setting)
     fast_lrs: str = "0.01,0.1,0.3"          # fast: AdamW learning rates swept (comma-separated)
     fast_weight_decays: str = "0,0.001,0.01"  # fast: (decoupled) weight decays swept (comma-separated)
     fast_epochs: int = 30                   # fast: passes over the cached features (cosine schedule)

@@ -23,6 +23,7 @@ def parse_floats(text, key: str) -> list:
 def validate_probe(cfg: Config) -> None:
     p = cfg.probe
     _need(p.mode in ("fast", "protocol"), f"probe.mode must be fast or protocol, not '{p.mode}'")
+    _need(p.n_last_blocks >= 1, f"probe.n_last_blocks must be >= 1, got {p.n_last_blocks}")
     _need(all(v > 0 for v in parse_floats(p.fast_lrs, "probe.fast_lrs")), "probe.fast_lrs values must be > 0")
     _need(all(v >= 0 for v in parse_floats(p.fast_weight_decays, "probe.fast_weight_decays")),
           "probe.fast_weight_decays values must be >= 0")

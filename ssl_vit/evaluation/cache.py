@@ -7,6 +7,7 @@ float32 and ``labels`` (N,) int64, plus its key parts as JSON metadata. The key 
   ``last.safetensors`` of one step share entries and any ``--set model.*`` change makes a new one),
 * the data config the images are converted to (size, channels, mean/std) and the eval transform
   version, the autocast dtype (bf16 features differ from fp32 ones),
+* which features (``pooling``: the CLS token, or DINO's last-blocks concatenation),
 * the dataset spec, split, subset (size + seed) and a fingerprint of the data itself (image bytes
   for in-memory sets, paths + sizes + mtimes for file sets), so regenerated data is never confused
   with the old.
@@ -112,14 +113,18 @@ class FeatureCache:
 
     def features(self, model, data, data_cfg: Dict, *, weights_hash: str = "", dataset: str = "", split: str = "",
                  subset: str = "all", batch_size: int = 512, device=None, autocast_dtype=None,
-                 progress: bool = False, desc: str = "features") -> torch.Tensor:
-        """(N, D) float32 features of ``data`` in order: read from the cache or extracted (and stored)."""
+                 progress: bool = False, desc: str = "features", pooling: str = "cls") -> torch.Tensor:
+        """(N, D) float32 features of ``data`` in order: read from the cache or extracted (and stored).
+        ``pooling`` names what ``model`` outputs when it is not the backbone's own CLS feature
+        (:func:`~ssl_vit.evaluation.pooling.pooling_name`); it is part of the key."""
         from ssl_vit.evaluation.features import extract_features
 
         parts = {"weights": weights_hash or state_hash(model),
                  "data_cfg": {k: data_cfg[k] for k in ("img_size", "in_chans", "mean", "std")},
                  "transform": TRANSFORM_VERSION, "dtype": str(autocast_dtype or torch.float32),
                  "dataset": dataset, "split": split, "subset": subset, "n": len(data)}
+        if pooling != "cls":                                   # (CLS keys stay as before: old entries stay valid)
+            parts["pooling"] = pooling
         labels = data.targets if data.targets is not None else torch.full((len(data),), -1, dtype=torch.long)
         t0 = time.perf_counter()
         key, path = None, None

@@ -1,5 +1,8 @@
 """Linear probe of a frozen backbone: CLS token after the final norm -> one linear layer.
 
+(``probe.n_last_blocks`` / ``probe.avgpool_patchtokens`` read DINO's features instead -- CLS of the last
+blocks, + patch-token mean: ``ssl_vit/evaluation/pooling.py`` -- in both modes.)
+
 Two modes (``--set probe.mode=...``):
 
 * ``fast`` (default): multinomial logistic regression on cached features. Features are standardised
@@ -256,6 +259,7 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, autocas
     from ssl_vit.data.specs import eval_splits, load_dataset
     from ssl_vit.evaluation.cache import FeatureCache
     from ssl_vit.evaluation.knn import _limit
+    from ssl_vit.evaluation.pooling import pooling_name, probe_features
 
     t0 = time.perf_counter()
     cache = cache if cache is not None else FeatureCache(None)
@@ -267,13 +271,14 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, autocas
     if train.targets is None or (train.targets < 0).all() or test.targets is None:
         raise SslvitError(f"dataset '{dataset}' has no labels in '{train_split}'/'{test_split}'; the linear probe "
                           f"needs a labelled dataset")
+    p = cfg.probe
+    features = pooling_name(p.n_last_blocks, p.avgpool_patchtokens)
+    model = probe_features(loaded.model, p.n_last_blocks, p.avgpool_patchtokens)
     kw = dict(weights_hash=loaded.weights_hash, dataset=dataset, batch_size=cfg.eval.batch_size, device=device,
-              autocast_dtype=autocast_dtype, progress=cfg.log.progress)
-    model = loaded.model
+              autocast_dtype=autocast_dtype, progress=cfg.log.progress, pooling=features)
     fte = cache.features(model, test, loaded.data_cfg, split=test_split, subset=f"{cfg.eval.max_test}:1",
                          desc="test features", **kw)
     yte = test.targets
-    p = cfg.probe
     if p.mode == "fast":
         ftr = cache.features(model, train, loaded.data_cfg, split=train_split, subset=f"{cfg.eval.max_train}:0",
                              desc="train features", **kw)
@@ -283,6 +288,6 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, autocas
         res = protocol_probe(model, train, fte, yte, loaded.data_cfg, p, cfg.seed, device, autocast_dtype,
                              cfg.data.num_workers, cfg.log.progress, log)
     res.update(cache.summary(n_events))
-    res.update(dataset=dataset, mode=p.mode, metric=f"linear_{p.mode}", n_train=int((train.targets >= 0).sum()),
+    res.update(dataset=dataset, mode=p.mode, metric=f"linear_{p.mode}", features=features, feature_dim=int(fte.shape[1]), n_train=int((train.targets >= 0).sum()),
                n_test=len(test), wall_s=round(time.perf_counter() - t0, 3))
     return res

@@ -95,3 +95,23 @@ def test_knn_and_linear_probe_share_cached_features(tmp_path, fmnist_dir, count_
     assert len(count_extractions) == 2                              # the probe extracted nothing
     assert sorted(res["features_cached"]) == ["test", "train"] and res["features_extracted"] == []
     assert res["n_train"] == 512 and res["n_test"] == 128
+
+
+def test_dino_pooling_gets_its_own_entries_and_cls_keeps_its_own(tmp_path, fmnist_dir, count_extractions):
+    from ssl_vit.checkpoints import LoadedBackbone
+    from ssl_vit.config import load_config
+    from ssl_vit.evaluation.linear_probe import run_linear_probe
+
+    sets = ["probe.fast_epochs=2", "log.progress=false", "eval.max_train=0", "eval.max_test=0"]
+    model = _model()
+    loaded = LoadedBackbone(model, ModelConfig(name="vit_micro", depth=1), DATA_CFG, "mem", "test", weights_hash="w0")
+    dataset = f"fmnist:{fmnist_dir}"
+    cls = run_linear_probe(loaded, dataset, load_config("smoke", sets), FeatureCache(tmp_path))
+    dino = run_linear_probe(loaded, dataset, load_config("smoke", sets + ["probe.avgpool_patchtokens=true"]),
+                            FeatureCache(tmp_path))
+    assert len(count_extractions) == 4 and dino["features_extracted"] == ["test", "train"]
+    assert (cls["features"], cls["feature_dim"]) == ("cls", 64)
+    assert (dino["features"], dino["feature_dim"]) == ("cls+avgpool", 128)
+    again = run_linear_probe(loaded, dataset, load_config("smoke", sets + ["probe.avgpool_patchtokens=true"]),
+                             FeatureCache(tmp_path))
+    assert len(count_extractions) == 4 and again["top1"] == dino["top1"]
