@@ -65,8 +65,28 @@ def test_linear_probe_protocol_mode_cli(tmp_path, backbone, fmnist_dir):
     assert "top1_best" in (tmp_path / "p" / "results.md").read_text()
 
 
+def test_linear_probe_dino_features_cli(tmp_path, backbone, fmnist_dir):
+    """probe.avgpool_patchtokens: CLS + patch-token mean, twice as wide, its own cache entries, named in results."""
+    from ssl_vit.cli import cli
+    common = ["linear-probe", "--checkpoint", str(backbone), "--dataset", f"fmnist:{fmnist_dir}",
+              "--set", f"eval.cache_dir={tmp_path / 'cache'}", "--set", "log.progress=false",
+              "--set", "probe.fast_epochs=5"]
+    r = CliRunner().invoke(cli, [*common, "--output-dir", str(tmp_path / "cls")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, [*common, "--output-dir", str(tmp_path / "dino"),
+                                 "--set", "probe.avgpool_patchtokens=true"])
+    assert r.exit_code == 0, r.output
+    cls = json.loads((tmp_path / "cls" / "results.json").read_text())
+    dino = json.loads((tmp_path / "dino" / "results.json").read_text())
+    assert (cls["features"], cls["feature_dim"]) == ("cls", 64)
+    assert (dino["features"], dino["feature_dim"]) == ("cls+avgpool", 128)
+    assert dino["features_extracted"] == ["test", "train"]          # not the CLS entries of the first run
+
+
 @pytest.mark.parametrize("sets,needle", [
     (["probe.mode=slow"], "probe.mode must be fast or protocol"),
+    (["probe.n_last_blocks=0"], "probe.n_last_blocks must be >= 1"),
+    (["probe.n_last_blocks=3"], "probe.n_last_blocks=3 but the backbone has 1 blocks"),
     (["probe.fast_lrs=a,b"], "probe.fast_lrs must be comma-separated numbers"),
     (["probe.epoch=3"], "did you mean 'probe.epochs'"),
     (["model.num_heads=5"], "does not divide"),
