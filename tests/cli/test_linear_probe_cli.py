@@ -81,6 +81,7 @@ def test_linear_probe_dino_features_cli(tmp_path, backbone, fmnist_dir):
     assert (cls["features"], cls["feature_dim"]) == ("cls", 64)
     assert (dino["features"], dino["feature_dim"]) == ("cls+avgpool", 128)
     assert dino["features_extracted"] == ["test", "train"]          # not the CLS entries of the first run
+    assert "| cls+avgpool |" in (tmp_path / "dino" / "results.md").read_text()
 
 
 @pytest.mark.parametrize("sets,needle", [

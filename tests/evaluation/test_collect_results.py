@@ -22,15 +22,15 @@ def test_collects_runs_into_one_table(tmp_path):
     lp = run / "lp"
     lp.mkdir()
     (lp / "results.json").write_text(json.dumps({"top1": 85.25, "top1_best": 86.0, "dataset": "fmnist", "mode": "protocol",
-                                                 "metric": "linear_protocol", "backbone": "vit_pico d128 L6 h4 p7 28px",
+                                                 "metric": "linear_protocol", "features": "cls_last4", "backbone": "vit_pico d128 L6 h4 p7 28px",
                                                  "params": 1234567, "pretrain_method": "mocov3", "n_train": 60000,
                                                  "n_test": 10000, "wall_s": 99.0, "checkpoint": "x"}))
     md, csv_path = tmp_path / "t.md", tmp_path / "t.csv"
     assert mod.main([str(tmp_path / "runs"), "--md", str(md), "--csv", str(csv_path)]) == 0
     text = md.read_text()
     assert text.count("\n") == 4                                         # header, rule, two rows
-    assert "| vit_pico d128 L6 h4 p7 28px | mocov3 | fmnist | knn | 81.50 |" in text   # filled from config.yaml
-    assert "| linear_protocol | 85.25 | 86.00 | 1.23M |" in text
+    assert "| vit_pico d128 L6 h4 p7 28px | mocov3 | fmnist | knn |  | 81.50 |" in text   # filled from config.yaml
+    assert "| linear_protocol | cls_last4 | 85.25 | 86.00 | 1.23M |" in text        # which probe features
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["metric"] for r in rows] == ["knn", "linear_protocol"] and rows[1]["params"] == "1234567"
 
