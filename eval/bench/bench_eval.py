@@ -10,7 +10,9 @@
 The two steps in between isolate what each change gives. Measured here (vit_pico, 28 px, fp32 -- this
 CPU has no fast bf16; 10,000 images, best of 3): on a quiet machine 1.0-1.4x (naive ~1,450-1,700 img/s,
 sslvit ~1,650-2,300 img/s); with the 2 cores oversubscribed by other jobs 2.7-3.1x (naive ~200 img/s,
-sslvit ~550-640 img/s: small batches and autograd bookkeeping suffer most from contention). The forward
+sslvit ~550-640 img/s: small batches and autograd bookkeeping suffer most from contention). The demo
+recipe's smaller vit_micro (64-d x 4), quiet, 2 threads: naive 2,905 img/s, sslvit 5,845 img/s, 2.0x (best of
+3; batch 256 gave 6,119 img/s there, so 512 is not always the faster batch). The forward
 pass is GEMM-bound (~60 % of the time in ``addmm``), so the >= 3x of issue 5 needs bf16 hardware;
 ``torch.compile`` (inductor, freezing) gave 1.3-1.5x more after 25-66 s of compiling and is not used.
 
