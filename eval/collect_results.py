@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List
 
-COLUMNS = ["backbone", "method", "dataset", "metric", "features", "top1", "top1_best", "params", "n_train", "n_test", "wall_s",
-           "source"]
+COLUMNS = ["backbone", "method", "dataset", "metric", "features", "top1", "top1_best", "params", "n_train", "n_test",
+           "wall_s", "source"]
 
 
 def _config_near(path: Path) -> Dict:
@@ -73,7 +73,8 @@ def row_for(path: Path) -> Dict:
     return {"backbone": backbone or "?",
             "method": r.get("method") or (r.get("pretrain_method") if r.get("pretrain_method") != "unknown" else None)
             or (cfg.get("method") or {}).get("name") or "?",
-            "dataset": r.get("dataset", "?"), "metric": metric, "features": r.get("features"), "top1": r.get("top1"), "top1_best": r.get("top1_best"),
+            "dataset": r.get("dataset", "?"), "metric": metric, "features": r.get("features"),
+            "top1": r.get("top1"), "top1_best": r.get("top1_best"),
             "params": r.get("params") or _params_from_checkpoint(r.get("checkpoint")),
             "n_train": r.get("n_train"), "n_test": r.get("n_test"), "wall_s": r.get("wall_s"),
             "source": str(path.parent)}

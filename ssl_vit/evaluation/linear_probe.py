@@ -288,6 +288,7 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, autocas
         res = protocol_probe(model, train, fte, yte, loaded.data_cfg, p, cfg.seed, device, autocast_dtype,
                              cfg.data.num_workers, cfg.log.progress, log)
     res.update(cache.summary(n_events))
-    res.update(dataset=dataset, mode=p.mode, metric=f"linear_{p.mode}", features=features, feature_dim=int(fte.shape[1]), n_train=int((train.targets >= 0).sum()),
-               n_test=len(test), wall_s=round(time.perf_counter() - t0, 3))
+    res.update(dataset=dataset, mode=p.mode, metric=f"linear_{p.mode}", features=features,
+               feature_dim=int(fte.shape[1]), n_train=int((train.targets >= 0).sum()), n_test=len(test),
+               wall_s=round(time.perf_counter() - t0, 3))
     return res

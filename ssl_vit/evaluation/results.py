@@ -19,7 +19,7 @@ def write_results(out_dir: Path, result: Dict, title: str = "results") -> Path:
     out_dir = Path(out_dir)
     path = out_dir / "results.json"
     atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True) + "\n")
-    cols = [c for c in ("backbone", "dataset", "metric", "features", "method", "top1", "top1_best", "n_train", "n_test",
-                        "trainable_params", "trainable_share", "wall_s", "checkpoint") if c in result]
+    cols = [c for c in ("backbone", "dataset", "metric", "features", "method", "top1", "top1_best", "n_train",
+                        "n_test", "trainable_params", "trainable_share", "wall_s", "checkpoint") if c in result]
     atomic_write_text(out_dir / "results.md", f"# {title}\n\n" + markdown_table([result], cols))
     return path

@@ -51,17 +51,20 @@ def test_linear_probe_cli_writes_the_contract_and_reuses_features(tmp_path, back
     assert CONTRACT <= set(knn)
 
 
-def test_linear_probe_protocol_mode_cli(tmp_path, backbone, fmnist_dir):
+@pytest.mark.parametrize("features,dim", [("cls", 64), ("cls+avgpool", 128)])
+def test_linear_probe_protocol_mode_cli(tmp_path, backbone, fmnist_dir, features, dim):
     from ssl_vit.cli import cli
+    dino = ["--set", "probe.avgpool_patchtokens=true"] if features != "cls" else []
     r = CliRunner().invoke(cli, ["linear-probe", "--checkpoint", str(backbone), "--dataset", f"fmnist:{fmnist_dir}",
                                  "--output-dir", str(tmp_path / "p"), "--set", "probe.mode=protocol",
                                  "--set", "probe.epochs=2", "--set", "probe.batch_size=128",
-                                 "--set", "eval.feature_cache=false", "--set", "log.progress=false"])
+                                 "--set", "eval.feature_cache=false", "--set", "log.progress=false", *dino])
     assert r.exit_code == 0, r.output
     assert r.stdout.strip().splitlines()[-1].startswith("top1=")
     res = json.loads((tmp_path / "p" / "results.json").read_text())
     assert res["mode"] == "protocol" and len(res["history"]) == 2 and res["top1"] == res["top1_last"]
     assert {"top1_best", "best_epoch", "top1_is"} <= set(res) and res["feature_cache"] == "off"
+    assert (res["features"], res["feature_dim"], res["backbone_unchanged"]) == (features, dim, True)
     assert "top1_best" in (tmp_path / "p" / "results.md").read_text()
 
 
