@@ -11,9 +11,28 @@ import pytest
 import torch
 
 from ssl_vit.engine.hooks import Hook
+from ssl_vit.engine.precision import AUTO_ENV, auto_precision, bf16_is_fast
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(int(os.environ.get("SSLVIT_TEST_THREADS", "2")))   # 1 on a busy machine (see ssl_vit/engine/cpu.py)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--auto-precision", choices=("bf16", "fp32"), default=None,
+                     help="run the suite as if train.precision=auto resolved to this on this machine "
+                          "(sets $SSLVIT_AUTO_PRECISION, inherited by the CLI subprocesses)")
+
+
+def pytest_configure(config):
+    forced = config.getoption("--auto-precision")
+    if forced:
+        os.environ[AUTO_ENV] = forced
+
+
+def pytest_report_header(config):
+    how = "forced by $SSLVIT_AUTO_PRECISION" if os.environ.get(AUTO_ENV) else \
+        ("bf16 in hardware" if bf16_is_fast(torch.device("cpu")) else "no bf16 in hardware")
+    return f"sslvit: train.precision=auto -> {auto_precision(torch.device('cpu'))} ({how})"
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:
