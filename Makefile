@@ -47,7 +47,7 @@ data:
 	else echo "note: $(FMNIST_DIR) missing and apt unavailable; sslvit will try --data-dir / download"; fi
 
 demo: install data
-	$(VENV)/bin/sslvit pretrain --recipe fmnist_vit_tiny --output-dir $(DEMO_DIR) --set train.max_steps=$(DEMO_STEPS)
+	$(VENV)/bin/sslvit pretrain --recipe fmnist_vit_tiny --output-dir $(DEMO_DIR) --overwrite --set train.max_steps=$(DEMO_STEPS)
 
 test: install data
 	set +e; $(PY) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc = 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc

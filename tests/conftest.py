@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_vit.engine.hooks import Hook
+from ssl_vit.engine.hooks import Action, Hook
 from ssl_vit.engine.precision import AUTO_ENV, auto_precision, bf16_is_fast
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -84,5 +84,4 @@ class StopAt(Hook):
         self.k = k
 
     def after_step(self, run, step):
-        if run.step == self.k:
-            run.stop = True
+        return Action.STOP if run.step == self.k else Action.CONTINUE

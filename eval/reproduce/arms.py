@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:          # the scripts run from a checkout; ssl_vit is importable from its root
+    sys.path.insert(0, str(ROOT))
 
 
 def sslvit_cmd(command: str, *args: str, sets: List[str] = ()) -> List[str]:
@@ -34,35 +34,30 @@ def run_arms(cmds: Dict[str, List[str]], runs: Path, jobs: int = 2, threads: int
              fresh: bool = True, env: Optional[dict] = None) -> Dict[str, dict]:
     """Run ``cmds[name]`` (output dir ``runs/<name>``, log ``runs/<name>.log``), at most ``jobs`` at once,
     in the given order. ``fresh`` removes an old ``runs/<name>`` first. Returns ``{name: {"exit", "cpu_s",
-    "wall_s"}}`` and writes it next to each run as ``runs/<name>/arm.json``."""
+    "wall_s"}}`` and writes it next to each run as ``runs/<name>/arm.json``. The process pool is the one
+    ``sslvit sweep`` uses (:func:`ssl_vit.sweep.procs.run_jobs`)."""
+    from ssl_vit.sweep.procs import Job, run_jobs
+
     runs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
            **(env or {})}
-    todo, running, done = list(cmds), [], {}
-    while todo or running:
-        while todo and len(running) < jobs:
-            name = todo.pop(0)
-            if fresh and (runs / name).exists():
-                shutil.rmtree(runs / name)
-            print("+", name, ":", " ".join(cmds[name][2:]), flush=True)
-            log = open(runs / f"{name}.log", "w")
-            p = subprocess.Popen(cmds[name], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            running.append((name, p, log, time.time()))
-        time.sleep(1)
-        for item in list(running):
-            name, p, log, t0 = item
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)       # this run's own CPU time (user + system)
-            if pid == 0:
-                continue
-            log.close()
-            running.remove(item)
-            p.returncode = os.waitstatus_to_exitcode(status)
-            done[name] = {"exit": p.returncode, "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
-                          "wall_s": round(time.time() - t0, 1)}
-            if (runs / name).is_dir():
-                (runs / name / "arm.json").write_text(json.dumps(done[name]) + "\n")
-            tag = "ok" if p.returncode == 0 else f"FAILED (exit {p.returncode}; see {runs / f'{name}.log'})"
-            print(f"{name}: {tag}, {done[name]['cpu_s']:.0f} CPU-s", flush=True)
+    done: Dict[str, dict] = {}
+
+    def before_start(job):
+        if fresh and (runs / job.name).exists():
+            shutil.rmtree(runs / job.name)
+        print("+", job.name, ":", " ".join(job.cmd[2:]), flush=True)
+
+    def on_finish(res):
+        name = res.name
+        done[name] = {"exit": res.exit, "cpu_s": round(res.cpu_s, 1), "wall_s": round(res.wall_s, 1)}
+        if (runs / name).is_dir():
+            (runs / name / "arm.json").write_text(json.dumps(done[name]) + "\n")
+        tag = "ok" if res.exit == 0 else f"FAILED (exit {res.exit}; see {runs / f'{name}.log'})"
+        print(f"{name}: {tag}, {done[name]['cpu_s']:.0f} CPU-s", flush=True)
+
+    run_jobs([Job(name, cmd, runs / f"{name}.log", cwd=ROOT, env=env) for name, cmd in cmds.items()], jobs,
+             before_start=before_start, on_finish=on_finish, poll_s=0.2)
     return done
 
 

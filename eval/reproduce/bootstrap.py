@@ -45,7 +45,7 @@ ARMS = {
 
 def _cmd(arm: str, out: Path, sets, threads: int) -> list:
     command, recipe, extra = ARMS[arm]
-    return sslvit_cmd(command, "--recipe", recipe, "--output-dir", str(out),
+    return sslvit_cmd(command, "--recipe", recipe, "--output-dir", str(out), "--overwrite",   # re-running starts over
                       sets=[f"train.threads={threads}", *extra, *sets])
 
 

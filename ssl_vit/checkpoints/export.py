@@ -28,6 +28,7 @@ from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.checkpoints.load import load_backbone
 from ssl_vit.config.loading import to_dict
 from ssl_vit.engine.atomic import atomic_write_text
+from ssl_vit.engine.rundir import refuse_to_replace
 from ssl_vit.errors import SslvitError
 
 # timm names per width: only a label (every architecture argument is in model_kwargs and wins).
@@ -59,11 +60,13 @@ def timm_spec(model_cfg, data_cfg: Dict) -> Dict:
             "pretrained_cfg": pretrained_cfg}
 
 
-def export_timm(checkpoint, out: str | Path, overrides: Iterable[str] = ()) -> Dict:
-    """Any loadable checkpoint -> OUT.safetensors + OUT.json; returns the JSON contents (plus paths)."""
+def export_timm(checkpoint, out: str | Path, overrides: Iterable[str] = (), overwrite: bool = False) -> Dict:
+    """Any loadable checkpoint -> OUT.safetensors + OUT.json; returns the JSON contents (plus paths). Either
+    file existing is an error unless ``overwrite``."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise SslvitError(f"export target '{out}' must end in .safetensors (the JSON goes next to it)")
+    refuse_to_replace([out, out.with_suffix(".json")], overwrite, "export writes OUT.safetensors and OUT.json")
     loaded = load_backbone(checkpoint, overrides)
     why = exportable(loaded.model_cfg)
     if why:

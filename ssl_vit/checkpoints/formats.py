@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -29,20 +31,58 @@ def save_train_state(path: Path, state: Dict[str, Any]) -> None:
     atomic_save(Path(path), lambda tmp: torch.save({"format": TRAIN_FORMAT, **state}, tmp))
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def sniff(path: Path) -> str:
+    """What a file's first bytes say it is: 'zip' (torch.save), 'pickle', 'safetensors', 'empty' or 'unknown'."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "empty"
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    return "unknown"
+
+
+def _unloadable(path: Path, e: Exception) -> SslvitError:
+    """torch.load's failure -> the real cause, one line: code in the pickle, not a checkpoint, or corrupt."""
+    kind, text = sniff(path), str(e)
+    code = re.search(r"GLOBAL (\S+)", text) or re.search(r"(?:unsupported|unrecognized) (?:class|function) (\S+)", text,
+                                                         re.IGNORECASE)
+    if code:
+        return SslvitError(f"refusing to load '{path}': it names the Python callable {code.group(1).rstrip('.')}, "
+                           f"which could run code; only weights-only checkpoints are loaded, never code")
+    if kind == "empty":
+        return SslvitError(f"checkpoint '{path}' is empty (0 bytes); use an earlier checkpoint or re-download it")
+    if kind == "pickle":
+        return SslvitError(f"refusing to load '{path}': it is a raw Python pickle, not a torch.save checkpoint; only "
+                           f"weights-only checkpoints are loaded, never code (re-save it with torch.save)")
+    if kind == "safetensors":
+        return SslvitError(f"'{path}' is a safetensors file with another suffix; rename it to .safetensors")
+    if kind == "zip":
+        return SslvitError(f"checkpoint '{path}' is truncated or corrupt ({type(e).__name__}); use an earlier "
+                           f"checkpoint or re-download it")
+    return SslvitError(f"'{path}' is not a PyTorch checkpoint (neither a torch.save zip nor a pickle: corrupt or "
+                       f"another kind of file); pass a run dir, a .pt/.pth or a .safetensors file")
+
+
 def load_pt(path: Path) -> Dict[str, Any]:
-    """``torch.load(weights_only=True)``: refuses pickles that would run code, with a one-line error."""
+    """``torch.load(weights_only=True)``: refuses pickles that would run code, with a one-line error naming the
+    real cause (code, a raw pickle, a corrupt or foreign file). torch's warnings are not shown."""
     path = Path(path)
     if not path.is_file():
         raise SslvitError(f"checkpoint '{path}' not found; pass a run dir, a .pt or a .safetensors file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).splitlines()[0] if str(e) else "unsafe content"
-        raise SslvitError(f"refusing to load '{path}': it is not a plain-tensor checkpoint ({first[:160]}); "
-                          f"only weights-only files are loaded, never code") from None
+        with warnings.catch_warnings():          # e.g. "Detected pickle protocol 4": our error says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a corrupt file can fail anywhere in the unpickler (struct, zip, EOF)
-        raise SslvitError(f"checkpoint '{path}' is truncated or corrupt ({type(e).__name__}); use an earlier "
-                          f"checkpoint or re-download it") from None
+        raise _unloadable(path, e) from None
     if not isinstance(obj, dict):
         raise SslvitError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a state dict; it is not a "
                           f"checkpoint sslvit can read")
@@ -61,10 +101,17 @@ def load_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
     path = Path(path)
     if not path.is_file():
         raise SslvitError(f"checkpoint '{path}' not found; pass a run dir, a .pt or a .safetensors file")
+    kind = sniff(path)
+    if kind in ("zip", "pickle"):
+        what = "a PyTorch zip checkpoint (torch.save)" if kind == "zip" else "a Python pickle"
+        raise SslvitError(f"'{path}' is not a safetensors file but {what}; rename it to .pt (it is then read "
+                          f"weights-only, never run)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as e:
+        why = ("it may be truncated: use an earlier checkpoint" if kind == "safetensors" else
+               "it is corrupt or another kind of file")
         raise SslvitError(f"'{path}' is not a readable safetensors file ({str(e).splitlines()[0][:120]}); "
-                          f"it may be truncated: use an earlier checkpoint") from None
+                          f"{why}") from None

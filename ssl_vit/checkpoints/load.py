@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -34,7 +35,10 @@ from ssl_vit.checkpoints import foreign
 from ssl_vit.checkpoints.formats import BACKBONE_FORMAT, TRAIN_FORMAT, load_pt, load_safetensors
 from ssl_vit.config.loading import apply_overrides, from_dict, to_dict
 from ssl_vit.config.schema import Config, ModelConfig
+from ssl_vit.config.validate import validate
 from ssl_vit.errors import SslvitError
+
+_REMAKE = "re-export it from its run (sslvit export RUN --to timm OUT.safetensors) or pass the run's checkpoints/last.pt"
 
 
 @dataclass
@@ -98,14 +102,78 @@ def _model_cfg_with_overrides(model_cfg: ModelConfig, overrides: Iterable[str]) 
     return apply_overrides(replace(Config(), model=model_cfg), overrides).model
 
 
+def _meta_json(meta: Dict[str, str], key: str, p: Path) -> Dict:
+    if key not in meta:
+        raise SslvitError(f"'{p}' has sslvit metadata without '{key}'; {_REMAKE}")
+    try:
+        val = json.loads(meta[key])
+    except ValueError as e:
+        raise SslvitError(f"'{p}' metadata '{key}' is not valid JSON ({getattr(e, 'msg', e)}); {_REMAKE}") from None
+    if not isinstance(val, dict):
+        raise SslvitError(f"'{p}' metadata '{key}' must be a JSON object, got a {type(val).__name__}; {_REMAKE}")
+    return val
+
+
+def checked_model_config(raw, p: Path, where: str) -> ModelConfig:
+    """A stored model config -> :class:`ModelConfig`, with the same checks as a recipe's (sizes, divisibility,
+    names); a problem is one line naming the file and the field."""
+    if not isinstance(raw, dict):
+        raise SslvitError(f"'{p}' {where} must be a mapping, got a {type(raw).__name__}; {_REMAKE}")
+    try:
+        model_cfg = from_dict(ModelConfig, raw, "model.")
+        validate(replace(Config(), model=model_cfg))
+    except SslvitError as e:
+        raise SslvitError(f"'{p}' {where} is invalid: {e}") from None
+    return model_cfg
+
+
+def _number_list(v) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+
+def check_data_config(d, p: Path, where: str = "data_config") -> Dict:
+    """The input a backbone expects: ``img_size`` > 0, ``in_chans`` 1 or 3, ``mean`` / ``std`` lists of 1 or
+    ``in_chans`` finite numbers, ``std`` > 0 (images are divided by it)."""
+    def bad(msg: str) -> SslvitError:
+        return SslvitError(f"'{p}' {where}: {msg}; {_REMAKE}")
+    if not isinstance(d, dict):
+        raise bad(f"must be a mapping, got a {type(d).__name__}")
+    for k in ("img_size", "in_chans", "mean", "std"):
+        if k not in d:
+            raise bad(f"'{k}' is missing")
+    size, chans = d["img_size"], d["in_chans"]
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise bad(f"img_size must be a positive integer, got {size!r}")
+    if chans not in (1, 3) or isinstance(chans, bool):
+        raise bad(f"in_chans must be 1 or 3, got {chans!r}")
+    for k in ("mean", "std"):
+        if not _number_list(d[k]) or len(d[k]) not in (1, chans):
+            raise bad(f"{k} must be a list of {'1' if chans == 1 else '1 or 3'} finite number(s), got {d[k]!r}")
+    if any(s <= 0 for s in d["std"]):
+        raise bad(f"std must be > 0 (images are divided by it), got {d['std']!r}")
+    return d
+
+
+def _finite_or_error(sd: Dict[str, torch.Tensor], source: str) -> None:
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            raise SslvitError(f"checkpoint '{source}' holds non-finite weights ({n} NaN/inf values in '{k}'); the run "
+                              f"diverged: use an earlier checkpoint (checkpoints/step_*.pt) or retrain with a lower "
+                              f"optim.lr")
+
+
 def inspect_checkpoint(path: str | Path) -> CheckpointContents:
-    """Read any supported file -> backbone state dict (timm keys) + model/data config, without building a model."""
+    """Read any supported file -> backbone state dict (timm keys) + model/data config, without building a model.
+    sslvit metadata (model and data config) is validated here: one line naming the file and the field."""
     p = resolve_checkpoint_path(path)
     if p.suffix == ".safetensors":
         tensors, meta = load_safetensors(p)
         if meta.get("format") == BACKBONE_FORMAT:
-            model_cfg = from_dict(ModelConfig, json.loads(meta["model_config"]), "model.")
-            return CheckpointContents(tensors, model_cfg, json.loads(meta["data_config"]), BACKBONE_FORMAT, None, p)
+            model_cfg = checked_model_config(_meta_json(meta, "model_config", p), p, "metadata 'model_config'")
+            data_cfg = check_data_config(_meta_json(meta, "data_config", p), p, "metadata 'data_config'")
+            return CheckpointContents(tensors, model_cfg, data_cfg, BACKBONE_FORMAT, None, p)
         found = foreign.detect(tensors)
         if found is None:
             raise SslvitError(f"'{p}' has no sslvit metadata (format={meta.get('format')!r}) and is not a timm ViT "
@@ -113,9 +181,18 @@ def inspect_checkpoint(path: str | Path) -> CheckpointContents:
         return _foreign_contents(found, p)
     obj = load_pt(p)
     if obj.get("format") == TRAIN_FORMAT:
-        cfg = from_dict(Config, obj["config"])
-        sd = {k[len("backbone."):]: v for k, v in obj["model"].items() if k.startswith("backbone.")}
-        return CheckpointContents(sd, cfg.model, obj["data_config"], TRAIN_FORMAT, cfg, p)
+        for key in ("config", "model", "data_config"):
+            if not isinstance(obj.get(key), dict):
+                raise SslvitError(f"'{p}' is an sslvit training checkpoint whose '{key}' entry is "
+                                  f"{'missing' if key not in obj else 'a ' + type(obj[key]).__name__}; it is "
+                                  f"incomplete: use the run's checkpoints/last.safetensors or an earlier checkpoint")
+        try:
+            cfg = from_dict(Config, obj["config"])
+        except SslvitError as e:
+            raise SslvitError(f"'{p}' entry 'config' is invalid: {e}") from None
+        checked_model_config(to_dict(cfg.model), p, "entry 'config'")
+        sd = {k[len("backbone."):]: v for k, v in obj["model"].items() if isinstance(k, str) and k.startswith("backbone.")}
+        return CheckpointContents(sd, cfg.model, check_data_config(obj["data_config"], p), TRAIN_FORMAT, cfg, p)
     found = foreign.detect(obj)
     if found is None:
         keys = list(obj)[:5]
@@ -192,6 +269,7 @@ def load_backbone(path: str | Path, overrides: Iterable[str] = (), device_type: 
     from ssl_vit.models.vit import SIZES
 
     c = inspect_checkpoint(path)
+    _finite_or_error(c.state, str(c.path))
     model_cfg = _model_cfg_with_overrides(c.model_cfg, overrides)
     if model_cfg.img_size % model_cfg.patch_size:
         raise SslvitError(f"model.patch_size={model_cfg.patch_size} does not divide model.img_size="

@@ -14,6 +14,7 @@ from ssl_vit.cli.linear_probe import linear_probe_cmd
 from ssl_vit.cli.pretrain import pretrain_cmd
 from ssl_vit.cli.train import train_cmd
 from ssl_vit.cli.search import search_cmd
+from ssl_vit.cli.sweep import sweep_cmd
 
 
 @click.group(cls=SslvitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -30,6 +31,7 @@ def cli():
       sslvit data build-vtab --root data/vtab-1k      # VTAB-1k-format tasks (Fashion-MNIST here)
       sslvit adapt --method convpass --checkpoint runs/<run> --dataset vtab:data/vtab-1k/fmnist_rot --recipe vtab_cpu
       sslvit search --recipe vitas_smoke              # ViTAS superformer + evolutionary search
+      sslvit sweep --recipe smoke --grid optim.lr=1e-3,3e-3 --seeds 0,1 --output-dir runs/sw   # lr sweep
     """
 
 
@@ -41,6 +43,7 @@ cli.add_command(linear_probe_cmd)
 cli.add_command(export_cmd)
 cli.add_command(diagnose_cmd)
 cli.add_command(search_cmd)
+cli.add_command(sweep_cmd)
 cli.add_command(data_group)
 
 

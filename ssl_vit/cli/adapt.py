@@ -5,8 +5,12 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import checkpoint_option, default_output_dir, set_option
+from ssl_vit.cli.common import checkpoint_option, default_output_dir, overwrite_option, set_option
 from ssl_vit.engine.cpu import cpu_threads
+from ssl_vit.engine.rundir import delete_outputs, run_files
+from ssl_vit.errors import SslvitError
+
+ADAPT_FILES = ("config.yaml", "metrics.jsonl", "results.json", "results.md", "adapter.safetensors")
 
 METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora", "vpt_shallow", "vpt_deep"]
 
@@ -21,8 +25,10 @@ METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora"
               help="Recipe with an adapt: section (vtab_convpass, fewshot_convpass, vtab_cpu) or a .yaml path.")
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="Where results.json, adapter.safetensors and tensorboard/ go (default: runs/adapt-<time>).")
+@overwrite_option("outputs of an earlier run in --output-dir (config.yaml, metrics.jsonl, results.*, "
+                  "adapter.safetensors, tensorboard/: deleted first, said in one line)")
 @set_option
-def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overrides):
+def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overrides):
     """Adapt a frozen ViT to a labelled dataset and print top1=<percent> last.
 
     \b
@@ -53,6 +59,12 @@ def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overrides):
     validate_adapt(cfg)
     parse_spec(dataset)
     out = Path(output_dir) if output_dir else default_output_dir("adapt")
+    found = run_files(out, ADAPT_FILES, ("tensorboard",))
+    if found and not overwrite:
+        raise SslvitError(f"'{out}' already holds outputs ({', '.join(found)}); pass --overwrite to replace them "
+                          f"or choose another --output-dir")
+    if found:
+        delete_outputs(out, found, log, "the earlier outputs")
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml", header=f"sslvit adapt --checkpoint {checkpoint} --dataset {dataset}")
     with cpu_threads(cfg.train.threads):

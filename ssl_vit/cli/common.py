@@ -21,6 +21,11 @@ def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
 
 
+def overwrite_option(what: str):
+    """``--overwrite``: without it a command refuses to replace a file it would write (``what``)."""
+    return click.option("--overwrite", is_flag=True, help=f"Replace existing {what} (refused without it).")
+
+
 def checkpoint_option(f):
     """``--checkpoint``: any backbone the one loader (``ssl_vit.checkpoints.load``) reads."""
     return click.option("--checkpoint", required=True,
@@ -29,7 +34,7 @@ def checkpoint_option(f):
 
 
 def training_options(kind: str):
-    """The options `pretrain` and `train` share: --recipe, --output-dir, --set, --resume, --force."""
+    """The options `pretrain` and `train` share: --recipe, --output-dir, --set, --resume, --force, --overwrite."""
     def deco(f):
         for opt in reversed([
             click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume "
@@ -40,21 +45,52 @@ def training_options(kind: str):
             click.option("--resume", is_flag=True,
                          help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none)."),
             click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config."),
+            click.option("--overwrite", is_flag=True,
+                         help="Start over in an output dir that holds a run: deletes that run's files (config.yaml, "
+                              "metrics.jsonl, results.*, report.md, diag_*.png, checkpoints/, tensorboard/; each "
+                              "named in one log line; other files are kept). Without it (or --resume) such a dir "
+                              "is refused."),
         ]):
             f = opt(f)
         return f
     return deco
 
 
+def one_line(text: str) -> str:
+    """A message as the single stderr line the exit-code contract promises (newlines and runs of spaces folded)."""
+    return " ".join(str(text).split())
+
+
 class SslvitGroup(click.Group):
-    """Turns SslvitError into `error: <line>` + exit 2, anywhere below it."""
+    """Turns SslvitError into `error: <line>` + exit 2, anywhere below it; click's own usage errors (missing or
+    bad options, unknown commands) become the same one line instead of click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":      # bare `sslvit` / `sslvit data`: the help is the answer
+                click.echo(e.ctx.get_help())
+                sys.exit(0)
+            where = e.ctx.command_path if e.ctx is not None else (prog_name or "sslvit")
+            click.echo(f"error: {one_line(e.format_message()).rstrip('.')}; see '{where} --help'", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"error: {one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)    # an int is click's exit code (--help, --version: 0)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SslvitError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            click.echo(f"error: {one_line(e)}", err=True)
+            sys.exit(e.exit_code)            # 2; 1 for RunStopped (a run that stopped itself, e.g. on an alarm)
         except click.exceptions.Exit:
             raise
         except KeyboardInterrupt:
@@ -66,13 +102,15 @@ def default_output_dir(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_config(kind: str, recipe, output_dir, overrides, resume: bool, force: bool):
+def run_config(kind: str, recipe, output_dir, overrides, resume: bool, force: bool, overwrite: bool = False):
     """A training command's arguments -> (Config, output dir). With ``--resume`` and no recipe, the run dir's
     config.yaml is the recipe. Bad combinations are one-line errors."""
     from ssl_vit.config import load_config
 
     if force and not resume:
         raise SslvitError("--force only applies with --resume; drop --force or add --resume")
+    if resume and overwrite:
+        raise SslvitError("--resume continues the run in the output dir and --overwrite deletes it; pass only one")
     if resume and not output_dir:
         raise SslvitError("--resume needs --output-dir pointing at the run to continue")
     if not recipe and not (resume and output_dir and (Path(output_dir) / "config.yaml").is_file()):
@@ -82,14 +120,14 @@ def run_config(kind: str, recipe, output_dir, overrides, resume: bool, force: bo
     return cfg, (Path(output_dir) if output_dir else default_output_dir(kind))
 
 
-def run_training(fn, cfg, out, resume: bool, force: bool):
+def run_training(fn, cfg, out, resume: bool, force: bool, overwrite: bool = False):
     """Run ``pretrain`` / ``train_supervised``; on a preemption signal print how to resume and exit 128+sig.
     Prints where the run lives and returns its summary (None on ranks other than 0 under torchrun)."""
     import os
 
     from ssl_vit.engine.trainer import Preempted
     try:
-        summary = fn(cfg, out, resume=resume, force=force, log=lambda m: click.echo(m, err=True))
+        summary = fn(cfg, out, resume=resume, force=force, log=lambda m: click.echo(m, err=True), overwrite=overwrite)
     except Preempted as e:
         click.echo(str(e), err=True)
         sys.exit(128 + e.signum)

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import click
 
-from ssl_vit.cli.common import set_option
+from ssl_vit.cli.common import overwrite_option, set_option
 
 
 @click.command("export")
 @click.argument("checkpoint")
 @click.option("--to", "target", type=click.Choice(["timm"]), default="timm", show_default=True, help="Target library.")
 @click.argument("out")
+@overwrite_option("OUT.safetensors and OUT.json")
 @set_option
-def export_cmd(checkpoint, target, out, overrides):
+def export_cmd(checkpoint, target, out, overwrite, overrides):
     """Export CHECKPOINT (any format sslvit loads) as OUT.safetensors with timm key names, plus OUT.json
     naming the timm model and its kwargs.
 
@@ -29,7 +30,7 @@ def export_cmd(checkpoint, target, out, overrides):
     """
     from ssl_vit.checkpoints.export import export_timm
 
-    res = export_timm(checkpoint, out, overrides)
+    res = export_timm(checkpoint, out, overrides, overwrite)
     for note in res["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"timm model: {res['model_name']} {res['model_kwargs']}")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import checkpoint_option, default_output_dir, set_option
+from ssl_vit.cli.common import checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.engine.rundir import refuse_to_replace
 
 
 @click.command("linear-probe")
@@ -14,8 +15,9 @@ from ssl_vit.cli.common import checkpoint_option, default_output_dir, set_option
               help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="Where results.json goes (default: runs/linear-probe-<time>).")
+@overwrite_option("results.json / results.md in --output-dir")
 @set_option
-def linear_probe_cmd(checkpoint, dataset, output_dir, overrides):
+def linear_probe_cmd(checkpoint, dataset, output_dir, overwrite, overrides):
     """Linear probe of a frozen backbone (CLS token after the final norm). Prints top1=<percent> last.
 
     \b
@@ -36,14 +38,15 @@ def linear_probe_cmd(checkpoint, dataset, output_dir, overrides):
       sslvit linear-probe --checkpoint timm_vit.safetensors --dataset fmnist --set model.num_heads=6
     """
     from ssl_vit.evaluation.linear_probe import run_linear_probe
-    from ssl_vit.evaluation.results import write_results
+    from ssl_vit.evaluation.results import RESULT_FILES, write_results
     from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    out = Path(output_dir) if output_dir else default_output_dir("linear-probe")
+    refuse_to_replace([out / f for f in RESULT_FILES], overwrite, "results of an earlier evaluation")
     s = prepare_eval(checkpoint, dataset, overrides, log)
     res = run_linear_probe(s.loaded, dataset, s.cfg, s.cache, s.device, s.precision.dtype, log)
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, precision=s.precision.name)
-    out = Path(output_dir) if output_dir else default_output_dir("linear-probe")
     write_results(out, res, f"linear probe ({res['mode']})")
     if res["mode"] == "protocol":
         click.echo(f"top-1 last epoch {res['top1_last']:.2f} (reported), best epoch {res['best_epoch']}: "

@@ -29,7 +29,7 @@ class _EpilogCommand(click.Command):
 
 @click.command("pretrain", cls=_EpilogCommand)
 @training_options("pretrain")
-def pretrain_cmd(recipe, output_dir, overrides, resume, force):
+def pretrain_cmd(recipe, output_dir, overrides, resume, force, overwrite):
     """Self-supervised MoCo v3 pretraining of a ViT.
 
     Writes config.yaml, metrics.jsonl, tensorboard/ and checkpoints/{last.pt,last.safetensors} into the
@@ -37,8 +37,8 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force):
     """
     from ssl_vit.engine.trainer import pretrain
 
-    cfg, out = run_config("pretrain", recipe, output_dir, overrides, resume, force)
-    summary = run_training(pretrain, cfg, out, resume, force)
+    cfg, out = run_config("pretrain", recipe, output_dir, overrides, resume, force, overwrite)
+    summary = run_training(pretrain, cfg, out, resume, force, overwrite)
     if summary is None:
         return
     if "knn" in summary:

@@ -17,7 +17,7 @@ Examples:
 
 @click.command("train", epilog=_EPILOG)
 @training_options("train")
-def train_cmd(recipe, output_dir, overrides, resume, force):
+def train_cmd(recipe, output_dir, overrides, resume, force, overwrite):
     """Supervised training of a ViT from scratch on a labelled dataset.
 
     Crop + flip augmentation, AdamW with the recipe's optim/train settings, cross-entropy on a linear head.
@@ -28,8 +28,8 @@ def train_cmd(recipe, output_dir, overrides, resume, force):
     """
     from ssl_vit.engine.trainer import train_supervised
 
-    cfg, out = run_config("train", recipe, output_dir, overrides, resume, force)
-    summary = run_training(train_supervised, cfg, out, resume, force)
+    cfg, out = run_config("train", recipe, output_dir, overrides, resume, force, overwrite)
+    summary = run_training(train_supervised, cfg, out, resume, force, overwrite)
     if summary is None:
         return
     if "test" in summary:

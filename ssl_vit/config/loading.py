@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from pathlib import Path
@@ -17,6 +18,30 @@ from ssl_vit.config.schema import Config
 from ssl_vit.errors import SslvitError
 
 RECIPES_ENV = "SSLVIT_RECIPES"
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (PyYAML keeps the last one silently, so
+    a second ``train:`` section would drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:            # an unhashable key: PyYAML reports it below
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (first at line {first.start_mark.line + 1}), keep one",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str):
+    """``yaml.safe_load`` with duplicate keys as an error (:class:`StrictLoader`)."""
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 # ----------------------------------------------------------------------------- recipe discovery
@@ -91,7 +116,7 @@ def coerce(value: Any, t, key: str) -> Any:
     if origin in (tuple, Tuple):
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
-            value = [yaml.safe_load(v) for v in value]
+            value = [safe_load(v) for v in value]
         if not isinstance(value, (list, tuple)) or (args and args[-1] is not Ellipsis and len(value) != len(args)):
             raise SslvitError(f"{key}: expected a list of {len(args)} values like [a, b], got {value!r}")
         return tuple(coerce(v, a, key) for v, a in zip(value, args))
@@ -114,9 +139,13 @@ def coerce(value: Any, t, key: str) -> Any:
         if isinstance(value, bool):
             raise SslvitError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
+            value = float(value)
         except (TypeError, ValueError):
             raise SslvitError(f"{key}: expected a number, got {value!r}") from None
+        if not math.isfinite(value):
+            raise SslvitError(f"{key}: expected a finite number, got {value}; nan and inf are not settings, give "
+                              f"a real value")
+        return value
     if t is str:
         if isinstance(value, (dict, list)):
             raise SslvitError(f"{key}: expected a string, got {value!r}")
@@ -170,7 +199,7 @@ def parse_set(item: str) -> Tuple[str, Any]:
     if not key:
         raise SslvitError(f"--set '{item}' has an empty key; write --set key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = safe_load(raw) if raw.strip() != "" else ""
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -204,18 +233,31 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
 
 
 def load_yaml(path: Path) -> Dict[str, Any]:
+    """A recipe or a run's config.yaml -> its mapping. Unreadable, non-UTF-8, invalid YAML, duplicate keys
+    and anything but a mapping at the top are one-line errors."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise SslvitError(f"cannot read recipe '{path}': {e.strerror}; check the path") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise SslvitError(f"recipe '{path}' is not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as "
+                          f"UTF-8") from None
+    try:
+        data = safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise SslvitError(f"recipe '{path}' is not valid YAML{where}: {problem}; fix the file") from None
-    return data or {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SslvitError(f"recipe '{path}' holds a YAML {type(data).__name__}, not a mapping of sections (seed:, "
+                          f"data:, model:, train: ...); fix the file (see recipes/smoke.yaml)")
+    return data
 
 
 def load_config(recipe: Optional[str] = None, overrides: Iterable[str] = (), validate_cfg: bool = True) -> Config:

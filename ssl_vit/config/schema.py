@@ -98,6 +98,7 @@ class ModelConfig:
     drop_path_rate: float = 0.0
     pos_embed: str = "sincos"               # sincos (fixed 2-D, MoCo v3) | learned
     fused_attn: str = "auto"                # auto (SDPA, except on CPU below 32 tokens where plain attention trains faster) | true | false
+    qk_norm: bool = False                   # LayerNorm on queries and keys per head (timm qk_norm; bounds attention-logit growth, Wortsman et al. 2023); vit_* backbones only
     patch_embed: PatchEmbedConfig = field(default_factory=PatchEmbedConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     vitas: ViTASConfig = field(default_factory=ViTASConfig)    # only read by the vitas_* backbones
@@ -124,6 +125,7 @@ class OptimConfig:
     betas: Tuple[float, float] = (0.9, 0.999)
     warmup_epochs: float = 40.0             # as a share of train.epochs (kept when train.max_steps sets the length)
     warmup_steps: Optional[int] = None      # when set, wins over warmup_epochs
+    patch_embed_lr_mult: float = 1.0        # lr multiplier of the patch embedding (own param group; DINOv2: 0.2); only matters when it is trained
 
 
 @dataclass
@@ -139,6 +141,7 @@ class TrainConfig:
     compile: bool = False                   # torch.compile the backbones (falls back to eager if compiling fails)
     max_nonfinite: int = 5                  # consecutive non-finite losses/grads before the run stops
     on_spike: str = "log"                   # log | skip | rollback (stability diagnostics)
+    on_alarm: str = "log"                   # log | stop (checkpoint, then exit 1 with the alarm's message): live alarms, diag.alarm_*
 
 
 @dataclass
@@ -167,6 +170,21 @@ class DiagConfig:
     knn_dip: float = 2.0                    # kNN top-1 drop (points) below the best so far that counts as a dip
     frozen_patch_grad: bool = True          # measure the gradient a frozen patch projection would get (diag steps)
     probe_images: int = 32                  # images used for token diversity and attention entropy
+    # live alarms (ssl_vit/diagnostics/alarms.py): failures that are not spikes; the reaction: train.on_alarm
+    alarms: bool = True                     # false: no alarms (the measurements are still logged)
+    alarm_loss_chance_frac: float = 0.93    # loss at chance: mean loss of the last alarm_loss_window steps >= this x the chance level ...
+    alarm_loss_window: int = 10             # ... (MoCo v3: 4 tau ln(batch)), steps averaged
+    alarm_grace_steps: int = 40             # ... checked from warm-up + this many steps (every run starts at chance)
+    alarm_early_obs: int = 5                # diag observations whose max is the "early" value the collapse rules compare with
+    alarm_rankme_frac: float = 0.25         # RankMe collapse: below this x its early value ...
+    alarm_rankme_floor: float = 3.0         # ... or at/below this effective rank
+    alarm_feature_std_frac: float = 0.25    # feature-std collapse: below this x its early value ...
+    alarm_feature_std_floor: float = 0.1    # ... or below this x 1/sqrt(D) (the std of isotropic features)
+    alarm_attn_entropy_frac: float = 0.25   # attention-entropy collapse (any block): below this x its early value ...
+    alarm_attn_entropy_floor: float = 0.15  # ... or below this (entropy / log N; 1 = uniform)
+    alarm_token_cos: float = 0.97           # over-smoothing: output patch tokens' mean |cos| (diag/token_diversity) >= this
+    alarm_early_grad_ratio: float = 4.0     # early spike (before spike_min_history values): grad norm >= this x the median so far ...
+    alarm_early_loss_ratio: float = 1.08    # ... or loss >= this x the median so far
 
 
 @dataclass

@@ -5,9 +5,34 @@ from ssl_vit.config.schema import Config
 from ssl_vit.errors import SslvitError
 
 
+# kNN vote weights are exp(cos / T) in float32: below ~0.012 they overflow (inf votes pick an arbitrary class);
+# above a few the vote is an unweighted majority. Every float setting is finite already (``coerce``).
+KNN_TEMPERATURE_RANGE = (0.02, 10.0)
+
+
 def _need(cond: bool, msg: str) -> None:
     if not cond:
         raise SslvitError(msg)
+
+
+def check_knn_temperature(t: float, key: str = "eval.knn_temperature") -> None:
+    lo, hi = KNN_TEMPERATURE_RANGE
+    _need(lo <= t <= hi, f"{key} must be in [{lo:g}, {hi:g}] (the vote weight exp(sim / T) overflows below), "
+                         f"got {t}; DINO's value is 0.07")
+
+
+def validate_numbers(cfg: Config) -> None:
+    """Ranges of the float settings the other checks leave open."""
+    o, a, m = cfg.optim, cfg.aug, cfg.model
+    _need(0 <= o.min_lr <= o.lr, f"optim.min_lr must be in [0, optim.lr={o.lr}], got {o.min_lr}")
+    _need(all(0 <= b < 1 for b in o.betas), f"optim.betas must be in [0, 1), got {list(o.betas)}")
+    for name in ("brightness", "contrast", "saturation"):
+        _need(getattr(a, name) >= 0, f"aug.{name} must be >= 0 (0: off), got {getattr(a, name)}")
+    _need(0 <= a.hue <= 0.5, f"aug.hue must be in [0, 0.5], got {a.hue}")
+    _need(0 < a.blur_sigma[0] <= a.blur_sigma[1], f"aug.blur_sigma must satisfy 0 < min <= max, got {list(a.blur_sigma)}")
+    _need(m.mlp_ratio is None or m.mlp_ratio > 0, f"model.mlp_ratio must be > 0, got {m.mlp_ratio}")
+    _need(0 <= m.vitas.id_prob < 1, f"model.vitas.id_prob must be in [0, 1), got {m.vitas.id_prob}")
+    check_knn_temperature(cfg.eval.knn_temperature)
 
 
 def parse_floats(text, key: str) -> list:
@@ -121,6 +146,7 @@ def validate(cfg: Config) -> None:
         _need(all(0 <= p <= 1 for p in getattr(a, name)), f"aug.{name} values must be in [0, 1]")
     _need(cfg.log.every > 0 and cfg.log.diag_every > 0, "log.every and log.diag_every must be > 0")
     _need(cfg.eval.knn_k > 0 and cfg.eval.knn_temperature > 0, "eval.knn_k and eval.knn_temperature must be > 0")
+    validate_numbers(cfg)
     validate_probe(cfg)
     d = cfg.diag
     _need(d.spike_window >= 5, f"diag.spike_window must be >= 5 observations, got {d.spike_window}")
@@ -134,3 +160,27 @@ def validate(cfg: Config) -> None:
     _need(d.knn_dip > 0, f"diag.knn_dip must be > 0 (points of top-1), got {d.knn_dip}")
     _need(d.probe_images >= 1, "diag.probe_images must be >= 1")
     _need(cfg.log.knn_every >= 0 and cfg.log.knn_subset >= 1, "log.knn_every must be >= 0 and log.knn_subset >= 1")
+    validate_stability(cfg)
+
+
+def validate_stability(cfg: Config) -> None:
+    """The live alarms (``diag.alarm_*``, ``train.on_alarm``), ``model.qk_norm``, ``optim.patch_embed_lr_mult``."""
+    d, m = cfg.diag, cfg.model
+    _need(cfg.train.on_alarm in ("log", "stop"), f"train.on_alarm must be log or stop, not '{cfg.train.on_alarm}'")
+    _need(cfg.optim.patch_embed_lr_mult > 0, f"optim.patch_embed_lr_mult must be > 0 (1: the base lr), got "
+                                             f"{cfg.optim.patch_embed_lr_mult}")
+    _need(not m.qk_norm or m.name.startswith("vit_"),
+          f"model.qk_norm needs a timm ViT backbone (vit_*), not '{m.name}' (its attention is written out per "
+          f"sub-network); set model.qk_norm=false")
+    _need(0 < d.alarm_loss_chance_frac <= 1.5, f"diag.alarm_loss_chance_frac must be in (0, 1.5], got "
+                                               f"{d.alarm_loss_chance_frac}")
+    _need(d.alarm_loss_window >= 1 and d.alarm_grace_steps >= 0 and d.alarm_early_obs >= 1,
+          "diag.alarm_loss_window and diag.alarm_early_obs must be >= 1, diag.alarm_grace_steps >= 0")
+    for key in ("alarm_rankme_frac", "alarm_feature_std_frac", "alarm_attn_entropy_frac"):
+        _need(0 <= getattr(d, key) < 1, f"diag.{key} must be in [0, 1) (0: off), got {getattr(d, key)}")
+    _need(d.alarm_rankme_floor >= 0 and d.alarm_feature_std_floor >= 0 and 0 <= d.alarm_attn_entropy_floor < 1,
+          "diag.alarm_rankme_floor and diag.alarm_feature_std_floor must be >= 0, diag.alarm_attn_entropy_floor "
+          "in [0, 1) (0: off)")
+    _need(0 < d.alarm_token_cos <= 1, f"diag.alarm_token_cos must be in (0, 1] (mean |cos|), got {d.alarm_token_cos}")
+    _need(d.alarm_early_grad_ratio > 1 and d.alarm_early_loss_ratio > 1,
+          "diag.alarm_early_grad_ratio and diag.alarm_early_loss_ratio must be > 1 (multiples of the median so far)")

@@ -82,7 +82,7 @@ def load_fewshot(root: Optional[str], split: str, options: Dict[str, str], on_ba
     if not (base_root / "annotations").is_dir():
         raise SslvitError(f"few-shot root '{root}' has no annotations/ folder; point the spec at the dataset folder "
                           f"that holds annotations/ and images/")
-    unknown = set(options) - {"shots", "seed"}
+    unknown = set(options) - {"shots", "seed", "subset", "subset_seed"}
     if unknown:
         raise SslvitError(f"unknown fewshot option(s) {', '.join(sorted(unknown))}; use ?shots=<k>&seed=<s>")
     shots, seed = _int_option(options, "shots", base_root), _int_option(options, "seed", base_root)
@@ -108,6 +108,6 @@ def load_fewshot(root: Optional[str], split: str, options: Dict[str, str], on_ba
     return file_images(samples, classes, f"fewshot:{root}?shots={shots}&seed={seed}", meta)
 
 
-@register_dataset("fewshot", eval_splits=("train", "test"))
+@register_dataset("fewshot", eval_splits=("train", "test"), options=("shots", "seed"))
 def _fewshot(spec: DatasetSpec, split: str, cfg) -> FileImages:
     return load_fewshot(spec.root, split, spec.options, cfg.on_bad_image)

@@ -15,6 +15,7 @@ Other kinds register themselves with :func:`register_dataset` (one function per 
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Union
 from urllib.parse import parse_qsl
@@ -38,15 +39,36 @@ class DatasetSpec:
 
 _LOADERS: Dict[str, Callable[[DatasetSpec, str, "object"], Dataset]] = {}
 _EVAL_SPLITS: Dict[str, tuple] = {}
+_OPTIONS: Dict[str, tuple] = {}
+COMMON_OPTIONS = ("subset", "subset_seed")          # every kind (fixed_subset)
 
 
-def register_dataset(kind: str, eval_splits=("train", "test")):
-    """Decorator: ``loader(spec, split, data_cfg) -> TensorImages | FileImages``."""
+def register_dataset(kind: str, eval_splits=("train", "test"), options=()):
+    """Decorator: ``loader(spec, split, data_cfg) -> TensorImages | FileImages``. ``options``: the ``?key=value``
+    options the kind reads besides :data:`COMMON_OPTIONS` (any other is a spec error)."""
     def deco(fn):
         _LOADERS[kind] = fn
         _EVAL_SPLITS[kind] = eval_splits
+        _OPTIONS[kind] = tuple(options) + COMMON_OPTIONS
         return fn
     return deco
+
+
+def _parse_options(kind: str, query: str, spec: str) -> Dict[str, str]:
+    valid = _OPTIONS[kind]
+    pairs = parse_qsl(query, keep_blank_values=True)
+    options: Dict[str, str] = {}
+    for key, value in pairs:
+        if key not in valid:
+            hint = difflib.get_close_matches(key, valid, n=1)
+            raise SslvitError(f"dataset spec '{spec}': unknown option '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint
+                              else "") + f"; valid options for {kind}: {', '.join(valid)}")
+        if key in options:
+            raise SslvitError(f"dataset spec '{spec}': option '{key}' is given twice; keep one")
+        if value == "":
+            raise SslvitError(f"dataset spec '{spec}': option '{key}' has no value; write {key}=<value>")
+        options[key] = value
+    return options
 
 
 def dataset_kinds():
@@ -65,7 +87,7 @@ def parse_spec(spec: str) -> DatasetSpec:
     if kind not in _LOADERS:
         raise SslvitError(f"unknown dataset '{kind}' in spec '{spec}'; valid kinds: {', '.join(dataset_kinds())} "
                           f"(e.g. 'fmnist', 'cifar10:/data/cifar', 'imagefolder:/data/imagenet')")
-    return DatasetSpec(kind, root or None, dict(parse_qsl(query)))
+    return DatasetSpec(kind, root or None, _parse_options(kind, query, spec))
 
 
 def eval_splits(spec: Union[str, DatasetSpec]) -> tuple:

@@ -5,7 +5,9 @@ One concept per module:
     grad_norms.py       per-group gradient norms (patch_embed, block_<i>, heads), update/weight ratios
     spikes.py           robust z-score spike detector; reaction train.on_spike = log | skip | rollback
     knn_monitor.py      online kNN top-1 on a fixed held-out subset, dips
-    representation.py   RankMe, feature std, patch-token diversity, attention entropy
+    representation.py   RankMe, feature std, patch-token diversity, attention entropy, max attention logit
+    alarms.py           live alarms: loss at chance, collapse (RankMe, feature std, attention entropy),
+                        over-smoothing, early spikes; reaction train.on_alarm = log | stop
     tb_layout.py        TensorBoard custom-scalars layout (first layer vs other layers)
     report.py           metrics.jsonl -> report.md + PNG plots (single run or comparison)
 
@@ -32,6 +34,8 @@ _EXPORTS = {
     "rankme": "representation", "token_diversity": "representation",
     "RobustSpikeDetector": "spikes", "SpikeHook": "spikes", "find_spikes": "spikes",
     "LayoutHook": "tb_layout", "stability_layout": "tb_layout",
+    "AlarmHook": "alarms", "ChanceLoss": "alarms", "Collapse": "alarms", "Ceiling": "alarms", "EarlySpike": "alarms",
+    "attention_logits": "representation", "max_attention_logit": "representation",
 }
 
 
@@ -46,16 +50,18 @@ def default_hooks(cfg) -> List:
 
     GradNorm before Spike (the detector reads the per-group norms of the same step); kNN before
     Representation (the latter arms forward hooks for the next training forward in ``after_step``,
-    and the kNN monitor's own forwards must not be captured).
+    and the kNN monitor's own forwards must not be captured); Alarms last (they read the step's
+    representation values from ``run.record``).
     """
     if not cfg.diag.enabled:
         return []
+    from ssl_vit.diagnostics.alarms import AlarmHook
     from ssl_vit.diagnostics.grad_norms import GradNormHook
     from ssl_vit.diagnostics.knn_monitor import KnnMonitorHook
     from ssl_vit.diagnostics.representation import RepresentationHook
     from ssl_vit.diagnostics.spikes import SpikeHook
     from ssl_vit.diagnostics.tb_layout import LayoutHook
-    return [LayoutHook(), GradNormHook(cfg), SpikeHook(cfg), KnnMonitorHook(cfg), RepresentationHook(cfg)]
+    return [LayoutHook(), GradNormHook(cfg), SpikeHook(cfg), KnnMonitorHook(cfg), RepresentationHook(cfg), AlarmHook(cfg)]
 
 
 __all__ = sorted(_EXPORTS) + ["default_hooks"]

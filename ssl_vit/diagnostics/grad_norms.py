@@ -38,7 +38,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from ssl_vit.diagnostics.spikes import is_diag_step, publish
+from ssl_vit.diagnostics.spikes import is_diag_step
 from ssl_vit.engine.hooks import Hook, RunState
 
 _BLOCK = re.compile(r"^backbone\.blocks\.(\d+)\.")
@@ -120,10 +120,9 @@ class GradNormHook(Hook):
             p.requires_grad_(on)
 
     def after_backward(self, run: RunState, step: int) -> None:
-        run.extra.pop("diag_grad_norms", None)
         if is_diag_step(run, step):
             self._norms = group_grad_norms(self.groups)
-            run.extra["diag_grad_norms"] = self._norms
+            run.group_grad_norms = dict(self._norms)
             if self.trained:
                 self._before = [p.detach().clone() for p in self.trained]
         self._arm(is_diag_step(run, step + 1))
@@ -136,7 +135,7 @@ class GradNormHook(Hook):
     def after_step(self, run: RunState, step: int) -> None:
         if not is_diag_step(run, step):
             return
-        vals = {"diag/grad_norm/total": float(run.extra.get("grad_norm", float("nan")))}
+        vals = {"diag/grad_norm/total": float(run.grad_norm)}
         vals.update({f"diag/grad_norm/{g}": v for g, v in self._norms.items()})
         if self._before is not None:
             delta = torch._foreach_sub([p.detach() for p in self.trained], self._before)
@@ -146,5 +145,5 @@ class GradNormHook(Hook):
             ratio = (upd.sqrt() / w.sqrt().clamp_min(1e-12)).tolist()
             vals.update({f"diag/update_ratio/{g}": r for g, r in zip(self.trained_names, ratio)})
             self._before = None
-        publish(run, vals)
+        run.record.add(vals)
         self._norms = {}

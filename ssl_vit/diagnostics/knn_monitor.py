@@ -13,7 +13,7 @@ its test split as queries. Features ``(n, D)`` come from ``ssl_vit.evaluation.fe
 
 Dip: top-1 at least ``diag.knn_dip`` points below the best value so far. Logged as
 ``diag/knn_top1``, ``diag/knn_drop`` (best so far minus now) and a ``knn_dip`` field in
-``metrics.jsonl``. The latest value is also put in ``run.extra['monitor']`` (best-checkpoint choice).
+``metrics.jsonl``. The latest value is also put in ``run.monitor`` (best-checkpoint choice).
 
 Example::
 
@@ -27,7 +27,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ssl_vit.diagnostics.spikes import publish
 from ssl_vit.engine.hooks import Hook, RunState
 
 _SUBSET_SEED = 1234
@@ -64,7 +63,7 @@ class KnnMonitorHook(Hook):
 
     def on_start(self, run: RunState) -> None:
         if self.history:                                      # resumed: the monitor value of the checkpoint
-            run.extra["monitor"] = self.history[-1][1]
+            run.monitor = self.history[-1][1]
 
     def _load(self):
         from ssl_vit.data.specs import eval_splits, load_dataset
@@ -92,10 +91,9 @@ class KnnMonitorHook(Hook):
                 self._disabled = True
                 return None
         bank, bl, query, ql = self._data
-        prec = run.extra.get("precision")
-        kw = dict(batch_size=self.cfg.eval.batch_size, device=run.extra.get("device"),
-                  autocast_dtype=getattr(prec, "dtype", None), num_workers=self.cfg.data.num_workers)
-        data_cfg = run.extra["data_cfg"]
+        kw = dict(batch_size=self.cfg.eval.batch_size, device=run.device, autocast_dtype=run.precision.dtype,
+                  num_workers=self.cfg.data.num_workers)
+        data_cfg = run.data_cfg
         fb = extract_features(run.model.backbone, bank, data_cfg, **kw)                      # (n, D)
         fq = extract_features(run.model.backbone, query, data_cfg, **kw)                     # (m, D)
         return knn_top1(fb, bl, fq, ql, min(self.cfg.eval.knn_k, len(bank)), self.cfg.eval.knn_temperature)
@@ -111,12 +109,12 @@ class KnnMonitorHook(Hook):
         self.history.append((run.step, top1))
         best = max(v for _, v in self.history)
         drop = best - top1
-        run.extra["monitor"] = top1
+        run.monitor = top1
         fields = {}
         dips = find_dips(self.history, self.cfg.diag.knn_dip)
         if dips and dips[-1]["step"] == run.step:
             fields["knn_dip"] = dips[-1]
-        publish(run, {"diag/knn_top1": top1, "diag/knn_drop": drop}, **fields)
+        run.record.add({"diag/knn_top1": top1, "diag/knn_drop": drop}, **fields)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"history": [[int(s), float(v)] for s, v in self.history]}

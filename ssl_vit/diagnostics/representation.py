@@ -16,8 +16,12 @@
   Attention Entropy Collapse", sec. 3: mean entropy of each query's attention distribution per block,
   here divided by ``log N`` (1 = uniform attention, 0 = each query attends to one token); entropy
   collapse accompanies training instability.
+* **Max attention logit** -- Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer
+  training instabilities", sec. 3.1 (attention logit growth, after Dehghani et al. 2023): the largest
+  pre-softmax logit ``q . k / sqrt(d)`` per block over the probe images, heads, queries and keys. Its
+  growth makes the softmax one-hot (entropy collapse); qk-layernorm (``model.qk_norm``) bounds it.
 
-The hook reads the last step's CLS features (``model.last['features']``, ``(2B, D)``) and, on diag
+The hook reads the last step's CLS features (``model.last_features``, ``(2B, D)``) and, on diag
 steps only, captures the first ``diag.probe_images`` images' tokens from the training forward with
 forward hooks (final norm output ``(n, 1+N, D)``, patch-embedding output ``(n, N, D)`` and each block's
 attention input ``(n, 1+N, D)``), so no extra forward pass runs. Attention probabilities are recomputed
@@ -25,7 +29,8 @@ from the captured attention input (``softmax(q k^T / sqrt(d))`` with the block's
 which works with fused attention too, where PyTorch never materialises them.
 
 Tags: ``diag/rankme``, ``diag/feature_std``, ``diag/token_diversity`` (final tokens),
-``diag/token_diversity/patch_embed`` (stem output), ``diag/attn_entropy/block_<i>``.
+``diag/token_diversity/patch_embed`` (stem output), ``diag/attn_entropy/block_<i>``,
+``diag/attn_logit_max/block_<i>``.
 
 Example::
 
@@ -41,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_vit.diagnostics.spikes import is_diag_step, publish
+from ssl_vit.diagnostics.spikes import is_diag_step
 from ssl_vit.engine.hooks import Hook, RunState
 
 
@@ -81,8 +86,9 @@ def token_diversity(tokens: torch.Tensor, reduction: str = "mean") -> torch.Tens
 
 
 @torch.no_grad()
-def attention_probs(attn: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
-    """Attention probabilities of a timm ``Attention`` for its input ``x`` ``(B, N, C)`` -> ``(B, H, N, N)``.
+def attention_logits(attn: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """Pre-softmax attention logits ``q . k / sqrt(d)`` of a timm ``Attention`` for its input ``x`` ``(B, N, C)``
+    -> ``(B, H, N, N)`` float32 (after ``q_norm`` / ``k_norm``, as the module computes them).
 
     Recomputed from the module's own ``qkv`` / ``q_norm`` / ``k_norm`` (timm does not expose them, and its
     fused path never builds them); None for attention modules without that layout.
@@ -95,7 +101,20 @@ def attention_probs(attn: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
     qkv = qkv.reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k = qkv[0], qkv[1]
     q, k = attn.q_norm(q), attn.k_norm(k)
-    return ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(-1)
+    return ((q * attn.scale) @ k.transpose(-2, -1)).float()
+
+
+@torch.no_grad()
+def attention_probs(attn: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """Attention probabilities ``softmax(attention_logits)`` ``(B, H, N, N)`` (None: see :func:`attention_logits`)."""
+    logits = attention_logits(attn, x)
+    return None if logits is None else logits.softmax(-1)
+
+
+@torch.no_grad()
+def max_attention_logit(logits: torch.Tensor) -> float:
+    """The largest attention logit of ``(B, H, N, N)`` logits (Wortsman et al. 2023, sec. 3.1)."""
+    return float(logits.max())
 
 
 @torch.no_grad()
@@ -140,7 +159,7 @@ class RepresentationHook(Hook):
         self.capture: Optional[_Capture] = None
 
     def _arm(self, run: RunState) -> None:
-        if self.capture is None and run.ctx.is_main and hasattr(run.model, "backbone"):
+        if self.capture is None and run.ctx.is_main:
             self.capture = _Capture(run.model.backbone, self.cfg.diag.probe_images)
 
     def on_start(self, run: RunState) -> None:
@@ -156,7 +175,7 @@ class RepresentationHook(Hook):
 
     def after_step(self, run: RunState, step: int) -> None:
         if is_diag_step(run, step) and run.ctx.is_main:
-            publish(run, self.measure(run))
+            run.record.add(self.measure(run))
         if self.capture is not None:
             self.capture.remove()
             self.capture = None
@@ -171,7 +190,7 @@ class RepresentationHook(Hook):
     @torch.no_grad()
     def measure(self, run: RunState) -> Dict[str, float]:
         vals: Dict[str, float] = {}
-        feats = getattr(run.model, "last", {}).get("features")
+        feats = run.model.last_features
         if feats is not None and feats.shape[0] >= 2:
             vals["diag/rankme"] = rankme(feats)
             vals["diag/feature_std"] = feature_std(feats)
@@ -186,8 +205,8 @@ class RepresentationHook(Hook):
         blocks: List[nn.Module] = list(getattr(bb, "blocks", []))
         for i, blk in enumerate(blocks):
             x = got.get(f"attn_in/{i}")
-            if x is not None:
-                probs = attention_probs(blk.attn, x)
-                if probs is not None:
-                    vals[f"diag/attn_entropy/block_{i}"] = attention_entropy(probs)
+            logits = attention_logits(blk.attn, x) if x is not None else None
+            if logits is not None:
+                vals[f"diag/attn_entropy/block_{i}"] = attention_entropy(logits.softmax(-1))
+                vals[f"diag/attn_logit_max/block_{i}"] = max_attention_logit(logits)
         return vals

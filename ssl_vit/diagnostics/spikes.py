@@ -1,5 +1,6 @@
 """Spike detection: robust z-score of a signal against a rolling median / MAD window, and the loop's
-reaction to a spike (``train.on_spike``: log | skip | rollback).
+reaction to a spike (``train.on_spike``: log | skip | rollback, returned to the loop as an
+:class:`~ssl_vit.engine.hooks.Action`; the loop restores the checkpoint for a rollback).
 
 Paper: Chen, Xie, He 2021, "An Empirical Study of Training Self-Supervised Vision Transformers",
 sec. 4.1 / Fig. 4: instability shows as sudden spikes of the gradient norm, first in the first layer
@@ -31,24 +32,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional
 
 import numpy as np
 import torch
 
-from ssl_vit.engine.hooks import Hook, RunState
+from ssl_vit.engine.hooks import Action, Hook, RunState
 
 _MAD_TO_STD = 1.4826
 _LOG_FLOOR = 1e-12
-
-
-def publish(run: RunState, values: Dict[str, float] | None = None, **fields) -> None:
-    """Add values / JSON fields to this step's record (the loop writes one object per step)."""
-    if values:
-        run.extra.setdefault("log_values", {}).update(values)
-    if fields:
-        run.extra.setdefault("log_fields", {}).update(fields)
 
 
 def is_diag_step(run: RunState, step: int) -> bool:
@@ -100,10 +92,11 @@ def find_spikes(series, window: int = 100, min_history: int = 20, z: float = 6.0
 
 
 class SpikeHook(Hook):
-    """Feeds the detectors, logs ``diag/spike`` (+ which signal and how big in metrics.jsonl) and reacts.
+    """Feeds the detectors, logs ``diag/spike`` (+ which signal and how big in metrics.jsonl) and reacts by
+    returning SKIP or ROLLBACK (``train.on_spike``), which the loop carries out.
 
-    Reads ``run.extra['diag_grad_norms']`` ({group: float}, set by the grad-norm hook on diag steps),
-    so it must come after that hook in the hook list.
+    Reads ``run.group_grad_norms`` ({group: float}, set by the grad-norm hook on diag steps), so it must come
+    after that hook in the hook list. The outcome of a rollback is the loop's ``run.rollback``.
     """
 
     name = "diag_spikes"
@@ -124,13 +117,13 @@ class SpikeHook(Hook):
                                                          self.d.spike_z, ratio)
         return self.detectors[signal]
 
-    def after_backward(self, run: RunState, step: int) -> Optional[str]:
+    def after_backward(self, run: RunState, step: int) -> Action:
         self._pending = {}
-        loss, total = run.loss, float(run.extra.get("grad_norm", float("nan")))
+        loss, total = run.loss, float(run.grad_norm)
         if not (math.isfinite(loss) and math.isfinite(total)):
-            return None                                   # the loop skips non-finite steps itself
+            return Action.CONTINUE                        # the loop skips non-finite steps itself
         signals = {"loss": loss, "grad_norm/total": total}
-        for group, v in (run.extra.get("diag_grad_norms") or {}).items():
+        for group, v in run.group_grad_norms.items():
             if group != "total":
                 signals[f"grad_norm/{group}"] = v
         hits = {}
@@ -140,45 +133,29 @@ class SpikeHook(Hook):
                 hits[name] = hit
         spiked = bool(hits)
         if run.ctx.enabled and self.action != "log":
-            spiked = _any_rank(spiked, run.extra.get("device"))   # every rank must take the same decision
+            spiked = _any_rank(spiked, run.device)        # every rank logs the same decision
         self._pending = {"hits": hits, "spiked": spiked, "diag": is_diag_step(run, step)}
         if not spiked or self.action == "log":
-            return None
+            return Action.CONTINUE
+        if self.action == "rollback" and self.rollbacks < self.d.max_rollbacks:
+            self._pending["action"] = "rollback"
+            return Action.ROLLBACK
+        self._pending["action"] = "skip"
         if self.action == "rollback":
-            info = self._rollback(run) if self.rollbacks < self.d.max_rollbacks else None
-            if info is not None:
-                self._pending["rollback"] = info
-            else:
-                self._pending["note"] = ("no checkpoint to roll back to yet" if self.rollbacks < self.d.max_rollbacks
-                                         else f"diag.max_rollbacks={self.d.max_rollbacks} reached")
-        self._pending["action"] = "rollback" if "rollback" in self._pending else "skip"
-        scaler = getattr(run.extra.get("precision"), "scaler", None)
-        if scaler is not None:
-            # the loop calls scaler.update() only after an applied step; unscale_() already ran for this one
-            scaler.update()
-        return "skip"
+            self._pending["note"] = f"diag.max_rollbacks={self.d.max_rollbacks} reached"
+        return Action.SKIP
 
-    def _rollback(self, run: RunState) -> Optional[Dict[str, Any]]:
-        """Restore model + optimizer (+ scaler) from checkpoints/last.pt; lower lr_scale. None: no checkpoint."""
-        from ssl_vit.checkpoints.formats import load_pt
-
-        path = Path(run.out_dir) / "checkpoints" / "last.pt"
-        if not path.is_file():
-            return None
-        state = load_pt(path)
-        run.model.load_state_dict(state["model"], strict=True)
-        run.optimizer.load_state_dict(state["optimizer"])
-        scaler = getattr(run.extra.get("precision"), "scaler", None)
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        self.rollbacks += 1
-        run.lr_scale *= self.d.rollback_lr_factor
-        return {"to_step": int(state["step"]), "lr_scale": run.lr_scale, "n": self.rollbacks}
-
-    def after_step(self, run: RunState, step: int) -> None:
+    def after_step(self, run: RunState, step: int) -> Action:
         p = self._pending
         if not p:
-            return
+            return Action.CONTINUE
+        if p.get("action") == "rollback":
+            if run.rollback is not None:
+                self.rollbacks += 1
+                p["rollback"] = {"to_step": run.rollback.to_step, "lr_scale": run.rollback.lr_scale,
+                                 "n": self.rollbacks}
+            else:
+                p["action"], p["note"] = "skip", "no checkpoint to roll back to yet"
         if p["spiked"]:
             self.n_spikes += 1
             fields: Dict[str, Any] = {"spikes": p["hits"], "spike_action": p.get("action", "log")}
@@ -186,10 +163,11 @@ class SpikeHook(Hook):
                 fields["rollback"] = p["rollback"]
             if "note" in p:
                 fields["spike_note"] = f"skipped instead of rolled back: {p['note']}"
-            publish(run, {"diag/spike": 1.0}, **fields)
+            run.record.add({"diag/spike": 1.0}, **fields)
         elif p["diag"]:
-            publish(run, {"diag/spike": 0.0})
+            run.record.add({"diag/spike": 0.0})
         self._pending = {}
+        return Action.CONTINUE
 
     def state_dict(self) -> Dict[str, Any]:
         return {"detectors": {k: d.state_dict() for k, d in self.detectors.items()},

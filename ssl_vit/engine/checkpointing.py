@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -106,7 +105,16 @@ class CheckpointManager:
             return None, str(e)
         if state.get("format") != TRAIN_FORMAT or "step" not in state:
             return None, "not an sslvit training checkpoint"
+        lacking = [k for k in ("config", "model", "optimizer") if not isinstance(state.get(k), dict)]
+        if lacking:
+            return None, f"an incomplete training checkpoint (no valid '{lacking[0]}' entry)"
         return state, ""
+
+    def load_last(self) -> Optional[Dict[str, Any]]:
+        """``last.pt`` as a training state, or None when there is none (yet) or it is unusable: what a
+        rollback restores (every rank reads it; only rank 0 writes)."""
+        state, _ = self._valid(self.dir / "last.pt")
+        return state
 
     def load_latest(self, log=print) -> Optional[Dict[str, Any]]:
         """Newest loadable training state, or None when the directory has none."""
@@ -120,10 +128,9 @@ class CheckpointManager:
             seen.add(path)
             state, why = self._valid(path)
             if state is not None:
-                if problems:
-                    warnings.warn(f"skipped unusable checkpoint(s): {'; '.join(problems)}; resuming from {path.name} "
-                                  f"(step {state['step']})", stacklevel=2)
-                    log(f"warning: {'; '.join(problems)}; falling back to {path.name} (step {state['step']})")
+                if problems:         # said once, on the run's log (stderr for the CLI)
+                    log(f"warning: skipped unusable checkpoint(s): {'; '.join(problems)}; falling back to {path.name} "
+                        f"(step {state['step']})")
                 return state
             if why != "missing":
                 problems.append(f"{path.name}: {why}")

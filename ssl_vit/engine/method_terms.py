@@ -25,7 +25,7 @@ class MethodTermsHook(Hook):
         self.count = 0
 
     def after_step(self, run: RunState, step: int) -> None:
-        terms = getattr(run.model, "terms", None)
+        terms = run.model.terms
         if not terms:
             return
         for k, v in terms.items():
@@ -33,5 +33,5 @@ class MethodTermsHook(Hook):
         self.count += 1
         if run.step % run.cfg.log.every == 0 or run.step == run.total_steps:
             vals = {f"train/{k}": float(v) / self.count for k, v in self.sums.items()}
-            run.extra.setdefault("log_values", {}).update(vals)
+            run.record.add(vals)
             self.sums, self.count = {}, 0

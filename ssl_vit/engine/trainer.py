@@ -1,7 +1,10 @@
-"""The training loop of ``sslvit pretrain`` and ``sslvit train``. Read it top to bottom: set-up, resume, the
-step, checkpoints, final evaluation. What differs between the two commands (batches, method, evaluation)
-is a task (``ssl_vit/engine/tasks.py``); a method may define ``set_progress(step, total_steps)`` (called
-before each step) and ``terms`` (logged as ``train/<name>``).
+"""The training loop of ``sslvit pretrain`` and ``sslvit train``. Read it top to bottom: :func:`fit` calls
+set-up, resume, start, the steps, the end. What differs between the two commands (batches, method,
+evaluation) is a task (``ssl_vit/engine/tasks.py``). The loop calls the method's
+:class:`~ssl_vit.methods.base.Method` API (``begin_step``, ``set_progress``, ``set_gather``; hooks read
+``terms`` and ``last_features``) and carries out the hooks' :class:`~ssl_vit.engine.hooks.Action`
+(skip, rollback through the checkpoint manager, stop); hooks see a typed
+:class:`~ssl_vit.engine.hooks.RunState` (``ssl_vit/engine/hooks.py``).
 
 Everything a step depends on is a function of ``(seed, step, rank)`` -- the batch, its augmentation,
 the global RNG (drop-path) -- or lives in the checkpoint (weights, optimizer, hook windows), so a
@@ -12,8 +15,9 @@ from __future__ import annotations
 import math
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from timm.models import VisionTransformer
@@ -27,14 +31,17 @@ from ssl_vit.data.streams import BatchOrder, derive_seed
 from ssl_vit.engine.checkpointing import CheckpointManager
 from ssl_vit.engine.cpu import busy_cpu_warning, cpu_threads
 from ssl_vit.engine.distributed import DistContext, gather_no_grad, init_distributed
-from ssl_vit.engine.hooks import Hook, Hooks, RunState
+from ssl_vit.engine.hooks import Action, Hook, Hooks, Rollback, RunState, StepRecord
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.method_terms import MethodTermsHook
+from ssl_vit.engine.optim import lr_mults, make_optimizer, param_groups, set_lr  # noqa: F401 (make_optimizer: re-export)
 from ssl_vit.engine.precision import Precision, resolve_device
+from ssl_vit.engine.rundir import claim_run_dir
 from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
 from ssl_vit.engine.tasks import TASKS
-from ssl_vit.errors import SslvitError
+from ssl_vit.errors import RunStopped, SslvitError
+from ssl_vit.methods.base import Method
 from ssl_vit.models import create_backbone, resolve_model_config
 
 # Sections whose change makes a checkpoint a different experiment (resume refuses without --force).
@@ -112,35 +119,29 @@ def compile_backbones(model: torch.nn.Module) -> None:
             m.compile()
 
 
-def make_optimizer(params: List[torch.nn.Parameter], optim_cfg, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; the fused kernel where this PyTorch has it for the device (CPU and CUDA): one pass over each
-    tensor instead of ~7 elementwise ops per parameter (the unfused CPU path runs a Python loop over
-    parameters), the same update rule (tests/engine/test_step_equivalence.py)."""
-    kw = dict(lr=lr, betas=tuple(optim_cfg.betas), weight_decay=optim_cfg.weight_decay)
-    try:
-        return torch.optim.AdamW(params, fused=True, **kw)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.AdamW(params, **kw)
-
-
 def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-             hooks: Optional[List[Hook]] = None, log=print) -> Dict:
-    """Run (or resume) MoCo v3 pretraining; returns a summary dict (final step, kNN top-1, paths)."""
-    with cpu_threads(cfg.train.threads):
-        return fit(cfg, output_dir, "pretrain", resume, force, hooks, log)
+             hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
+    """Run (or resume) MoCo v3 pretraining; returns a summary dict (final step, kNN top-1, paths). A dir that
+    holds a run needs ``resume`` or ``overwrite`` (:func:`~ssl_vit.engine.rundir.claim_run_dir`). The
+    diagnostics (``ssl_vit.diagnostics.default_hooks``) run before ``hooks``."""
+    from ssl_vit.diagnostics import default_hooks     # the entry point composes; fit() knows no diagnostics
+    with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "pretrain", resume, overwrite, log):
+        return fit(cfg, output_dir, "pretrain", resume, force, default_hooks(cfg) + list(hooks or []), log)
 
 
 def train_supervised(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-                     hooks: Optional[List[Hook]] = None, log=print) -> Dict:
+                     hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
     """Run (or resume) supervised training from scratch (bootstrapped with ``model.bootstrap.enabled``);
-    returns a summary dict (final step, test top-1, paths)."""
-    with cpu_threads(cfg.train.threads):
-        return fit(cfg, output_dir, "train", resume, force, hooks, log)
+    returns a summary dict (final step, test top-1, paths). Run-dir claim and hooks as in :func:`pretrain`."""
+    from ssl_vit.diagnostics import default_hooks
+    with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "train", resume, overwrite, log):
+        return fit(cfg, output_dir, "train", resume, force, default_hooks(cfg) + list(hooks or []), log)
 
 
 def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume: bool = False, force: bool = False,
         hooks: Optional[List[Hook]] = None, log=print) -> Dict:
-    """The loop for any task in :data:`~ssl_vit.engine.tasks.TASKS`."""
+    """The loop for any task in :data:`~ssl_vit.engine.tasks.TASKS`, observed by ``hooks`` (in order; the loop
+    adds its :class:`MethodTermsHook` last): set-up, resume, the steps, the end."""
     task = TASKS[task_name]
     ctx: DistContext = init_distributed(cfg.train.device)
     device = resolve_device(cfg.train.device, ctx.local_rank)
@@ -154,8 +155,46 @@ def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SslvitError(f"cannot create output dir '{out}': {e.strerror}; choose a writable --output-dir") from None
+    loop = _set_up(cfg, task, ctx, device, precision, out, list(hooks or []), log)
+    state = _resume(loop, resume, force)
+    run = _start(loop, state, resume)
+    end_step = _run_steps(loop, run)
+    return _end(loop, run, end_step)
 
-    # ---- data: a stream of batches (two views, or images + labels), a pure function of the step --
+
+# ---- set-up -------------------------------------------------------------------------------------------
+@dataclass
+class _Loop:
+    """What the set-up builds and the step functions share (hooks see :class:`RunState` instead)."""
+    cfg: Config
+    task: Any
+    ctx: DistContext
+    device: torch.device
+    precision: Precision
+    out: Path
+    data_cfg: Dict
+    stream: Any                                 # .batches(start_step) -> iterator of batches
+    steps_per_epoch: int
+    total_steps: int
+    warmup: int
+    peak_lr: float
+    min_lr: float
+    model: Method                               # unwrapped
+    train_model: torch.nn.Module                # the DDP wrapper under torchrun, else the model
+    params: List[torch.nn.Parameter]            # trained parameters, every optimizer group
+    optimizer: torch.optim.Optimizer
+    lr_mults: List[float]                       # per optimizer group (optim.patch_embed_lr_mult)
+    hooks: Hooks
+    ckpts: CheckpointManager
+    log: Callable[[str], None]
+    logger: Optional[RunLogger] = None
+    nonfinite: int = 0                          # consecutive non-finite steps
+    stopped: bool = False                       # a hook returned Action.STOP
+
+
+def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision: Precision, out: Path,
+            hooks: List[Hook], log) -> _Loop:
+    """Data (a stream of batches, a pure function of the step), schedule lengths, the method, the optimizer."""
     train = load_dataset(cfg.data.dataset, cfg.data.train_split, cfg.data)
     data_cfg = _data_config(cfg, train)
     order = BatchOrder(len(train), cfg.train.batch_size, cfg.seed, ctx.rank, ctx.world_size)
@@ -170,166 +209,264 @@ def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume
     peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch_size, cfg.optim.lr_scaling)
     min_lr = scaled_lr(cfg.optim.min_lr, cfg.train.batch_size, cfg.optim.lr_scaling)
 
-    # ---- model, method, optimizer ------------------------------------------------------------
     torch.manual_seed(derive_seed("init", cfg.seed))
     model = build_model(cfg, device, task, train)
     train_model = model
     if ctx.enabled:
         model = convert_sync_batchnorm(model, device.type)
-        model.gather, model.rank = gather_no_grad, ctx.rank
+        model.set_gather(gather_no_grad, ctx.rank)
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg.optim, peak_lr, device)
-    hook_list = Hooks(_default_hooks(cfg) + list(hooks or []) + [MethodTermsHook()])
+    groups = param_groups(model, cfg.optim.patch_embed_lr_mult)
+    optimizer = make_optimizer(groups, cfg.optim, peak_lr, device)
+    ckpts = CheckpointManager(out / "checkpoints", cfg.train.keep_last, enabled=ctx.is_main)
+    return _Loop(cfg, task, ctx, device, precision, out, data_cfg, stream, spe, total_steps, warmup, peak_lr, min_lr,
+                 model, train_model, [p for g in groups for p in g["params"]], optimizer, lr_mults(optimizer),
+                 Hooks(hooks + [MethodTermsHook()]), ckpts, log)
 
-    # ---- resume -------------------------------------------------------------------------------
-    start_step, state = 0, {}
-    ckpts = CheckpointManager(ckpt_dir, cfg.train.keep_last, enabled=ctx.is_main)
-    state = (ckpts.load_latest(log) if resume else None) or {}
+
+# ---- resume -------------------------------------------------------------------------------------------
+def _resume(loop: _Loop, resume: bool, force: bool) -> Dict:
+    """With ``resume``: the newest usable checkpoint into the method, optimizer, grad scaler and hooks, after
+    checking that it is the same experiment. Returns that state ({} when starting fresh)."""
+    cfg, log, is_main, ckpt_dir = loop.cfg, loop.log, loop.ctx.is_main, loop.ckpts.dir
+    state = (loop.ckpts.load_latest(log) if resume else None) or {}
     if resume and not state:
-        if ctx.is_main:
+        if is_main:
             log(f"--resume: no checkpoint in {ckpt_dir}; starting fresh")
-    elif resume:
-        try:   # keys added to the config since the checkpoint was written take their defaults
-            saved = to_dict(config_from_dict(state["config"]))
-        except SslvitError:
-            saved = state["config"]
-        locked = diff_configs({k: saved.get(k) for k in _RESUME_LOCKED},
-                              {k: to_dict(cfg).get(k) for k in _RESUME_LOCKED})
-        if locked and not force:
-            raise SslvitError(f"resuming '{out}' with a changed config ({'; '.join(locked)}); restore those "
-                              f"settings or pass --force")
-        sched = diff_configs(saved.get("train", {}), to_dict(cfg.train), "train.")
-        load_state_strict(model, state["model"], str(ckpt_dir))
-        optimizer.load_state_dict(state["optimizer"])
-        if precision.scaler is not None and state.get("scaler"):
-            precision.scaler.load_state_dict(state["scaler"])
-        hook_list.load_state_dict(state.get("hooks", {}))
-        start_step = int(state["step"])
-        if ctx.is_main:
-            log(f"resuming from step {start_step} ({ckpt_dir})" + (f"; changed: {'; '.join(sched)}" if sched else "")
-                + (f"; forced despite: {'; '.join(locked)}" if locked else ""))
-    if start_step >= total_steps and ctx.is_main:
-        log(f"checkpoint is at step {start_step} >= total steps {total_steps}; nothing to train")
+        return {}
+    if not resume:
+        return {}
+    try:   # keys added to the config since the checkpoint was written take their defaults
+        saved = to_dict(config_from_dict(state["config"]))
+    except SslvitError:
+        saved = state["config"]
+    locked = diff_configs({k: saved.get(k) for k in _RESUME_LOCKED},
+                          {k: to_dict(cfg).get(k) for k in _RESUME_LOCKED})
+    if locked and not force:
+        raise SslvitError(f"resuming '{loop.out}' with a changed config ({'; '.join(locked)}); restore those "
+                          f"settings or pass --force")
+    sched = diff_configs(saved.get("train", {}), to_dict(cfg.train), "train.")
+    load_state_strict(loop.model, state["model"], str(ckpt_dir))
+    try:
+        loop.optimizer.load_state_dict(state["optimizer"])
+    except ValueError as e:            # another number / layout of parameter groups
+        raise SslvitError(f"the checkpoint's optimizer does not fit this run ({e}); resume with the "
+                          f"optim.patch_embed_lr_mult it was trained with") from None
+    if loop.precision.scaler is not None and state.get("scaler"):
+        loop.precision.scaler.load_state_dict(state["scaler"])
+    loop.hooks.load_state_dict(state.get("hooks", {}))
+    start_step = int(state["step"])
+    if is_main:
+        log(f"resuming from step {start_step} ({ckpt_dir})" + (f"; changed: {'; '.join(sched)}" if sched else "")
+            + (f"; forced despite: {'; '.join(locked)}" if locked else ""))
+        if start_step >= loop.total_steps:
+            log(f"checkpoint is at step {start_step} >= total steps {loop.total_steps}; nothing to train")
+    return state
 
-    logger = RunLogger(out, ctx.is_main, cfg.log.tensorboard, purge_step=start_step if resume else None)
+
+def _start(loop: _Loop, state: Dict, resume: bool) -> RunState:
+    """The run's records (metrics.jsonl, TensorBoard, config.yaml) and the hooks' view of the run."""
+    cfg, ctx = loop.cfg, loop.ctx
+    start_step = int(state.get("step", 0))
+    loop.logger = RunLogger(loop.out, ctx.is_main, cfg.log.tensorboard, purge_step=start_step if resume else None)
     if ctx.is_main:
-        dump_yaml(cfg, out / "config.yaml", header=f"world_size: {ctx.world_size} (processes; train.batch_size is the global batch)")
-    run = RunState(cfg, model, optimizer, logger, ctx, out, start_step, total_steps,
-                   lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0)
-    run.extra.update(data_cfg=data_cfg, device=device, precision=precision, peak_lr=peak_lr, steps_per_epoch=spe,
-                     save_checkpoint=lambda step: save_checkpoint(step))
+        dump_yaml(cfg, loop.out / "config.yaml",
+                  header=f"world_size: {ctx.world_size} (processes; train.batch_size is the global batch)")
+    return RunState(cfg, loop.model, loop.logger, ctx, loop.out, loop.data_cfg, loop.device, loop.precision,
+                    loop.total_steps, warmup_steps=loop.warmup, global_batch=cfg.train.batch_size, log=loop.log,
+                    step=start_step, lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0)
 
-    def save_checkpoint(step: int, periodic: bool = False) -> None:
-        if not ctx.is_main:
-            return
-        sd = model.state_dict()
-        ckpts.save({"step": step, "epoch": step / spe, "config": to_dict(cfg), "data_config": data_cfg,
-                    "model": sd, "optimizer": optimizer.state_dict(),
-                    "scaler": precision.scaler.state_dict() if precision.scaler is not None else {},
-                    "hooks": hook_list.state_dict(), "world_size": ctx.world_size, "lr_scale": run.lr_scale},
-                   {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")},
-                   to_dict(cfg.model), data_cfg, periodic=periodic, monitor=run.extra.get("monitor"))
 
-    # ---- the loop -----------------------------------------------------------------------------
-    hook_list.on_start(run)
-    train_model.train()
-    batches = stream.batches(start_step)
-    pbar = tqdm(total=total_steps, initial=start_step, disable=not (ctx.is_main and cfg.log.progress),
-                desc=task.name, unit="step", dynamic_ncols=True)
-    t_last, steps_since, loss_sum, nonfinite = time.perf_counter(), 0, 0.0, 0
-    with _StopOnSignal() as stop:
-        for step in range(start_step, total_steps):
-            lr = lr_at(step, total_steps, peak_lr, warmup, min_lr) * run.lr_scale
-            m = momentum_at(step, total_steps, cfg.method.momentum, cfg.method.momentum_final) if task.uses_momentum else None
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            torch.manual_seed(derive_seed("step", cfg.seed, step, ctx.rank))   # drop-path etc.
-            batch = next(batches)                      # (x1, x2) views or (x, y), (B, C, S, S) images
-            if hasattr(model, "begin_step"):   # e.g. a ViTAS superformer picks this step's sub-network
-                model.begin_step(step, cfg.seed)
-            if hasattr(model, "set_progress"):        # e.g. the bootstrap hint-weight schedule
-                model.set_progress(step, total_steps)
-            with precision.autocast():
-                loss = train_model(*batch, m) if task.uses_momentum else train_model(*batch)    # scalar
-            optimizer.zero_grad(set_to_none=True)
-            (precision.scaler.scale(loss) if precision.scaler else loss).backward()
-            if precision.scaler:
-                precision.scaler.unscale_(optimizer)
-            loss_global = loss.detach()
-            if ctx.enabled:                     # the logged loss is the global mean (DDP averages the gradients)
-                torch.distributed.all_reduce(loss_global)
-                loss_global /= ctx.world_size
-            run.loss, run.lr = loss_global.item(), lr
-            finite, grad_norm = _grads_finite(params)
-            finite = finite and math.isfinite(run.loss)
-            run.extra["grad_norm"] = grad_norm
-            skip = hook_list.after_backward(run, step)
-            if not finite:
-                nonfinite += 1
-                logger.log(step + 1, {}, event="nonfinite", loss=str(run.loss), grad_norm=str(grad_norm))
-                if nonfinite >= cfg.train.max_nonfinite:
-                    save_checkpoint(step)      # weights are still those from before the bad steps
-                    raise SslvitError(f"{nonfinite} consecutive non-finite losses/gradients at step {step + 1}; "
-                                      f"checkpoint saved at step {step}: lower optim.lr or raise warm-up, then --resume")
-                if precision.scaler:
-                    precision.scaler.update()
+# ---- the steps ----------------------------------------------------------------------------------------
+class _LossWindow:
+    """``train/loss`` is the mean over the steps since the last loss record, throughput over the same time."""
+
+    def __init__(self):
+        self.t, self.n, self.sum = time.perf_counter(), 0, 0.0
+
+    def add(self, loss: float) -> None:
+        self.sum += loss
+        self.n += 1
+
+    def flush(self, batch_size: int) -> tuple[float, float]:
+        now = time.perf_counter()
+        out = self.sum / self.n, self.n * batch_size / max(now - self.t, 1e-9)
+        self.t, self.n, self.sum = now, 0, 0.0
+        return out
+
+
+def _run_steps(loop: _Loop, run: RunState) -> int:
+    """Steps ``run.step .. total_steps - 1`` (until a hook's STOP or a signal), periodic checkpoints, the final
+    checkpoint. Returns the step of that final checkpoint."""
+    cfg, ctx, start_step = loop.cfg, loop.ctx, run.step
+    loop.hooks.on_start(run)
+    loop.train_model.train()
+    batches = loop.stream.batches(start_step)
+    pbar = tqdm(total=loop.total_steps, initial=start_step, disable=not (ctx.is_main and cfg.log.progress),
+                desc=loop.task.name, unit="step", dynamic_ncols=True)
+    window = _LossWindow()
+    with _StopOnSignal() as sig:
+        for step in range(start_step, loop.total_steps):
+            action = _step(loop, run, step, batches)
+            if action is None:                   # non-finite loss / gradients: skipped, nothing logged
                 continue
-            nonfinite = 0
-            if not skip:
-                if precision.scaler:
-                    precision.scaler.step(optimizer)
-                    precision.scaler.update()
-                else:
-                    optimizer.step()
-            run.step = step + 1
-            loss_sum += run.loss
-            steps_since += 1
-            hook_list.after_step(run, step)
-            # hooks' part of this step's record (one JSON object per step): {tag: number}, {field: JSON value}
-            hook_vals, hook_fields = run.extra.pop("log_values", {}), run.extra.pop("log_fields", {})
-
-            if run.step % cfg.log.every == 0 or run.step == total_steps:
-                now = time.perf_counter()
-                pairs_s = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
-                logger.log(run.step, {"train/loss": loss_sum / steps_since, "train/lr": lr,
-                                      **({"train/momentum": m} if m is not None else {}),
-                                      "train/throughput": pairs_s, **hook_vals},
-                           epoch=round(run.step / spe, 4), world_size=ctx.world_size, **hook_fields)
-                pbar.set_postfix(loss=f"{loss_sum / steps_since:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{lr:.2e}")
-                t_last, steps_since, loss_sum = now, 0, 0.0
-            elif hook_vals or hook_fields:
-                logger.log(run.step, hook_vals, **hook_fields)
-            pbar.update(1)
-            if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < total_steps:
-                save_checkpoint(run.step, periodic=True)
-            if stop.signum is not None or run.stop:
+            window.add(run.loss)
+            action = max(action, _agree(loop, loop.hooks.after_step(run, step)))
+            _write_record(loop, run, window, pbar)
+            if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < loop.total_steps:
+                _save(loop, run, run.step, periodic=True)
+            loop.stopped = action is Action.STOP
+            if sig.signum is not None or loop.stopped:
                 break
         pbar.close()
         end_step = max(run.step, start_step)
-        save_checkpoint(end_step)
-        logger.flush()
-        if stop.signum is not None:
-            logger.close()
-            raise Preempted(f"stopped by signal {stop.signum} at step {end_step}; checkpoint saved in {ckpt_dir}. "
-                            f"Resume with: sslvit {task.name} --output-dir {out} --resume", stop.signum)
+        _save(loop, run, end_step)
+        loop.logger.flush()
+        if sig.signum is not None:
+            loop.logger.close()
+            raise Preempted(f"stopped by signal {sig.signum} at step {end_step}; checkpoint saved in {loop.ckpts.dir}. "
+                            f"Resume with: sslvit {loop.task.name} --output-dir {loop.out} --resume", sig.signum)
+    return end_step
 
-    # ---- the end: final evaluation (kNN / test top-1), summary -----------------------------------
-    hook_list.on_end(run)
-    summary: Dict = {"step": end_step, "total_steps": total_steps, "output_dir": str(out),
-                     "tensorboard": str(out / "tensorboard"), "checkpoint": str(ckpt_dir / "last.safetensors")}
-    if ctx.is_main and end_step >= total_steps and (cfg.eval.final_knn or not task.uses_momentum):
-        summary.update(task.evaluate(model, cfg, data_cfg, device, precision, out, summary["checkpoint"], logger,
-                                     end_step))
-    logger.close()
+
+def _step(loop: _Loop, run: RunState, step: int, batches) -> Optional[Action]:
+    """0-based ``step``: forward, backward, the hooks' verdict, then the update or what they asked for instead.
+    None: the loss or a gradient was not finite (update skipped, the step not counted)."""
+    cfg, model, precision, opt = loop.cfg, loop.model, loop.precision, loop.optimizer
+    lr = lr_at(step, loop.total_steps, loop.peak_lr, loop.warmup, loop.min_lr) * run.lr_scale
+    m = momentum_at(step, loop.total_steps, cfg.method.momentum, cfg.method.momentum_final) if loop.task.uses_momentum else None
+    set_lr(opt, lr, loop.lr_mults)
+    torch.manual_seed(derive_seed("step", cfg.seed, step, loop.ctx.rank))   # drop-path etc.
+    batch = next(batches)                      # (x1, x2) views or (x, y), (B, C, S, S) images
+    model.begin_step(step, cfg.seed)           # e.g. a ViTAS superformer picks this step's sub-network
+    model.set_progress(step, loop.total_steps) # e.g. the bootstrap hint-weight schedule
+    with precision.autocast():
+        loss = loop.train_model(*batch, m) if loop.task.uses_momentum else loop.train_model(*batch)    # scalar
+    opt.zero_grad(set_to_none=True)
+    (precision.scaler.scale(loss) if precision.scaler else loss).backward()
+    if precision.scaler:
+        precision.scaler.unscale_(opt)
+    run.loss, run.lr, run.momentum = _global_mean(loss, loop.ctx), lr, m
+    finite, run.grad_norm = _grads_finite(loop.params)
+    run.group_grad_norms, run.rollback = {}, None
+    action = _agree(loop, loop.hooks.after_backward(run, step))
+    if not (finite and math.isfinite(run.loss)):
+        _skip_nonfinite(loop, run, step)
+        return None
+    loop.nonfinite = 0
+    _apply(loop, run, action)
+    run.step = step + 1
+    return action
+
+
+def _global_mean(loss: torch.Tensor, ctx: DistContext) -> float:
+    """The logged loss: the mean over ranks (DDP averages the gradients the same way)."""
+    loss = loss.detach()
+    if ctx.enabled:
+        torch.distributed.all_reduce(loss)
+        loss /= ctx.world_size
+    return loss.item()
+
+
+def _agree(loop: _Loop, action: Action) -> Action:
+    """Under DDP every rank carries out the same action: the most severe any rank asked for."""
+    if not loop.ctx.enabled:
+        return action
+    t = torch.tensor([int(action)], device=loop.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return Action(int(t.item()))
+
+
+def _apply(loop: _Loop, run: RunState, action: Action) -> None:
+    """CONTINUE: the optimizer step. SKIP / STOP: no update. ROLLBACK: restore checkpoints/last.pt (model,
+    optimizer, scaler) and multiply lr_scale by ``diag.rollback_lr_factor``; without a checkpoint yet it is a
+    skip (``run.rollback`` stays None). The grad scaler is updated either way (``unscale_`` ran)."""
+    scaler = loop.precision.scaler
+    if action is Action.CONTINUE:
+        if scaler:
+            scaler.step(loop.optimizer)
+            scaler.update()
+        else:
+            loop.optimizer.step()
+        return
+    if action is Action.ROLLBACK:
+        run.rollback = _rollback(loop, run)
+    if scaler:
+        scaler.update()
+
+
+def _rollback(loop: _Loop, run: RunState) -> Optional[Rollback]:
+    state = loop.ckpts.load_last()
+    if state is None:
+        return None
+    loop.model.load_state_dict(state["model"], strict=True)
+    loop.optimizer.load_state_dict(state["optimizer"])
+    if loop.precision.scaler is not None and state.get("scaler"):
+        loop.precision.scaler.load_state_dict(state["scaler"])
+    run.lr_scale *= loop.cfg.diag.rollback_lr_factor
+    return Rollback(int(state["step"]), run.lr_scale)
+
+
+def _skip_nonfinite(loop: _Loop, run: RunState, step: int) -> None:
+    """A non-finite loss or gradient: no update, an event record; ``train.max_nonfinite`` in a row stop the run
+    with a checkpoint of the weights before them."""
+    cfg = loop.cfg
+    loop.nonfinite += 1
+    loop.logger.log(step + 1, {}, event="nonfinite", loss=str(run.loss), grad_norm=str(run.grad_norm))
+    if loop.nonfinite >= cfg.train.max_nonfinite:
+        _save(loop, run, step)             # weights are still those from before the bad steps
+        raise SslvitError(f"{loop.nonfinite} consecutive non-finite losses/gradients at step {step + 1}; "
+                          f"checkpoint saved at step {step}: lower optim.lr or raise warm-up, then --resume")
+    if loop.precision.scaler:
+        loop.precision.scaler.update()
+
+
+def _write_record(loop: _Loop, run: RunState, window: _LossWindow, pbar) -> None:
+    """This step's metrics.jsonl object (+ TensorBoard): loss, lr, momentum, throughput every ``log.every``
+    steps, the hooks' values and fields whenever there are some; then the hooks' events, each its own record."""
+    cfg, rec, logger = loop.cfg, run.record, loop.logger
+    if run.step % cfg.log.every == 0 or run.step == loop.total_steps:
+        loss, pairs_s = window.flush(cfg.train.batch_size)
+        logger.log(run.step, {"train/loss": loss, "train/lr": run.lr,
+                              **({"train/momentum": run.momentum} if run.momentum is not None else {}),
+                              "train/throughput": pairs_s, **rec.values},
+                   epoch=round(run.step / loop.steps_per_epoch, 4), world_size=loop.ctx.world_size, **rec.fields)
+        pbar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{run.lr:.2e}")
+    elif rec.values or rec.fields:
+        logger.log(run.step, rec.values, **rec.fields)
+    for ev in rec.events:
+        logger.log(run.step, ev.values, event=ev.kind, **ev.fields)
+    run.record = StepRecord()
+    pbar.update(1)
+
+
+def _save(loop: _Loop, run: RunState, step: int, periodic: bool = False) -> None:
+    """Full state to checkpoints/last.pt (+ the backbone to last.safetensors), rank 0 only."""
+    if not loop.ctx.is_main:
+        return
+    cfg, sd, scaler = loop.cfg, loop.model.state_dict(), loop.precision.scaler
+    loop.ckpts.save({"step": step, "epoch": step / loop.steps_per_epoch, "config": to_dict(cfg),
+                     "data_config": loop.data_cfg, "model": sd, "optimizer": loop.optimizer.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else {},
+                     "hooks": loop.hooks.state_dict(), "world_size": loop.ctx.world_size, "lr_scale": run.lr_scale},
+                    {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")},
+                    to_dict(cfg.model), loop.data_cfg, periodic=periodic, monitor=run.monitor)
+
+
+# ---- the end: final evaluation (kNN / test top-1), summary ----------------------------------------------
+def _end(loop: _Loop, run: RunState, end_step: int) -> Dict:
+    """Hooks' ``on_end``; a hook's STOP with a reason raises :class:`RunStopped` (after the checkpoint); else the
+    task's final evaluation when the run is complete, and the summary."""
+    cfg, ctx, out = loop.cfg, loop.ctx, loop.out
+    loop.hooks.on_end(run)
+    summary: Dict = {"step": end_step, "total_steps": loop.total_steps, "output_dir": str(out),
+                     "tensorboard": str(out / "tensorboard"), "checkpoint": str(loop.ckpts.dir / "last.safetensors")}
+    if loop.stopped and run.stop_reason:
+        loop.logger.close()
+        raise RunStopped(f"{run.stop_reason}; checkpoint saved at step {end_step} in {loop.ckpts.dir}")
+    if ctx.is_main and end_step >= loop.total_steps and (cfg.eval.final_knn or not loop.task.uses_momentum):
+        summary.update(loop.task.evaluate(loop.model, cfg, loop.data_cfg, loop.device, loop.precision, out,
+                                          summary["checkpoint"], loop.logger, end_step))
+    loop.logger.close()
     return summary
-
-
-def _default_hooks(cfg: Config) -> List[Hook]:
-    """Hooks every run gets (diagnostics register theirs here)."""
-    try:
-        from ssl_vit.diagnostics import default_hooks
-    except ImportError:
-        return []
-    return default_hooks(cfg)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssl_vit.config.validate import check_knn_temperature
+
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
                 k: int = 20, temperature: float = 0.07, num_classes: int | None = None,
@@ -64,6 +66,7 @@ def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20,
     from ssl_vit.errors import SslvitError
     from ssl_vit.evaluation.features import extract_features
 
+    check_knn_temperature(temperature, "kNN temperature")
     t0 = time.perf_counter()
     train_split, test_split = eval_splits(dataset)
     train = _limit(load_dataset(dataset, train_split, data_cfg), max_train, 0)

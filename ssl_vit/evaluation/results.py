@@ -7,6 +7,8 @@ from typing import Dict
 
 from ssl_vit.engine.atomic import atomic_write_text
 
+RESULT_FILES = ("results.json", "results.md")      # what write_results writes into its dir
+
 
 def markdown_table(rows, columns) -> str:
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"

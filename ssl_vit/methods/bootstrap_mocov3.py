@@ -43,7 +43,9 @@ class BootstrapMoCoV3(MoCoV3):
         self.agent_projector = mocov3_projector(embed_dim, method_cfg.proj_hidden_dim, method_cfg.out_dim)
         self.agent_predictor = mocov3_predictor(method_cfg.out_dim, method_cfg.pred_hidden_dim, method_cfg.out_dim)
         self.step, self.total_steps = 0, 1
-        self.terms = {}
+
+    def chance_loss(self, global_batch: int):
+        return None                      # the hint term has no chance level
 
     def set_progress(self, step: int, total_steps: int) -> None:
         self.step, self.total_steps = step, total_steps
@@ -65,7 +67,7 @@ class BootstrapMoCoV3(MoCoV3):
         ctr_agent = contrastive_loss(qa1, k2, t, g, r) + contrastive_loss(qa2, k1, t, g, r)
         hint = hint_loss(tokens, maps)
         hw = hint_weight(self.step, self.total_steps, self.weights.hint, self.bootstrap.hint_decay)
-        self.last = {"features": f.detach(), "q1": q1.detach(), "k2": k2.detach()}
+        self.last_features = f.detach()
         self.terms = {"ctr_vit": ctr_vit.detach(), "ctr_agent": ctr_agent.detach(), "hint_loss": hint.detach(),
                       "hint_weight": torch.tensor(hw)}
         return self.weights.ce * (ctr_vit + ctr_agent) + hw * hint

@@ -17,17 +17,26 @@ sees statistics over 2B images instead of B (documented where such stems live).
 from __future__ import annotations
 
 import copy
-from typing import Callable, Dict, Optional
+import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from lightly.models.utils import update_momentum
 
+from ssl_vit.methods.base import Method
 from ssl_vit.methods.heads import mocov3_predictor, mocov3_projector
 from ssl_vit.methods.losses import contrastive_loss
 
 
-class MoCoV3(nn.Module):
+def mocov3_chance_loss(global_batch: int, temperature: float) -> float:
+    """The symmetric MoCo v3 loss of uninformative queries: each of its two terms is
+    ``CrossEntropy * 2 tau`` over ``global_batch`` keys, ``ln(global_batch) * 2 tau`` at uniform logits, so
+    ``4 tau ln(global_batch)`` (tau 0.2, batch 256: 4.436)."""
+    return 4.0 * temperature * math.log(global_batch)
+
+
+class MoCoV3(Method):
     def __init__(self, backbone: nn.Module, embed_dim: int, proj_hidden_dim: int = 4096,
                  pred_hidden_dim: int = 4096, out_dim: int = 256, temperature: float = 0.2):
         super().__init__()
@@ -39,16 +48,10 @@ class MoCoV3(nn.Module):
         self.momentum_projector = copy.deepcopy(self.projector)
         for p in list(self.momentum_backbone.parameters()) + list(self.momentum_projector.parameters()):
             p.requires_grad_(False)
-        self.gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None   # set by distributed training
-        self.rank = 0
-        self.last: Dict[str, torch.Tensor] = {}   # detached tensors of the last step, for diagnostics
+        # Method.begin_step: a per-step backbone (ViTAS) and its momentum copy pick the same sub-network
 
-    def begin_step(self, step: int, seed: int) -> None:
-        """Backbones that change per step (a ViTAS superformer's sub-network) pick it from ``(seed, step)``;
-        the momentum backbone picks the same one, so keys and queries come from the same sub-network."""
-        for b in (self.backbone, self.momentum_backbone):
-            if hasattr(b, "begin_step"):
-                b.begin_step(step, seed)
+    def chance_loss(self, global_batch: int) -> Optional[float]:
+        return mocov3_chance_loss(global_batch, self.temperature)
 
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:
@@ -66,7 +69,7 @@ class MoCoV3(nn.Module):
             fk = self.momentum_backbone(x)                                    # (2B, D)
             k1 = self.momentum_projector(fk[:B])                              # (B, out)
             k2 = self.momentum_projector(fk[B:])
-        self.last = {"features": f.detach(), "q1": q1.detach(), "k2": k2.detach()}
+        self.last_features = f.detach()
         return (contrastive_loss(q1, k2, self.temperature, self.gather, self.rank)
                 + contrastive_loss(q2, k1, self.temperature, self.gather, self.rank))
 

@@ -17,16 +17,18 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Dict
+import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ssl_vit.methods.base import Method
 from ssl_vit.methods.bootstrap_losses import hint_weight, supervised_bootstrap_loss, weights_from_config
 
 
-class SupervisedClassifier(nn.Module):
+class SupervisedClassifier(Method):
     def __init__(self, backbone: nn.Module, embed_dim: int, num_classes: int, bootstrap=None):
         super().__init__()
         self.backbone = backbone
@@ -38,14 +40,13 @@ class SupervisedClassifier(nn.Module):
             self.agent_head = nn.Linear(embed_dim, num_classes)
             self.weights = weights_from_config(self.bootstrap)
         self.step, self.total_steps = 0, 1
-        self.terms: Dict[str, torch.Tensor] = {}
-        self.last: Dict[str, torch.Tensor] = {}
+        self.num_classes = num_classes
+        # Method.begin_step: a per-step backbone (a ViTAS superformer) picks this step's sub-network, the same
+        # sampling as under MoCo v3
 
-    def begin_step(self, step: int, seed: int) -> None:
-        """A backbone that changes per step (a ViTAS superformer) picks this step's sub-network from ``(seed, step)``:
-        supervised superformer training, the same sampling as under MoCo v3."""
-        if hasattr(self.backbone, "begin_step"):
-            self.backbone.begin_step(step, seed)
+    def chance_loss(self, global_batch: int) -> Optional[float]:
+        """Cross-entropy of uniform logits, ``ln(num_classes)`` (plain training; None when bootstrapped)."""
+        return math.log(self.num_classes) if self.bootstrap is None else None
 
     def set_progress(self, step: int, total_steps: int) -> None:
         """Called by the loop before each step (0-based ``step``): drives the hint-weight schedule."""
@@ -74,7 +75,7 @@ class SupervisedClassifier(nn.Module):
             loss, self.terms = supervised_bootstrap_loss(self.head(f), self.agent_head(fa), y, tokens, maps,
                                                          self.weights, hw, self.bootstrap.kd_temperature)
             self.terms["hint_weight"] = torch.tensor(hw)
-        self.last = {"features": f.detach()}
+        self.last_features = f.detach()
         return loss
 
 

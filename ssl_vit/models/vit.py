@@ -8,7 +8,10 @@
   ``sqrt(6 / (C*p*p + D))`` and, when ``model.patch_embed.frozen`` (default), never trained (conv stems,
   ``model.stem``: their last conv, with its own fan-in; see ``ssl_vit/models/stems.py``);
 * ``fused_attn='auto'`` turns PyTorch SDPA off on CPU for short sequences (< 32 tokens), where timm's
-  plain path trains slightly faster; longer sequences and GPUs use SDPA.
+  plain path trains slightly faster; longer sequences and GPUs use SDPA;
+* ``model.qk_norm``: timm's ``qk_norm=True`` -- a LayerNorm over each head's queries and keys before
+  ``q . k`` (Dehghani et al. 2023, ViT-22B sec. 2; Wortsman et al. 2023 sec. 3.1: it stops attention-logit
+  growth); adds ``blocks.<i>.attn.{q,k}_norm.{weight,bias}`` to the state dict.
 
 Checkpoint keys are timm's names, so a backbone's ``state_dict()`` loads into
 ``timm.create_model('vit_...', num_classes=0, ...)``.
@@ -134,7 +137,7 @@ def build_vit(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:
     model = VisionTransformer(
         img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=0,
         embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
-        qkv_bias=True, class_token=True, global_pool="token", drop_path_rate=cfg.drop_path_rate,
+        qkv_bias=True, qk_norm=bool(cfg.qk_norm), class_token=True, global_pool="token", drop_path_rate=cfg.drop_path_rate,
         embed_layer=partial(stems.get_stem(cfg.stem), **stems.stem_kwargs(cfg)), pos_embed="learn",
     )
     moco_init_(model, cfg.in_chans, cfg.patch_size)

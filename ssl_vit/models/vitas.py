@@ -64,10 +64,11 @@ from ssl_vit.config.schema import ModelConfig
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import vit as vit_mod
 from ssl_vit.models.registry import create_backbone, register_backbone
+from ssl_vit.models.stepwise import PerStepBackbone
 from ssl_vit.models.vitas_space import SearchSpace, SubNet, channel_indices, mlp_hidden, parse_list
 
 
-class ViTASSuperformer(nn.Module):
+class ViTASSuperformer(nn.Module, PerStepBackbone):
     def __init__(self, space: SearchSpace, img_size: int, in_chans: int, sharing: str = "cyclic",
                  identity_shifting: bool = True, sampling: str = "uniform", pos_embed: str = "sincos",
                  drop_path_rate: float = 0.0, patch_frozen: bool = True):
@@ -104,6 +105,7 @@ class ViTASSuperformer(nn.Module):
 
     @staticmethod
     def from_config(cfg: ModelConfig, device_type: str = "cpu") -> "ViTASSuperformer":
+        refuse_qk_norm(cfg)
         if cfg.stem != "patchify":
             raise SslvitError(f"vitas_super supports model.stem=patchify only, not '{cfg.stem}'")
         v = cfg.vitas
@@ -128,6 +130,7 @@ class ViTASSuperformer(nn.Module):
         return self.space.sample(random.Random(derive_seed("vitas-subnet", seed, step)))
 
     def begin_step(self, step: int, seed: int) -> None:
+        """Training: run :meth:`subnet_for_step` (the method calls this before each forward)."""
         self.set_subnet(self.subnet_for_step(step, seed))
 
     def channels(self, kind: str, width: int, device) -> torch.Tensor:
@@ -225,6 +228,13 @@ def export_subnet(sf: ViTASSuperformer, net: SubNet) -> VisionTransformer:
     return model.to(sf.cls_token.device)
 
 
+def refuse_qk_norm(cfg: ModelConfig) -> None:
+    """The superformer writes its attention out on sliced weights (and sub-networks must match it): no qk-norm."""
+    if cfg.qk_norm:
+        raise SslvitError(f"model.qk_norm is not available for {cfg.name} (its attention is sliced per sub-network); "
+                          f"use a vit_* backbone or set model.qk_norm=false")
+
+
 def parse_blocks(spec: str, key: str = "model.vitas.blocks") -> List[Tuple[int, float]]:
     """'4:3,2:2' -> [(4, 3.0), (2, 2.0)]."""
     out = []
@@ -243,6 +253,7 @@ def build_vitas_subnet(cfg: ModelConfig, device_type: str = "cpu") -> VisionTran
     timm's constructor takes one ``num_heads`` / ``mlp_ratio``; the network is built with the first block's
     and every other block is replaced by a timm ``Block`` of its own size, so it stays a VisionTransformer
     whose ``state_dict`` keys are timm's."""
+    refuse_qk_norm(cfg)
     if cfg.depth and cfg.vitas.blocks and cfg.depth != len(parse_blocks(cfg.vitas.blocks)):
         raise SslvitError(f"model.depth={cfg.depth} but model.vitas.blocks lists {len(parse_blocks(cfg.vitas.blocks))} "
                           f"blocks; make them agree")

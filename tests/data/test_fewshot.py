@@ -64,7 +64,7 @@ def test_missing_options_and_lists(tmp_path):
         load_dataset(f"fewshot:{root}?shots=4&seed=0", "train")
     with pytest.raises(SslvitError, match="shots='x' is not an integer"):
         load_dataset(f"fewshot:{root}?shots=x&seed=0", "train")
-    with pytest.raises(SslvitError, match="unknown fewshot option"):
+    with pytest.raises(SslvitError, match="unknown option 'way'; valid options for fewshot: shots, seed"):
         load_dataset(f"fewshot:{root}?shots=1&seed=0&way=5", "train")
     with pytest.raises(SslvitError, match="fewshot has splits train, val, test"):
         load_dataset(f"fewshot:{root}?shots=1&seed=0", "train800")

@@ -131,5 +131,7 @@ def test_spec_errors():
         parse_spec("mnist3:/x")
     with pytest.raises(SslvitError, match="needs a root"):
         load_dataset("cifar10", "train")
-    spec = parse_spec("cifar10:/r/c?shots=4&seed=1")
-    assert (spec.kind, spec.root, spec.options) == ("cifar10", "/r/c", {"shots": "4", "seed": "1"})
+    spec = parse_spec("cifar10:/r/c?subset=4&subset_seed=1")
+    assert (spec.kind, spec.root, spec.options) == ("cifar10", "/r/c", {"subset": "4", "subset_seed": "1"})
+    with pytest.raises(SslvitError, match="unknown option 'shots'; valid options for cifar10: subset, subset_seed"):
+        parse_spec("cifar10:/r/c?shots=4&seed=1")           # an option the kind does not read is an error
