@@ -182,7 +182,7 @@ class DiagConfig:
     alarm_feature_std_floor: float = 0.1    # ... or below this x 1/sqrt(D) (the std of isotropic features)
     alarm_attn_entropy_frac: float = 0.25   # attention-entropy collapse (any block): below this x its early value ...
     alarm_attn_entropy_floor: float = 0.15  # ... or below this (entropy / log N; 1 = uniform)
-    alarm_token_cos: float = 0.97           # over-smoothing: output patch tokens' mean |cos| (diag/token_diversity) >= this
+    alarm_token_cos: float = 0.99           # over-smoothing (0.97 fired on healthy frozen-projection runs: |cos| up to 0.987): output patch tokens' mean |cos| (diag/token_diversity) >= this
     alarm_early_grad_ratio: float = 4.0     # early spike (before spike_min_history values): grad norm >= this x the median so far ...
     alarm_early_loss_ratio: float = 1.08    # ... or loss >= this x the median so far
 

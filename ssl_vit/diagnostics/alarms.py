@@ -28,7 +28,7 @@ Rules (thresholds: ``diag.alarm_*``; "early" = the max of the first ``diag.alarm
 
 Why these are silent in healthy runs (measured, ``recipes/instability_fmnist.yaml`` at base lr 1.5e-3 with 20
 warm-up steps, the smoke recipe, ``fmnist_vit_tiny``): RankMe stays 17-24 (floor 3), feature std within
-0.7x of its early value, attention entropy >= 0.77, token |cos| <= 0.93, the first steps' gradient norms fall
+0.7x of its early value, attention entropy >= 0.77, token |cos| <= 0.93 (with the patch projection frozen: up to 0.987 in runs within 1 kNN point of the best, eval/reproduce/stability.md), the first steps' gradient norms fall
 (smoke: 109 -> 13, one 2x bounce) and the loss never rises above its start; the loss is tested only after
 warm-up + 40 steps (every run starts at chance; the 20-step smoke run is still at 0.97 x chance at its end).
 
