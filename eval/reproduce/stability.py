@@ -1,0 +1,87 @@
+"""The stability study (eval/reproduce/stability.md): several `sslvit sweep` dirs, one per arm family, read back
+and overlaid -- one lr-sensitivity plot of every arm, and one table of every run with the alarm check of
+issue 19 (alarms within 50 steps of the onset in every run that ends at chance-level loss or RankMe <= 3;
+none in a run within 2 kNN points of the best).
+
+The sweeps themselves are ordinary `sslvit sweep` commands (listed in stability.md); this script runs nothing.
+
+    python eval/reproduce/stability.py runs/stability_w0 runs/stability_warmup20 ... --out eval/reproduce/stability
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CHANCE = 4 * 0.2 * math.log(256)         # MoCo v3 loss of uninformative outputs, tau 0.2, batch 256
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweeps", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    runs, arms = [], []
+    for d in a.sweeps:
+        s = json.loads((d / "sweep.json").read_text())
+        for arm in s["arms"]:
+            arms.append((d.name, arm))
+        for r in s["runs"]:
+            runs.append((d.name, r))
+    best = max(r["knn_top1"] for _, r in runs if r["knn_top1"] is not None)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, arm in arms:
+        pts = [c for c in arm["curve"] if c["knn_mean"] is not None]
+        lr = [c["lr"] for c in pts]
+        ax.plot(lr, [c["knn_mean"] for c in pts], marker="o",
+                label=f"{name} {arm['arm']} (LR sens. {arm['lr_sensitivity']:.1f})")
+        ax.fill_between(lr, [c["knn_min"] for c in pts], [c["knn_max"] for c in pts], alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("base lr (batch 256)")
+    ax.set_ylabel("final kNN top-1 (%)")
+    ax.set_title("MoCo v3, ViT-micro, Fashion-MNIST, 200 steps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(a.out / "lr_sensitivity.png", dpi=110)
+
+    rows = ["| sweep | run | kNN | loss last | RankMe min / last | max attn logit | alarms (first step) | "
+            "failed? | alarm check |", "|---|---|---|---|---|---|---|---|---|"]
+    checks = {"missed": 0, "false": 0, "ok": 0}
+    for name, r in runs:
+        if r["knn_top1"] is None:
+            continue
+        failed = (r["loss_last"] is not None and r["loss_last"] >= 0.93 * CHANCE) or \
+            (r["rankme_min"] is not None and r["rankme_min"] <= 3)
+        healthy = r["knn_top1"] >= best - 2
+        first = r["first_alarm_step"]
+        if failed:
+            verdict = "caught" if first is not None and first <= 50 else "MISSED"
+        elif healthy:
+            verdict = "silent" if not r["alarms_total"] else "FALSE ALARM"
+        else:
+            verdict = "–"
+        checks["missed" if verdict == "MISSED" else "false" if verdict == "FALSE ALARM" else "ok"] += 1
+        alarms = ", ".join(f"{k} {v}" for k, v in (r["alarms"] or {}).items()) or "none"
+        rows.append(f"| {name} | {r['name']} | {r['knn_top1']:.2f} | {r['loss_last']:.3f} | "
+                    f"{r['rankme_min']:.2f} / {r['rankme_last']:.2f} | {r['attn_logit_max']:.1f} | {alarms}"
+                    f"{f' ({first})' if first is not None else ''} | {'yes' if failed else 'no'} | {verdict} |")
+    summary = {"best_knn": best, "checks": checks,
+               "arms": [{"sweep": n, "arm": arm["arm"], "lr_sensitivity": arm["lr_sensitivity"],
+                         "best_lr": arm["best_lr"], "best_knn": arm["best_knn"]} for n, arm in arms]}
+    (a.out / "runs.md").write_text("\n".join(rows) + "\n")
+    (a.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("\n".join(rows))
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
