@@ -330,7 +330,8 @@ def test_bad_input(case, fx, tmp_path):
     finally:
         if fx.holder is not None:
             fx.holder.close()
-    lines = [line for line in err.splitlines() if line.strip()]
+    # the loop's busy-CPU advice (engine/cpu.py) depends on the machine's load, not on the input: not counted
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: the CPU is busy")]
     assert code == 2, (code, err, exc)
     assert exc is None or isinstance(exc, SystemExit), repr(exc)
     assert len(lines) == 1 and lines[0].startswith("error: "), err
