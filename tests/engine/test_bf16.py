@@ -1,9 +1,10 @@
-"""The bf16 path, on any CPU: the pretrain step, exact resume, and feature extraction for kNN and the probe.
+"""The bf16 path, on any CPU: the pretrain step and feature extraction for kNN and the probe.
 
 ``train.precision=auto`` means bf16 on every CPU with AVX-512 BF16 / AMX (and on CUDA), so this is the
 path most users run. These tests pin ``bf16`` explicitly, so they exercise it on machines without bf16
 hardware too, where it is emulated (~100x slower per GEMM): the models are tiny to keep that cheap.
-The 2-rank vs 1-rank check under bf16 is in ``test_distributed.py``.
+Exact resume under bf16 is ``test_trainer.py::test_resume_is_bit_identical[bf16]``, the 2-rank vs 1-rank
+check under bf16 ``test_distributed.py::test_two_ranks_equal_one_rank[bf16]``.
 """
 import json
 
@@ -21,7 +22,6 @@ from ssl_vit.evaluation.features import extract_features
 from ssl_vit.evaluation.knn import knn_top1
 from ssl_vit.evaluation.linear_probe import fast_probe
 from ssl_vit.models import create_backbone
-from tests.conftest import StopAt
 
 pytestmark = pytest.mark.bf16
 
@@ -62,19 +62,6 @@ def test_bf16_step_computes_in_bf16_and_keeps_fp32_weights(tiny_cfg, tmp_path):
     assert len(a) == len(b) == 4
     assert abs(a[0] - b[0]) <= 0.02 * abs(b[0]), (a, b)            # step 1: identical weights, rounding only
     assert all(abs(x - y) <= 0.05 * abs(y) for x, y in zip(a, b)), (a, b)
-
-
-def test_bf16_resume_is_bit_identical(tiny_cfg, tmp_path):
-    cfg = _cfg(tiny_cfg, "bf16")
-    pretrain(cfg, tmp_path / "full", log=lambda m: None)
-    pretrain(cfg, tmp_path / "cut", hooks=[StopAt(2)], log=lambda m: None)
-    assert load_pt(tmp_path / "cut" / "checkpoints" / "last.pt")["step"] == 2
-    pretrain(cfg, tmp_path / "cut", resume=True, log=lambda m: None)
-    a = load_pt(tmp_path / "full" / "checkpoints" / "last.pt")
-    b = load_pt(tmp_path / "cut" / "checkpoints" / "last.pt")
-    assert a["step"] == b["step"] == 4
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
 
 
 @pytest.fixture()

@@ -32,8 +32,10 @@ def test_patch_projection_frozen_vs_trained(tiny_cfg, tmp_path, frozen):
     assert not torch.equal(rec.start["blocks.0.attn.qkv.weight"], end["backbone.blocks.0.attn.qkv.weight"])
 
 
-def test_resume_is_bit_identical(tiny_cfg, tmp_path):
-    cfg = _no_knn(tiny_cfg)
+# auto: what this machine (or --auto-precision) resolves; bf16 pinned, so the bf16 path is proven on any CPU
+@pytest.mark.parametrize("precision", ["auto", pytest.param("bf16", marks=pytest.mark.bf16)])
+def test_resume_is_bit_identical(tiny_cfg, tmp_path, precision):
+    cfg = _no_knn(apply_overrides(tiny_cfg, [f"train.precision={precision}"]))
     pretrain(cfg, tmp_path / "full", log=lambda m: None)
     pretrain(cfg, tmp_path / "cut", hooks=[StopAt(4)], log=lambda m: None)
     assert load_pt(tmp_path / "cut" / "checkpoints" / "last.pt")["step"] == 4
