@@ -230,12 +230,12 @@ def _resume(loop: _Loop, resume: bool, force: bool) -> Dict:
     """With ``resume``: the newest usable checkpoint into the method, optimizer, grad scaler and hooks, after
     checking that it is the same experiment. Returns that state ({} when starting fresh)."""
     cfg, log, is_main, ckpt_dir = loop.cfg, loop.log, loop.ctx.is_main, loop.ckpts.dir
-    state = (loop.ckpts.load_latest(log) if resume else None) or {}
-    if resume and not state:
+    if not resume:
+        return {}
+    state = loop.ckpts.load_latest(log) or {}
+    if not state:
         if is_main:
             log(f"--resume: no checkpoint in {ckpt_dir}; starting fresh")
-        return {}
-    if not resume:
         return {}
     try:   # keys added to the config since the checkpoint was written take their defaults
         saved = to_dict(config_from_dict(state["config"]))
