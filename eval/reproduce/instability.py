@@ -85,7 +85,7 @@ def main(argv=None) -> int:
             "episodes_led_by_first_layer": sm.first_layer_led, "largest": sm.largest,
             "knn_dips": len(sm.dips), "worst_dip": max((d["drop"] for d in sm.dips), default=0.0),
             "best_knn_monitor": sm.knn_best, "final_knn": sm.final_knn, "final_knn_source": sm.final_knn_source,
-            "rankme_last": sm.rankme_last, "rankme_peak": sm.rankme_peak, "warnings": sm.warnings,
+            "rankme_last": sm.rankme_last, "rankme_early": sm.rankme_early, "warnings": sm.warnings,
         }
     old.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

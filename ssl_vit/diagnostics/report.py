@@ -31,8 +31,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ssl_vit.diagnostics.alarms import Collapse
 from ssl_vit.diagnostics.knn_monitor import find_dips
 from ssl_vit.engine.atomic import atomic_path, atomic_write_text
+from ssl_vit.models.registry import resolve_model_config
 from ssl_vit.errors import SslvitError
 
 FIRST_LAYER = "grad_norm/patch_embed"
@@ -49,6 +51,7 @@ class RunData:
     cfg: Any = None                           # ssl_vit Config (defaults where config.yaml is missing)
     has_config: bool = False
     label: str = ""
+    alarm_events: List[Dict[str, Any]] = field(default_factory=list)   # the `event: alarm` lines, in file order
 
     @property
     def steps(self) -> List[int]:
@@ -88,6 +91,7 @@ def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
     lines = text.split("\n")
     tail = lines.pop()                        # "" when the file ends with a newline
     records: Dict[int, Dict[str, Any]] = {}
+    events: List[Dict[str, Any]] = []
     bad, cut = 0, False
     for i, line in enumerate(lines + ([tail] if tail.strip() else [])):
         if not line.strip():
@@ -101,6 +105,8 @@ def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
             else:
                 bad += 1
             continue
+        if rec.get("event") == "alarm":       # several alarms may share a step: kept apart, not merged
+            events.append(rec)
         records.setdefault(step, {}).update(rec)
     if not records:
         raise SslvitError(f"'{mpath}' has no complete records yet; wait until the run has logged a step "
@@ -117,7 +123,7 @@ def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
     label = d.resolve().name
     if has_cfg:
         label += f" (patch proj. {'frozen' if cfg.model.patch_embed.frozen else 'trainable'})"
-    return RunData(d, d.resolve().name, records, bad, cut, cfg, has_cfg, label)
+    return RunData(d, d.resolve().name, records, bad, cut, cfg, has_cfg, label, events)
 
 
 def series(run: RunData, tag: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -161,13 +167,15 @@ class Summary:
     final_knn_source: str
     knn_best: Optional[float]
     rankme_last: Optional[float]
-    rankme_peak: Optional[float]
+    rankme_early: Optional[float]                                   # max of the first diag.alarm_early_obs values
     feature_std_last: Optional[float]
-    feature_std_peak: Optional[float]
+    feature_std_early: Optional[float]
     token_div_last: Optional[float]
     rollbacks: int
     nonfinite: int
     excursion: Optional[Dict[str, Any]] = None                      # largest robust z on the logged points
+    collapse: Dict[str, Dict[str, float]] = field(default_factory=dict)   # rule -> first step it held, value, bound
+    alarms: List[Dict[str, Any]] = field(default_factory=list)      # the live alarms' onsets, from metrics.jsonl
     warnings: List[str] = field(default_factory=list)
     verdict: str = ""
     notes: List[str] = field(default_factory=list)
@@ -236,21 +244,24 @@ def summarize(run: RunData) -> Summary:
         final, src = float(kv[-1]), f"online monitor, step {int(ks[-1])}, {cfg.log.knn_subset}-image subset"
     else:
         final, src = None, "not measured"
-    # collapse is judged against the best value after the first 10 % of the run: random-init features
-    # have a high rank / spread that every run loses in its first steps
+    # collapse is judged as the live alarms judge it (diagnostics/alarms.py, the same thresholds):
+    # against the run's early values (max of the first diag.alarm_early_obs observations) and a floor
     rs, rk = series(run, "diag/rankme")
     fss, fs = series(run, "diag/feature_std")
-    rk_late, fs_late = rk[rs >= 0.1 * last], fs[fss >= 0.1 * last]
     _, td = series(run, "diag/token_diversity")
     rollbacks = sum(1 for s in run.steps if isinstance(run.records[s].get("rollback"), dict))
     nonfinite = sum(1 for s in run.steps if run.records[s].get("event") == "nonfinite")
     in_progress = not len(ev) and (total is None or last < total)
+    d = cfg.diag
+    early_n = max(1, int(d.alarm_early_obs))
     sm = Summary(run.name, run.label, last, total, in_progress, [e[0] for e in events], events, episodes, largest,
                  fl_steps[0] if fl_steps else None, led, led_alone, dips, final, src,
                  float(kv.max()) if len(kv) else None,
-                 float(rk[-1]) if len(rk) else None, float(rk_late.max()) if len(rk_late) else None,
-                 float(fs[-1]) if len(fs) else None, float(fs_late.max()) if len(fs_late) else None,
+                 float(rk[-1]) if len(rk) else None, float(rk[:early_n].max()) if len(rk) else None,
+                 float(fs[-1]) if len(fs) else None, float(fs[:early_n].max()) if len(fs) else None,
                  float(td[-1]) if len(td) else None, rollbacks, nonfinite)
+    sm.collapse = replay_collapse(run)
+    sm.alarms = live_alarms(run)
     sm.excursion = largest_excursion(run)
     _warn(sm, run)
     sm.verdict = _verdict(sm, run)
@@ -277,15 +288,49 @@ def largest_excursion(run: RunData) -> Optional[Dict[str, Any]]:
     return best
 
 
+def replay_collapse(run: RunData) -> Dict[str, Dict[str, float]]:
+    """Replay the live RankMe and feature-std collapse rules (:class:`~ssl_vit.diagnostics.alarms.Collapse`,
+    thresholds ``diag.alarm_*``) over the logged series: {rule: {step, value, reference, bound}} of the first
+    step each rule held, so a report written afterwards says what the live alarm would have said, also for a
+    run trained with alarms off or before they existed."""
+    d = run.cfg.diag
+    dim = resolve_model_config(run.cfg.model).embed_dim if run.has_config else 0
+    std_floor = d.alarm_feature_std_floor / math.sqrt(dim) if dim else None   # as live: scaled by 1/sqrt(D)
+    out: Dict[str, Dict[str, float]] = {}
+    for kind, tag, frac, floor in (("rankme", "diag/rankme", d.alarm_rankme_frac, d.alarm_rankme_floor),
+                                   ("feature_std", "diag/feature_std", d.alarm_feature_std_frac, std_floor)):
+        rule = Collapse(kind, frac, floor if floor is not None else 0.0, d.alarm_early_obs)
+        for step, v in zip(*series(run, tag)):
+            hit = rule.update(float(v))
+            if hit:
+                out[kind] = {"step": int(step), "value": hit[0], "reference": hit[1], "bound": hit[2]}
+                break
+    return out
+
+
+def live_alarms(run: RunData) -> List[Dict[str, Any]]:
+    """The onsets the live alarm hook logged (``event: alarm`` records), first one per kind, in step order."""
+    seen: Dict[str, Dict[str, Any]] = {}
+    for r in run.alarm_events:
+        kind = r.get("alarm")
+        if isinstance(kind, str) and kind not in seen:
+            seen[kind] = {"step": int(r["step"]), "kind": kind, "message": str(r.get("message", ""))}
+    return sorted(seen.values(), key=lambda a: a["step"])
+
+
 def _warn(sm: Summary, run: RunData) -> None:
     w = sm.warnings
-    if sm.rankme_last is not None and sm.rankme_peak and (sm.rankme_last < 0.5 * sm.rankme_peak or sm.rankme_last < 2):
-        w.append(f"dimensional collapse: RankMe fell to {sm.rankme_last:.1f} from {sm.rankme_peak:.1f}")
-    if sm.feature_std_last is not None and sm.feature_std_peak and (
-            sm.feature_std_last < 0.5 * sm.feature_std_peak or sm.feature_std_last < 1e-3):
-        w.append(f"collapse: feature std fell to {sm.feature_std_last:.4f} from {sm.feature_std_peak:.4f}")
-    if sm.token_div_last is not None and sm.token_div_last > 0.9:
-        w.append(f"over-smoothing: output patch tokens nearly parallel (mean |cos| {sm.token_div_last:.2f} > 0.9)")
+    rk, fs = sm.collapse.get("rankme"), sm.collapse.get("feature_std")
+    if rk:
+        w.append(f"dimensional collapse: RankMe fell to {rk['value']:.1f} from its early value {rk['reference']:.1f} "
+                 f"at step {rk['step']} (bound {rk['bound']:.2f}; {sm.rankme_last:.1f} at the end)")
+    if fs:
+        w.append(f"collapse: feature std fell to {fs['value']:.4f} from its early value {fs['reference']:.4f} at "
+                 f"step {fs['step']} (bound {fs['bound']:.4f}; {sm.feature_std_last:.4f} at the end)")
+    bound = run.cfg.diag.alarm_token_cos                            # the live over-smoothing alarm's bound
+    if sm.token_div_last is not None and sm.token_div_last >= bound:
+        w.append(f"over-smoothing: output patch tokens nearly parallel (mean |cos| {sm.token_div_last:.3f} "
+                 f">= {bound:g})")
     if sm.nonfinite:
         w.append(f"{sm.nonfinite} non-finite step(s) skipped by the loop")
     if run.bad_lines:
@@ -335,12 +380,16 @@ def _verdict(sm: Summary, run: RunData) -> str:
     if sm.rollbacks:
         parts.append(f"{sm.rollbacks} rollback(s) were made.")
     parts.append(f"Final kNN: {_fmt(sm.final_knn)} % ({sm.final_knn_source}).")
+    if sm.alarms:
+        first = sm.alarms[0]
+        parts.append(f"Live alarms: {', '.join(a['kind'] + ' at step ' + str(a['step']) for a in sm.alarms)}; the first "
+                     f"said: {first['message']}.")
     if sm.warnings:
         parts.append("Warnings: " + "; ".join(sm.warnings) + ".")
-    stable = not sm.events and not sm.dips and not sm.warnings
+    stable = not sm.events and not sm.dips and not sm.warnings and not sm.alarms
     parts.append("Verdict: " + ("stable." if stable else "unstable." if (sm.events and sm.dips) or sm.nonfinite
                                 else "mostly stable, see the spikes above." if sm.events or sm.dips
-                                else "check the warnings."))
+                                else "check the alarms and warnings."))
     return " ".join(parts)
 
 
@@ -517,8 +566,9 @@ def _summary_rows(sm: Summary) -> List[Tuple[str, str]]:
         ("kNN dips", "0" if not worst else f"{len(sm.dips)} (worst -{worst['drop']:.1f} pts at step {worst['step']})"),
         ("best kNN (monitor)", _fmt(sm.knn_best)),
         ("final kNN", f"{_fmt(sm.final_knn)} ({sm.final_knn_source})"),
-        ("RankMe last / peak after 10 % of steps", f"{_fmt(sm.rankme_last, '.1f')} / {_fmt(sm.rankme_peak, '.1f')}"),
-        ("feature std last / peak after 10 % of steps", f"{_fmt(sm.feature_std_last, '.4f')} / {_fmt(sm.feature_std_peak, '.4f')}"),
+        ("RankMe last / early", f"{_fmt(sm.rankme_last, '.1f')} / {_fmt(sm.rankme_early, '.1f')}"),
+        ("feature std last / early", f"{_fmt(sm.feature_std_last, '.4f')} / {_fmt(sm.feature_std_early, '.4f')}"),
+        ("live alarms (first step)", ", ".join(f"{a['kind']} {a['step']}" for a in sm.alarms) or "none"),
         ("token |cos| (last)", _fmt(sm.token_div_last, ".3f")),
         ("rollbacks", str(sm.rollbacks)),
         ("warnings", "; ".join(sm.warnings) or "none"),

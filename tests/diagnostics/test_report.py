@@ -21,7 +21,7 @@ def _write_run(d, frozen=False, spikes=True):
     for step in range(1, 101):
         r = {"step": step, "train/loss": 4 - step / 50 + rng.normal(0, 0.01), "epoch": step / 1000,
              "diag/grad_norm/total": 1.0, "diag/grad_norm/patch_embed": 0.2, "diag/grad_norm/block_0": 0.1,
-             "diag/rankme": 20.0 if step < 90 else 5.0, "diag/feature_std": 0.05, "diag/token_diversity": 0.5,
+             "diag/rankme": 20.0 if step < 90 else 2.5, "diag/feature_std": 0.05, "diag/token_diversity": 0.5,
              "diag/spike": 0.0}
         if spikes and step == 40:
             r.update({"diag/grad_norm/patch_embed": 2.0, "diag/spike": 1.0, "spike_action": "log",
@@ -48,7 +48,7 @@ def test_summary_of_a_spiky_run(tmp_path):
     assert sm.largest["ratio"] == pytest.approx(10.0)
     assert [d["step"] for d in sm.dips] == [60] and sm.dips[0]["drop"] == pytest.approx(3.5)
     assert sm.final_knn == 70.25 and sm.final_knn_source.startswith("full") and not sm.in_progress
-    assert any("RankMe fell to 5.0 from 20.0" in w for w in sm.warnings)
+    assert any("RankMe fell to 2.5 from its early value 20.0 at step 90" in w for w in sm.warnings)
     assert "unstable" in sm.verdict and "spiked first in 1 of 2" in sm.verdict
 
 
@@ -71,3 +71,26 @@ def test_comparison_names_the_stabler_run(tmp_path):
     assert "frozen (patch proj. frozen) was the most stable, trainable (patch proj. trainable) the least" in md
     assert md.count("| spike steps / episodes | 3 / 2 | 0 / 0 |") == 1
     assert all(p.stat().st_size > 1000 for p in paths[1:])
+
+
+def test_collapse_is_judged_against_early_values_and_live_alarms_are_reported(tmp_path):
+    # the case: RankMe 13.3 early -> 1.8; a late "peak" of 2.7 must not be the reference
+    d = tmp_path / "c"
+    d.mkdir()
+    dump_yaml(apply_overrides(Config(), ["log.diag_every=2", "train.max_steps=60"]), d / "config.yaml")
+    lines = []
+    for step in range(2, 61, 2):
+        rk = 13.3 if step <= 4 else max(1.8, 13.3 - step) if step < 20 else (2.7 if step == 30 else 1.8)
+        lines.append(json.dumps({"step": step, "train/loss": 4.3, "diag/rankme": rk, "diag/feature_std": 0.05}))
+    for kind in ("rankme", "feature_std"):                   # two alarms on one step: both must survive
+        lines.append(json.dumps({"step": 12, "event": "alarm", "alarm": kind, "diag/alarm/" + kind: 1.0,
+                                 "message": f"alarm {kind} at step 12: ..."}))
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    sm = summarize(read_run(d))
+    assert sm.rankme_early == 13.3
+    # first value <= max(3.0 floor, 0.2 * 13.3): 13.3 - 12 = 1.3 -> clipped 1.8 at step 12 (step 10: 3.3 > 3.0)
+    assert sm.collapse["rankme"] == pytest.approx({"step": 12, "value": 1.8, "reference": 13.3, "bound": 3.0})
+    assert "feature_std" not in sm.collapse                                   # constant std: no collapse
+    assert [(a["kind"], a["step"]) for a in sm.alarms] == [("rankme", 12), ("feature_std", 12)]
+    assert any("RankMe fell to 1.8 from its early value 13.3 at step 12" in w for w in sm.warnings)
+    assert "Live alarms: rankme at step 12, feature_std at step 12" in sm.verdict
