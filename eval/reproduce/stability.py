@@ -22,19 +22,40 @@ import matplotlib.pyplot as plt  # noqa: E402
 CHANCE = 4 * 0.2 * math.log(256)         # MoCo v3 loss of uninformative outputs, tau 0.2, batch 256
 
 
+def _metrics(run_dir: Path):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def onset_step(run_dir: Path) -> int:
+    """When a failed run failed: the first step its RankMe was <= 3; a run that fails only by its loss never left
+    chance level (every run starts there), so its onset is step 1."""
+    for rec in _metrics(run_dir):
+        v = rec.get("diag/rankme")
+        if v is not None and v <= 3:
+            return int(rec["step"])
+    return 1
+
+
+def max_steps(run_dir: Path) -> int:
+    import yaml
+    return int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["max_steps"])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweeps", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    runs, arms = [], []
+    runs, arms, dirs = [], [], {}
     for d in a.sweeps:
         s = json.loads((d / "sweep.json").read_text())
         for arm in s["arms"]:
             arms.append((d.name, arm))
         for r in s["runs"]:
             runs.append((d.name, r))
+            dirs[(d.name, r["name"])] = d / r["name"]
+    steps = sorted({max_steps(p) for p in dirs.values()})
     best = max(r["knn_top1"] for _, r in runs if r["knn_top1"] is not None)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -47,7 +68,7 @@ def main(argv=None) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("base lr (batch 256)")
     ax.set_ylabel("final kNN top-1 (%)")
-    ax.set_title("MoCo v3, ViT-micro, Fashion-MNIST, 200 steps")
+    ax.set_title(f"MoCo v3, ViT-micro, Fashion-MNIST, {'/'.join(map(str, steps))} steps")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -60,16 +81,18 @@ def main(argv=None) -> None:
         if r["knn_top1"] is None:
             continue
         failed = (r["loss_last"] is not None and r["loss_last"] >= 0.93 * CHANCE) or \
-            (r["rankme_min"] is not None and r["rankme_min"] <= 3)
+            (r["rankme_last"] is not None and r["rankme_last"] <= 3)   # "ends at" (issue 19)
         healthy = r["knn_top1"] >= best - 2
         first = r["first_alarm_step"]
+        onset = onset_step(dirs[(name, r["name"])]) if failed else None
         if failed:
-            verdict = "caught" if first is not None and first <= 50 else "MISSED"
+            verdict = (f"caught ({first - onset:+d} steps from the onset at {onset})"
+                       if first is not None and first <= onset + 50 else f"MISSED (onset {onset})")
         elif healthy:
             verdict = "silent" if not r["alarms_total"] else "FALSE ALARM"
         else:
             verdict = "–"
-        checks["missed" if verdict == "MISSED" else "false" if verdict == "FALSE ALARM" else "ok"] += 1
+        checks["missed" if verdict.startswith("MISSED") else "false" if verdict == "FALSE ALARM" else "ok"] += 1
         alarms = ", ".join(f"{k} {v}" for k, v in (r["alarms"] or {}).items()) or "none"
         rows.append(f"| {name} | {r['name']} | {r['knn_top1']:.2f} | {r['loss_last']:.3f} | "
                     f"{r['rankme_min']:.2f} / {r['rankme_last']:.2f} | {r['attn_logit_max']:.1f} | {alarms}"
