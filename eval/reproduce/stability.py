@@ -13,11 +13,14 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Dict, List, Tuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ssl_vit.sweep.summary import lr_sensitivity  # noqa: E402
 
 CHANCE = 4 * 0.2 * math.log(256)         # MoCo v3 loss of uninformative outputs, tau 0.2, batch 256
 
@@ -47,24 +50,34 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    runs, arms, dirs = [], [], {}
+    runs, dirs = [], {}
     for d in a.sweeps:
         s = json.loads((d / "sweep.json").read_text())
-        for arm in s["arms"]:
-            arms.append((d.name, arm))
         for r in s["runs"]:
             runs.append((d.name, r))
             dirs[(d.name, r["name"])] = d / r["name"]
     steps = sorted({max_steps(p) for p in dirs.values()})
     best = max(r["knn_top1"] for _, r in runs if r["knn_top1"] is not None)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, arm in arms:
-        pts = [c for c in arm["curve"] if c["knn_mean"] is not None]
-        lr = [c["lr"] for c in pts]
-        ax.plot(lr, [c["knn_mean"] for c in pts], marker="o",
-                label=f"{name} {arm['arm']} (LR sens. {arm['lr_sensitivity']:.1f})")
-        ax.fill_between(lr, [c["knn_min"] for c in pts], [c["knn_max"] for c in pts], alpha=0.15)
+    # one arm = one sweep family (a "<name>_seed1" dir joins "<name>") x the sweep's arm; seeds pooled per lr
+    pooled: Dict[Tuple[str, str], Dict[float, List[float]]] = {}
+    for name, r in runs:
+        if r["knn_top1"] is not None:
+            fam = name.split("_seed")[0]
+            pooled.setdefault((fam, r["arm"]), {}).setdefault(float(r["lr"]), []).append(r["knn_top1"])
+    arm_rows = []
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for (fam, arm), by_lr in pooled.items():
+        lr = sorted(by_lr)
+        mean = {x: sum(by_lr[x]) / len(by_lr[x]) for x in lr}
+        seed0 = {x: by_lr[x][0] for x in lr}
+        sens, sens0 = lr_sensitivity(mean), lr_sensitivity(seed0)
+        best_lr = max(lr, key=lambda x: mean[x])
+        arm_rows.append({"arm": f"{fam} {arm}".replace(" all", ""), "lr_sensitivity": sens, "lr_sensitivity_seed0": sens0,
+                         "best_lr": best_lr, "best_knn": mean[best_lr],
+                         "knn": {f"{x:g}": by_lr[x] for x in lr}})
+        ax.plot(lr, [mean[x] for x in lr], marker="o", label=f"{arm_rows[-1]['arm']} (LR sens. {sens:.1f})")
+        ax.fill_between(lr, [min(by_lr[x]) for x in lr], [max(by_lr[x]) for x in lr], alpha=0.15)
     ax.set_xscale("log")
     ax.set_xlabel("base lr (batch 256)")
     ax.set_ylabel("final kNN top-1 (%)")
@@ -98,8 +111,7 @@ def main(argv=None) -> None:
                     f"{r['rankme_min']:.2f} / {r['rankme_last']:.2f} | {r['attn_logit_max']:.1f} | {alarms}"
                     f"{f' ({first})' if first is not None else ''} | {'yes' if failed else 'no'} | {verdict} |")
     summary = {"best_knn": best, "checks": checks,
-               "arms": [{"sweep": n, "arm": arm["arm"], "lr_sensitivity": arm["lr_sensitivity"],
-                         "best_lr": arm["best_lr"], "best_knn": arm["best_knn"]} for n, arm in arms]}
+               "arms": arm_rows}
     (a.out / "runs.md").write_text("\n".join(rows) + "\n")
     (a.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(rows))

@@ -645,6 +645,10 @@ def _comparison_verdict(sums: List[Summary]) -> str:
 def write_comparison(runs: List[RunData], out_dir) -> List[Path]:
     """Comparison of several runs: report.md + compare.png + compare_first_vs_last.png in ``out_dir``."""
     out_dir = Path(out_dir)
+    names = [r.name for r in runs]
+    for r in runs:                      # sweeps name their runs alike (lr=2.4e-2_seed=0): name the sweep too
+        if names.count(r.name) > 1:
+            r.label = f"{r.path.resolve().parent.name}/{r.label}"
     sums = [summarize(r) for r in runs]
     pngs = plot_comparison(runs, sums, out_dir)
     keys = [k for k, _ in _summary_rows(sums[0])]

@@ -94,3 +94,12 @@ def test_collapse_is_judged_against_early_values_and_live_alarms_are_reported(tm
     assert [(a["kind"], a["step"]) for a in sm.alarms] == [("rankme", 12), ("feature_std", 12)]
     assert any("RankMe fell to 1.8 from its early value 13.3 at step 12" in w for w in sm.warnings)
     assert "Live alarms: rankme at step 12, feature_std at step 12" in sm.verdict
+
+
+def test_comparison_names_the_sweep_when_run_names_collide(tmp_path):
+    (tmp_path / "sweep_a").mkdir()
+    (tmp_path / "sweep_b").mkdir()
+    a = read_run(_write_run(tmp_path / "sweep_a" / "lr=2.4e-2_seed=0"))
+    b = read_run(_write_run(tmp_path / "sweep_b" / "lr=2.4e-2_seed=0", frozen=True, spikes=False))
+    md = write_comparison([a, b], tmp_path / "cmp")[0].read_text()
+    assert "| sweep_a/lr=2.4e-2_seed=0 (patch proj. trainable) | sweep_b/lr=2.4e-2_seed=0 (patch proj. frozen) |" in md
