@@ -1,17 +1,17 @@
-"""Backbone registry. Every backbone is also a timm model (``@register_model``), so
-``timm.create_model('sslvit_vit_pico', img_size=28, patch_size=7, in_chans=1)`` and
-``--set model.name=vit_pico`` build the same network.
+"""Backbone registry: ``model.name`` -> builder(model config, device type). Every backbone is also a timm
+model, ``sslvit_<name>`` (``ssl_vit/models/timm_entries.py``: pretrained cfg, timm's builder, every
+``create_model`` keyword), so ``timm.create_model('sslvit_vit_pico', img_size=28, patch_size=7, in_chans=1)``
+and ``--set model.name=vit_pico`` build the same network (a feature extractor: sslvit's own backbones are built
+with ``num_classes=0``; timm's ``num_classes=10`` adds timm's classifier head).
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from typing import Callable, Dict, Optional
 
 import torch.nn as nn
-from timm.models import register_model
 
-from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig
+from ssl_vit.config.schema import ModelConfig
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import vit as vit_mod
 
@@ -21,24 +21,12 @@ _RESOLVERS: Dict[str, Callable[[ModelConfig], ModelConfig]] = {}
 
 def register_backbone(name: str, builder: Callable[[ModelConfig, str], nn.Module],
                       resolver: Optional[Callable[[ModelConfig], ModelConfig]] = None) -> None:
-    """Register ``builder(model_cfg, device_type) -> nn.Module`` under ``name`` (and ``sslvit_<name>`` in timm).
-    ``resolver(model_cfg)`` fills the sizes left unset (default: the ``vit_*`` size table)."""
+    """Register ``builder(model_cfg, device_type) -> nn.Module`` under ``name``. ``resolver(model_cfg)`` fills
+    the sizes left unset (default: the ``vit_*`` size table). Its timm entry ``sslvit_<name>`` is declared with
+    ``@register_model`` next to the others (``timm_entries.py``; the backbone contract test checks it is there)."""
     _BUILDERS[name] = builder
     if resolver is not None:
         _RESOLVERS[name] = resolver
-
-    def timm_entry(pretrained: bool = False, **kwargs):
-        if pretrained:
-            raise ValueError("sslvit backbones have no hub weights; load a checkpoint with ssl_vit.checkpoints")
-        frozen = kwargs.pop("patch_embed_frozen", True)
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        cfg = ModelConfig(name=name, patch_embed=PatchEmbedConfig(frozen=frozen),
-                          **{k: v for k, v in kwargs.items() if k in known})
-        return builder(cfg, "cpu")
-
-    timm_entry.__name__ = f"sslvit_{name}"
-    timm_entry.__module__ = __name__
-    register_model(timm_entry)
 
 
 def backbone_names():

@@ -95,6 +95,7 @@ Example::
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Dict, Iterator, List, Optional
 
 import torch.nn as nn
@@ -258,10 +259,32 @@ class ScaledReluNoReluStem(ScaledReluStem):
 
 # -- what the rest of sslvit asks of a stem ---------------------------------------------------------------
 
+def is_conv_stem(name: str) -> bool:
+    """True for the stems with conv layers before the projection (``stem_channels`` / ``stem_stride`` options)."""
+    cls = get_stem(name)
+    return isinstance(cls, type) and issubclass(cls, ConvStemBase)
+
+
+def stem_layer(name: str, stem_channels: int = 0, stem_stride: int = 0) -> Callable:
+    """timm ``VisionTransformer(embed_layer=...)`` for stem ``name`` with its options bound. A stem without
+    conv layers (patchify) has neither option: non-zero values are refused, not ignored."""
+    if is_conv_stem(name):
+        return partial(get_stem(name), channels=stem_channels, stem_stride=stem_stride)
+    if stem_channels or stem_stride:
+        raise ValueError(f"stem '{name}' has no conv layers, so no stem_channels / stem_stride (got "
+                         f"stem_channels={stem_channels}, stem_stride={stem_stride}); leave them 0 or pick one of: "
+                         f"{', '.join(n for n in stem_names() if is_conv_stem(n))}")
+    return partial(get_stem(name))
+
+
+def first_conv(name: str) -> str:
+    """The input conv of a ViT with stem ``name`` (timm ``pretrained_cfg['first_conv']``)."""
+    return "patch_embed.proj.0" if is_conv_stem(name) else "patch_embed.proj"
+
+
 def stem_kwargs(model_cfg) -> Dict:
     """Constructor options of ``model_cfg.stem`` beyond timm's (none for patchify)."""
-    cls = get_stem(model_cfg.stem)
-    if isinstance(cls, type) and issubclass(cls, ConvStemBase):
+    if is_conv_stem(model_cfg.stem):
         pe = model_cfg.patch_embed
         return {"channels": pe.stem_channels, "stem_stride": pe.stem_stride}
     return {}

@@ -16,6 +16,11 @@
 Checkpoint keys are timm's names, so a backbone's ``state_dict()`` loads into
 ``timm.create_model('vit_...', num_classes=0, ...)``.
 
+:func:`vision_transformer` builds the network from constructor arguments (timm style; ``num_classes > 0``
+adds timm's classifier ``head``); :func:`build_vit` is the same from a model config, always with
+``num_classes=0`` (sslvit's backbones return features). The ``sslvit_vit_*`` timm entries
+(``ssl_vit/models/timm_entries.py``) call :func:`vision_transformer` through timm's builder.
+
 Example::
 
     from ssl_vit.models import create_backbone
@@ -27,12 +32,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from functools import partial
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
-from timm.layers import build_sincos2d_pos_embed
+from timm.layers import build_sincos2d_pos_embed, to_2tuple
 from timm.models import VisionTransformer
 
 from ssl_vit.config.schema import ModelConfig
@@ -93,8 +97,11 @@ def init_patch_projection_(proj: nn.Module, in_chans: int, patch_size: int, embe
 
 def moco_init_(model: VisionTransformer, in_chans: int, patch_size: int) -> None:
     """MoCo v3 ``vits.py`` init. The patch projection: patchify's conv, or a conv stem's last conv with its
-    own fan-in (``sqrt(6 / (C_in*k*k + D))``; the stem's conv layers keep the stem's own init)."""
-    moco_init_linears_(model)
+    own fan-in (``sqrt(6 / (C_in*k*k + D))``; the stem's conv layers keep the stem's own init). A classifier
+    ``head`` (``num_classes > 0``) keeps timm's init: MoCo v3's covers the backbone."""
+    for name, child in model.named_children():
+        if name != "head":
+            moco_init_linears_(child)
     if model.cls_token is not None:
         nn.init.normal_(model.cls_token, std=1e-6)
     proj = getattr(model.patch_embed, "proj", None)
@@ -132,19 +139,62 @@ def set_fused_attn(model: nn.Module, mode, device_type: str = "cpu") -> None:
             m.fused_attn = fused
 
 
-def build_vit(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:
-    cfg = resolve(cfg)
+def runs_on(device_type: Optional[str], device=None) -> str:
+    """The device type a model will run on (``fused_attn='auto'``): ``device_type``, else ``device``'s, else cpu."""
+    return device_type or (torch.device(device).type if device is not None else "cpu")
+
+
+def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 0,
+                       global_pool: str = "token", embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
+                       mlp_ratio: float = 4.0, qk_norm: bool = False, drop_rate: float = 0.0,
+                       pos_drop_rate: float = 0.0, patch_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
+                       attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, stem: str = "patchify",
+                       stem_channels: int = 0, stem_stride: int = 0, pos_embed: str = "sincos",
+                       patch_embed_frozen: bool = True, stem_frozen: bool = False, fused_attn="auto",
+                       device_type: Optional[str] = None, device=None, dtype=None) -> VisionTransformer:
+    """timm ``VisionTransformer`` with MoCo v3's choices (module docstring), from constructor arguments.
+
+    timm's arguments keep timm's meaning (``global_pool``, the drop rates, ``device``, ``dtype``); the others
+    are sslvit's model config: ``stem`` (+ ``stem_channels`` / ``stem_stride`` of conv stems),
+    ``pos_embed`` (sincos | learned), ``patch_embed_frozen`` / ``stem_frozen`` (random patch projection),
+    ``fused_attn`` (true | false | auto, for ``device_type``: default ``device``'s type, else cpu).
+    ``num_classes=0``: ``forward`` returns ``(B, D)`` features (the CLS token after the final norm, for
+    ``global_pool='token'``); ``> 0``: ``(B, num_classes)`` logits from timm's ``head``.
+    """
+    if pos_embed not in ("sincos", "learned"):
+        raise ValueError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
+    p = to_2tuple(patch_size)
+    if p[0] != p[1]:
+        raise ValueError(f"patch_size must be square (MoCo v3's patch projection init), got {tuple(p)}")
     model = VisionTransformer(
-        img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, num_classes=0,
-        embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
-        qkv_bias=True, qk_norm=bool(cfg.qk_norm), class_token=True, global_pool="token", drop_path_rate=cfg.drop_path_rate,
-        embed_layer=partial(stems.get_stem(cfg.stem), **stems.stem_kwargs(cfg)), pos_embed="learn",
+        img_size=img_size, patch_size=p[0], in_chans=in_chans, num_classes=num_classes, global_pool=global_pool,
+        embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
+        qk_norm=bool(qk_norm), class_token=True, drop_rate=drop_rate, pos_drop_rate=pos_drop_rate,
+        patch_drop_rate=patch_drop_rate, proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate,
+        drop_path_rate=drop_path_rate, embed_layer=stems.stem_layer(stem, stem_channels, stem_stride),
+        pos_embed="learn", device=device, dtype=dtype,
     )
-    moco_init_(model, cfg.in_chans, cfg.patch_size)
-    if cfg.pos_embed == "sincos":
+    moco_init_(model, in_chans, p[0])
+    if pos_embed == "sincos":
         with torch.no_grad():
-            model.pos_embed.copy_(sincos_pos_embed(model.patch_embed.grid_size, cfg.embed_dim, model.num_prefix_tokens))
+            model.pos_embed.copy_(sincos_pos_embed(model.patch_embed.grid_size, embed_dim, model.num_prefix_tokens))
         model.pos_embed.requires_grad_(False)
-    freeze_patch_projection(model, cfg.patch_embed.frozen, cfg.patch_embed.stem_frozen)
-    set_fused_attn(model, cfg.fused_attn, device_type)
+    freeze_patch_projection(model, patch_embed_frozen, stem_frozen)
+    set_fused_attn(model, fused_attn, runs_on(device_type, device))
     return model
+
+
+def vit_args(cfg: ModelConfig) -> Dict:
+    """A resolved model config -> :func:`vision_transformer` arguments (stem options only for conv stems, which
+    have them; ``num_classes`` left at 0)."""
+    pe = cfg.patch_embed
+    stem_opts = dict(stem_channels=pe.stem_channels, stem_stride=pe.stem_stride) if stems.is_conv_stem(cfg.stem) else {}
+    return dict(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, embed_dim=cfg.embed_dim,
+                depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qk_norm=bool(cfg.qk_norm),
+                drop_path_rate=cfg.drop_path_rate, stem=cfg.stem, pos_embed=cfg.pos_embed,
+                patch_embed_frozen=pe.frozen, stem_frozen=pe.stem_frozen, fused_attn=cfg.fused_attn, **stem_opts)
+
+
+def build_vit(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:
+    """Model config -> backbone (``num_classes=0``: ``forward(x)`` returns ``(B, D)`` features)."""
+    return vision_transformer(**vit_args(resolve(cfg)), device_type=device_type)

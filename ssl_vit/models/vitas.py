@@ -31,7 +31,9 @@ Output: ``forward(x)`` -> ``(B, D_max)``: the sub-network's CLS feature after th
 its ``w`` channels, zeros elsewhere. So the MoCo v3 projector (``Linear(D_max, ...)``) sees a fixed width and
 its first layer is weight-shared the same way (zero inputs give those columns no gradient); cosine kNN is
 unchanged by the zeros. ``forward_features(x)`` -> ``(B, w)`` in the sub-network's channel order, equal to
-the exported network's output.
+the exported network's output; ``forward_head`` does the scattering (timm's split: ``forward(x) ==
+forward_head(forward_features(x))``). ``num_classes > 0`` (the ``sslvit_vitas_super`` timm entry only; sslvit
+builds it with 0) adds a classifier ``head`` on the ``(B, D_max)`` features.
 
 Training: :meth:`begin_step` picks the step's sub-network from ``(seed, step)`` alone (``uniform`` or the
 ``sandwich`` rule cycled over steps: largest, smallest, random), so a resumed run samples the same sequence
@@ -51,16 +53,16 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from functools import partial
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerNorm, PatchEmbed
+from timm.layers import DropPath, LayerNorm, PatchEmbed, to_2tuple, trunc_normal_
 from timm.models import VisionTransformer
 from timm.models.vision_transformer import Block
 
-from ssl_vit.config.schema import ModelConfig
+from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig, ViTASConfig
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import vit as vit_mod
 from ssl_vit.models.registry import create_backbone, register_backbone
@@ -71,12 +73,14 @@ from ssl_vit.models.vitas_space import SearchSpace, SubNet, channel_indices, mlp
 class ViTASSuperformer(nn.Module, PerStepBackbone):
     def __init__(self, space: SearchSpace, img_size: int, in_chans: int, sharing: str = "cyclic",
                  identity_shifting: bool = True, sampling: str = "uniform", pos_embed: str = "sincos",
-                 drop_path_rate: float = 0.0, patch_frozen: bool = True):
+                 drop_path_rate: float = 0.0, patch_frozen: bool = True, num_classes: int = 0):
         super().__init__()
         if sharing not in ("cyclic", "prefix"):
             raise SslvitError(f"model.vitas.sharing must be cyclic or prefix, not '{sharing}'")
         if sampling not in ("uniform", "sandwich"):
             raise SslvitError(f"model.vitas.sampling must be uniform or sandwich, not '{sampling}'")
+        if pos_embed not in ("sincos", "learned"):
+            raise SslvitError(f"model.pos_embed must be sincos or learned, not '{pos_embed}'")
         self.space, self.sharing, self.identity_shifting, self.sampling = space, sharing, identity_shifting, sampling
         self.img_size, self.in_chans = img_size, in_chans
         D = self.embed_dim = self.num_features = space.max_embed
@@ -102,6 +106,24 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
                 prm.requires_grad_(not patch_frozen)
         self._idx: Dict[Tuple[str, int, str], torch.Tensor] = {}
         self.set_subnet(space.largest())
+        self.global_pool, self.head_hidden_size = "token", D                # timm's model attributes
+        self.reset_classifier(num_classes)                                  # last: no RNG drawn before it
+
+    # ---- classifier (timm's API) ---------------------------------------------------------------------------
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """A new ``Linear(D_max, num_classes)`` head (timm's ViT head init), or none for 0. Pooling is the
+        CLS token only."""
+        if global_pool not in (None, "token"):
+            raise ValueError(f"vitas_super pools the CLS token only: global_pool must be 'token', not {global_pool!r}")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes, device=self.cls_token.device) if num_classes > 0 \
+            else nn.Identity()
+        if num_classes > 0:
+            trunc_normal_(self.head.weight, std=.02)
+            nn.init.zeros_(self.head.bias)
 
     @staticmethod
     def from_config(cfg: ModelConfig, device_type: str = "cpu") -> "ViTASSuperformer":
@@ -182,11 +204,15 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         t = F.layer_norm(t, (net.embed_dim,), self.norm.weight[e], self.norm.bias[e], self.norm.eps)
         return t[:, 0]
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, w) sub-network features -> (B, D_max) in its channels, zeros elsewhere [-> head: (B, classes)]."""
+        e = self.channels("e", x.shape[1], x.device)
+        x = x.new_zeros(x.shape[0], self.embed_dim).index_copy(1, e, x)
+        return x if pre_logits else self.head(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, D_max): the sub-network's features in its channels, zeros elsewhere."""
-        f = self.forward_features(x)                                                # (B, w)
-        e = self.channels("e", f.shape[1], f.device)
-        return f.new_zeros(f.shape[0], self.embed_dim).index_copy(1, e, f)
+        """(B, C, H, W) -> (B, D_max): the sub-network's features in its channels, zeros elsewhere (num_classes=0)."""
+        return self.forward_head(self.forward_features(x))
 
     # ---- export ------------------------------------------------------------------------------------------
     def subnet_model_config(self, net: SubNet) -> ModelConfig:
@@ -247,32 +273,89 @@ def parse_blocks(spec: str, key: str = "model.vitas.blocks") -> List[Tuple[int, 
     return out
 
 
-def build_vitas_subnet(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:
-    """timm ``VisionTransformer`` with per-block heads / MLP ratios (``model.vitas.blocks``).
+def vitas_subnet(blocks: Sequence[Tuple[int, float]], embed_dim: int = 64, qk_norm: bool = False,
+                 proj_drop_rate: float = 0.0, attn_drop_rate: float = 0.0, fused_attn="auto",
+                 device_type: Optional[str] = None, device=None, dtype=None, **vit_args) -> VisionTransformer:
+    """timm ``VisionTransformer`` with per-block heads / MLP ratios, ``blocks = [(heads, mlp_ratio), ...]``;
+    every other argument as :func:`ssl_vit.models.vit.vision_transformer` (``depth`` / ``num_heads`` /
+    ``mlp_ratio`` come from ``blocks``).
 
     timm's constructor takes one ``num_heads`` / ``mlp_ratio``; the network is built with the first block's
     and every other block is replaced by a timm ``Block`` of its own size, so it stays a VisionTransformer
     whose ``state_dict`` keys are timm's."""
-    refuse_qk_norm(cfg)
+    if qk_norm:
+        raise ValueError("qk_norm is not available for vitas_subnet (it must match the superformer's sliced "
+                         "attention); leave qk_norm=False")
+    bad = [h for h, _ in blocks if embed_dim % h]
+    if bad:
+        raise SslvitError(f"model.vitas.blocks heads {bad} do not divide model.embed_dim={embed_dim}")
+    h0, r0 = blocks[0][0], float(blocks[0][1] or 4.0)
+    model = vit_mod.vision_transformer(embed_dim=embed_dim, depth=len(blocks), num_heads=h0, mlp_ratio=r0,
+                                       proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate,
+                                       fused_attn=fused_attn, device_type=device_type, device=device, dtype=dtype,
+                                       **vit_args)
+    for i, (h, r) in enumerate(blocks):
+        if (h, r) != (h0, r0):
+            old = model.blocks[i]
+            drop_path = old.drop_path1.drop_prob if isinstance(old.drop_path1, DropPath) else 0.0
+            blk = Block(embed_dim, h, mlp_ratio=r, qkv_bias=True,
+                        norm_layer=partial(type(old.norm1), eps=old.norm1.eps), proj_drop=proj_drop_rate,
+                        attn_drop=attn_drop_rate, drop_path=drop_path, device=device, dtype=dtype)
+            vit_mod.moco_init_linears_(blk)
+            model.blocks[i] = blk
+    vit_mod.set_fused_attn(model, fused_attn, vit_mod.runs_on(device_type, device))
+    return model
+
+
+def subnet_blocks(cfg: ModelConfig) -> Tuple[ModelConfig, List[Tuple[int, float]]]:
+    """A ``vitas_subnet`` config -> (resolved config, ``[(heads, mlp_ratio)]`` per block): ``model.vitas.blocks``,
+    else ``depth`` blocks of ``num_heads`` / ``mlp_ratio`` (``vit_micro`` sizes where unset)."""
     if cfg.depth and cfg.vitas.blocks and cfg.depth != len(parse_blocks(cfg.vitas.blocks)):
         raise SslvitError(f"model.depth={cfg.depth} but model.vitas.blocks lists {len(parse_blocks(cfg.vitas.blocks))} "
                           f"blocks; make them agree")
     cfg = resolve_subnet(cfg)
-    specs = parse_blocks(cfg.vitas.blocks) or [(cfg.num_heads, cfg.mlp_ratio)] * cfg.depth
-    bad = [h for h, _ in specs if cfg.embed_dim % h]
-    if bad:
-        raise SslvitError(f"model.vitas.blocks heads {bad} do not divide model.embed_dim={cfg.embed_dim}")
-    h0, r0 = specs[0][0], float(specs[0][1] or 4.0)
-    model = vit_mod.build_vit(replace(cfg, name="vit_micro", depth=len(specs), num_heads=h0, mlp_ratio=r0), device_type)
-    for i, (h, r) in enumerate(specs):
-        if (h, r) != (h0, r0):
-            old = model.blocks[i]
-            blk = Block(cfg.embed_dim, h, mlp_ratio=r, qkv_bias=True, norm_layer=partial(type(old.norm1), eps=old.norm1.eps),
-                        drop_path=getattr(old.drop_path1, "drop_prob", 0.0))
-            vit_mod.moco_init_linears_(blk)
-            model.blocks[i] = blk
-    vit_mod.set_fused_attn(model, cfg.fused_attn, device_type)
-    return model
+    return cfg, parse_blocks(cfg.vitas.blocks) or [(cfg.num_heads, cfg.mlp_ratio)] * cfg.depth
+
+
+def build_vitas_subnet(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:
+    """Model config -> :func:`vitas_subnet` backbone (``model.vitas.blocks``; ``num_classes=0``)."""
+    refuse_qk_norm(cfg)
+    cfg, specs = subnet_blocks(cfg)
+    args = {k: v for k, v in vit_mod.vit_args(cfg).items() if k not in ("depth", "num_heads", "mlp_ratio", "qk_norm")}
+    return vitas_subnet(specs, device_type=device_type, **args)
+
+
+_VITAS = ViTASConfig()
+
+
+def vitas_superformer(img_size=28, patch_size: int = 7, in_chans: int = 1, num_classes: int = 0,
+                      global_pool: str = "token", depth: int = 6, embed_dims=_VITAS.embed_dims, heads=_VITAS.heads,
+                      mlp_ratios=_VITAS.mlp_ratios, patch_sizes=_VITAS.patch_sizes, min_depth: int = _VITAS.min_depth,
+                      id_prob: float = _VITAS.id_prob, sharing: str = _VITAS.sharing,
+                      identity_shifting: bool = _VITAS.identity_shifting, sampling: str = _VITAS.sampling,
+                      pos_embed: str = "sincos", drop_path_rate: float = 0.0, patch_embed_frozen: bool = True,
+                      fused_attn="auto", device_type: Optional[str] = None) -> ViTASSuperformer:
+    """:class:`ViTASSuperformer` from constructor arguments (``model.*`` / ``model.vitas.*`` names; the candidate
+    lists as ``'48,64'`` or a sequence). Square images only; the CLS token is the only pooling."""
+    size = to_2tuple(img_size)
+    if size[0] != size[1]:
+        raise ValueError(f"vitas_super takes square images only, got img_size={tuple(size)}")
+    if global_pool != "token":
+        raise ValueError(f"vitas_super pools the CLS token only: global_pool must be 'token', not {global_pool!r}")
+    vitas = ViTASConfig(embed_dims=csv_list(embed_dims), heads=csv_list(heads), mlp_ratios=csv_list(mlp_ratios),
+                        patch_sizes=csv_list(patch_sizes), min_depth=min_depth, id_prob=id_prob, sharing=sharing,
+                        identity_shifting=identity_shifting, sampling=sampling)
+    cfg = ModelConfig(name="vitas_super", img_size=size[0], patch_size=patch_size, in_chans=in_chans, depth=depth,
+                      drop_path_rate=drop_path_rate, pos_embed=pos_embed, fused_attn=fused_attn,
+                      patch_embed=PatchEmbedConfig(frozen=patch_embed_frozen), vitas=vitas)
+    sf = ViTASSuperformer.from_config(cfg, device_type or "cpu")
+    sf.reset_classifier(num_classes)
+    return sf
+
+
+def csv_list(values) -> str:
+    """'48,64' or (48, 64) -> '48,64' (the ``model.vitas.*`` list format)."""
+    return values if isinstance(values, str) else ",".join(str(v) for v in values)
 
 
 def resolve_super(cfg: ModelConfig) -> ModelConfig:
@@ -295,4 +378,5 @@ def resolve_subnet(cfg: ModelConfig) -> ModelConfig:
 register_backbone("vitas_super", ViTASSuperformer.from_config, resolve_super)
 register_backbone("vitas_subnet", build_vitas_subnet, resolve_subnet)
 
-__all__ = ["ViTASSuperformer", "build_vitas_subnet", "export_subnet", "parse_blocks", "parse_list"]
+__all__ = ["ViTASSuperformer", "build_vitas_subnet", "export_subnet", "parse_blocks", "parse_list", "csv_list",
+           "subnet_blocks", "vitas_subnet", "vitas_superformer"]
