@@ -37,6 +37,11 @@ class AugConfig:
     blur_prob: Tuple[float, float] = (1.0, 0.1)        # (view 1, view 2)
     blur_sigma: Tuple[float, float] = (0.1, 2.0)       # pixels at 224 px; scaled by img_size / 224
     solarize_prob: Tuple[float, float] = (0.0, 0.2)    # (view 1, view 2)
+    # multi-crop local views (method.local_crops > 0; SwAV / DINO, not MoCo v3): area share of the image each
+    # crop covers. At 28 px: 0.1 is ~9x9 px (DINO's 0.05 would be 6x6, under one 7-px patch, mostly Fashion-MNIST
+    # background); 0.4 is DINO's local/global boundary (~18x18 px); 14-px views are native resolution at 0.25
+    local_crop_scale: Tuple[float, float] = (0.1, 0.4)
+    local_size: int = 14                    # local views' side in px (a multiple of model.patch_size; 14 at patch 7: 4 tokens)
     crop_padding: int = 4                   # `sslvit train` (supervised): random crop after zero-padding this many px
 
 
@@ -113,6 +118,7 @@ class MethodConfig:
     temperature: float = 0.2
     momentum: float = 0.99                  # start value; cosine schedule to momentum_final
     momentum_final: float = 1.0
+    local_crops: int = 0                    # multi-crop (SwAV / DINO, not MoCo v3): local views per image, queries only (0: off)
 
 
 @dataclass

@@ -161,6 +161,20 @@ def validate(cfg: Config) -> None:
     _need(d.probe_images >= 1, "diag.probe_images must be >= 1")
     _need(cfg.log.knn_every >= 0 and cfg.log.knn_subset >= 1, "log.knn_every must be >= 0 and log.knn_subset >= 1")
     validate_stability(cfg)
+    validate_multicrop(cfg)
+
+
+def validate_multicrop(cfg: Config) -> None:
+    """``method.local_crops`` and the local views' ``aug.local_size`` / ``aug.local_crop_scale`` (checked when on)."""
+    n, a, m = cfg.method.local_crops, cfg.aug, cfg.model
+    _need(n >= 0, f"method.local_crops must be >= 0 (0: off), got {n}")
+    if not n:
+        return
+    _need(0 < a.local_size <= m.img_size and a.local_size % m.patch_size == 0,
+          f"aug.local_size={a.local_size} must be a multiple of model.patch_size={m.patch_size} and at most "
+          f"model.img_size={m.img_size} (e.g. {m.img_size // 2 // m.patch_size * m.patch_size or m.patch_size})")
+    _need(0 < a.local_crop_scale[0] <= a.local_crop_scale[1] <= 1,
+          f"aug.local_crop_scale must satisfy 0 < min <= max <= 1, got {list(a.local_crop_scale)}")
 
 
 def validate_stability(cfg: Config) -> None:

@@ -3,7 +3,8 @@
 * :class:`BatchOrder` -- which images form step ``s``: a permutation seeded by ``(seed, epoch)``,
   sliced into global batches (drop-last), each rank taking its contiguous share.
 * :class:`TensorTwoViews` -- in-memory data: slice the uint8 tensor, move it to the device, augment the
-  whole batch there (:class:`~ssl_vit.transforms.TwoViewAugment`) with a generator seeded by
+  whole batch there (:class:`~ssl_vit.transforms.TwoViewAugment`; with ``method.local_crops``
+  :class:`~ssl_vit.transforms.MultiCropAugment`, batches ``(x1, x2, local)``) with a generator seeded by
   ``(seed, step)``; each rank keeps its slice of the global batch's random draws, so the views do
   not depend on the number of processes.
 * :class:`FileTwoViews` -- file data: a DataLoader whose batch sampler starts at any step; each sample
@@ -21,6 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.errors import SslvitError
+from ssl_vit.transforms.batched import TwoViewAugment
+from ssl_vit.transforms.multicrop import MultiCropAugment
 
 
 def derive_seed(*parts) -> int:
@@ -62,7 +65,8 @@ class TensorTwoViews:
         self.images = data.images.to(device) if device.type == "cuda" else data.images
         self.steps_per_epoch = order.steps_per_epoch
 
-    def batches(self, start_step: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, start_step: int) -> Iterator[Tuple[torch.Tensor, ...]]:
+        """(x1, x2) per step; (x1, x2, local) with a :class:`MultiCropAugment`."""
         step = start_step
         while True:
             idx = self.order.indices(step).to(self.images.device)
@@ -128,15 +132,19 @@ class FileTwoViews:
 
 
 def two_view_stream(data, aug_cfg, data_cfg: dict, order: BatchOrder, device: torch.device, seed: int,
-                    num_workers: int = 2, on_bad_image: str = "fail"):
-    """Pick the batched tensor path for in-memory data, torchvision v2 per sample for files."""
+                    num_workers: int = 2, on_bad_image: str = "fail", local_crops: int = 0):
+    """Pick the batched tensor path for in-memory data, torchvision v2 per sample for files. ``local_crops > 0``
+    (in-memory data only): batches ``(x1, x2, local)`` with ``local`` ``(local_crops, B, C, s, s)``."""
     if isinstance(data, TensorImages):
-        from ssl_vit.transforms.batched import TwoViewAugment
         if data.in_chans != data_cfg["in_chans"]:
             raise SslvitError(f"the dataset has {data.in_chans} channel(s) but model.in_chans={data_cfg['in_chans']}; "
                               f"--set model.in_chans={data.in_chans}")
-        aug = TwoViewAugment(aug_cfg, data_cfg["img_size"], data_cfg["mean"], data_cfg["std"])
+        args = (aug_cfg, data_cfg["img_size"], data_cfg["mean"], data_cfg["std"])
+        aug = MultiCropAugment(*args, local_crops) if local_crops else TwoViewAugment(*args)
         return TensorTwoViews(data, order, aug, device, seed)
+    if local_crops:
+        raise SslvitError(f"method.local_crops={local_crops} needs an in-memory dataset (the batched augmentation; "
+                          f"'{data.name}' is read from files); set method.local_crops=0")
     from ssl_vit.transforms.pipeline import view_transform
     t = [view_transform(aug_cfg, data_cfg["img_size"], data_cfg["mean"], data_cfg["std"], v, data_cfg["in_chans"])
          for v in (0, 1)]

@@ -1,9 +1,11 @@
 """What differs between ``sslvit pretrain`` and ``sslvit train``; the loop (``trainer.fit``) is shared.
 
-A task supplies the batch stream, the method module (``forward(*batch[, m]) -> loss``) and the evaluation
-at the end. Everything else -- schedules, resume, checkpoints, hooks, logging, signals -- is the loop's.
+A task supplies the batch stream, the method module, how a batch reaches it (``loss(model, batch, m)``)
+and the evaluation at the end. Everything else -- schedules, resume, checkpoints, hooks, logging, signals --
+is the loop's.
 
-* :class:`PretrainTask`: MoCo v3 two-view batches; ``forward(x1, x2, m)``; final kNN top-1.
+* :class:`PretrainTask`: MoCo v3 two-view batches; ``forward(x1, x2, m)``, with ``method.local_crops``
+  ``(x1, x2, local)`` batches and ``forward(x1, x2, m, local)`` (multi-crop); final kNN top-1.
   ``model.bootstrap.enabled`` swaps in :class:`~ssl_vit.methods.bootstrap_mocov3.BootstrapMoCoV3`.
 * :class:`SupervisedTask`: labelled crop+flip batches; ``forward(x, y)``
   (:class:`~ssl_vit.methods.supervised.SupervisedClassifier`, bootstrapped when enabled); final test top-1
@@ -26,7 +28,12 @@ class PretrainTask:
     def stream(self, cfg, train, data_cfg, order, device):
         from ssl_vit.data.streams import two_view_stream
         return two_view_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers,
-                               cfg.data.on_bad_image)
+                               cfg.data.on_bad_image, cfg.method.local_crops)
+
+    def loss(self, model, batch, m: float) -> torch.Tensor:
+        """``batch``: ``(x1, x2)`` or, with ``method.local_crops``, ``(x1, x2, local)`` -> the scalar loss."""
+        x1, x2, *local = batch
+        return model(x1, x2, m, *local)
 
     def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
         if cfg.model.bootstrap.enabled:
@@ -75,8 +82,15 @@ class SupervisedTask:
         from ssl_vit.data.labelled_stream import labelled_stream
         return labelled_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers)
 
+    def loss(self, model, batch, m) -> torch.Tensor:
+        """``batch``: ``(x, y)``; ``m`` is None (no momentum encoder) -> the scalar loss."""
+        return model(*batch)
+
     def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
         from ssl_vit.methods.supervised import SupervisedClassifier
+        if cfg.method.local_crops:
+            raise SslvitError(f"method.local_crops={cfg.method.local_crops} is a pretraining (MoCo v3) option; "
+                              f"`sslvit train` has no multi-crop: set method.local_crops=0")
         return SupervisedClassifier(backbone, embed_dim, num_classes_of(train), cfg.model.bootstrap)
 
     def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:

@@ -338,11 +338,11 @@ def _step(loop: _Loop, run: RunState, step: int, batches) -> Optional[Action]:
     m = momentum_at(step, loop.total_steps, cfg.method.momentum, cfg.method.momentum_final) if loop.task.uses_momentum else None
     set_lr(opt, lr, loop.lr_mults)
     torch.manual_seed(derive_seed("step", cfg.seed, step, loop.ctx.rank))   # drop-path etc.
-    batch = next(batches)                      # (x1, x2) views or (x, y), (B, C, S, S) images
+    batch = next(batches)                      # (x1, x2[, local]) views or (x, y), (B, C, S, S) images
     model.begin_step(step, cfg.seed)           # e.g. a ViTAS superformer picks this step's sub-network
     model.set_progress(step, loop.total_steps) # e.g. the bootstrap hint-weight schedule
     with precision.autocast():
-        loss = loop.train_model(*batch, m) if loop.task.uses_momentum else loop.train_model(*batch)    # scalar
+        loss = loop.task.loss(loop.train_model, batch, m)                    # scalar
     opt.zero_grad(set_to_none=True)
     (precision.scaler.scale(loss) if precision.scaler else loss).backward()
     if precision.scaler:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ssl_vit.errors import SslvitError
 from ssl_vit.methods.bootstrap_losses import hint_loss, hint_weight, weights_from_config
 from ssl_vit.methods.heads import mocov3_predictor, mocov3_projector
 from ssl_vit.methods.losses import contrastive_loss
@@ -35,6 +36,9 @@ from ssl_vit.models.bootstrap import BootstrapAgent, vit_features_and_tokens
 
 class BootstrapMoCoV3(MoCoV3):
     def __init__(self, backbone: nn.Module, embed_dim: int, method_cfg, bootstrap_cfg):
+        if method_cfg.local_crops:
+            raise SslvitError(f"method.local_crops={method_cfg.local_crops}: multi-crop works with plain MoCo v3 "
+                              f"only, not with model.bootstrap.enabled=true; set method.local_crops=0")
         super().__init__(backbone, embed_dim, method_cfg.proj_hidden_dim, method_cfg.pred_hidden_dim,
                          method_cfg.out_dim, method_cfg.temperature)
         self.bootstrap = bootstrap_cfg

@@ -13,6 +13,19 @@ Per step (Algorithm 1)::
 
 Running the backbone once on both views is exact for ViTs (LayerNorm only); a stem with BatchNorm
 sees statistics over 2B images instead of B (documented where such stems live).
+
+``method.local_crops > 0`` adds multi-crop, which is *not* part of MoCo v3 (SwAV, Caron et al. 2020
+sec. 3.2; DINO): ``forward(x1, x2, m, local)`` with ``local`` ``(L, B, C, s, s)`` small views that go through
+the base encoder only (one backbone forward, projector + predictor per view) and are contrasted against
+both momentum keys; the loss is 2 x the mean of ctr over all (query, key) pairs
+(:func:`~ssl_vit.methods.multicrop.multicrop_loss`), exactly the loss above without local views. The
+momentum encoder never sees a local view. Off by default (every recipe).
+
+Example::
+
+    model = MoCoV3(vit, 192, local_crops=2)        # vit: a timm ViT with dynamic_img_size=True
+    loss = model(x1, x2, 0.99)                     # x1, x2: (B, C, 28, 28): plain MoCo v3
+    loss = model(x1, x2, 0.99, local)              # local: (2, B, C, 14, 14); model.terms: ctr_global, ctr_local
 """
 from __future__ import annotations
 
@@ -27,6 +40,7 @@ from lightly.models.utils import update_momentum
 from ssl_vit.methods.base import Method
 from ssl_vit.methods.heads import mocov3_predictor, mocov3_projector
 from ssl_vit.methods.losses import contrastive_loss
+from ssl_vit.methods.multicrop import check_local_view_backbone, multicrop_loss
 
 
 def mocov3_chance_loss(global_batch: int, temperature: float) -> float:
@@ -38,9 +52,11 @@ def mocov3_chance_loss(global_batch: int, temperature: float) -> float:
 
 class MoCoV3(Method):
     def __init__(self, backbone: nn.Module, embed_dim: int, proj_hidden_dim: int = 4096,
-                 pred_hidden_dim: int = 4096, out_dim: int = 256, temperature: float = 0.2):
+                 pred_hidden_dim: int = 4096, out_dim: int = 256, temperature: float = 0.2, local_crops: int = 0):
         super().__init__()
-        self.temperature = temperature
+        if local_crops:
+            check_local_view_backbone(backbone, local_crops)
+        self.temperature, self.local_crops = temperature, local_crops
         self.backbone = backbone
         self.projector = mocov3_projector(embed_dim, proj_hidden_dim, out_dim)
         self.predictor = mocov3_predictor(out_dim, pred_hidden_dim, out_dim)
@@ -58,22 +74,31 @@ class MoCoV3(Method):
         update_momentum(self.backbone, self.momentum_backbone, m)
         update_momentum(self.projector, self.momentum_projector, m)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float,
+                local: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x1, x2: (B, C, H, W) global views; local: None or (L, B, C, s, s) local views (multi-crop) -> loss."""
         B = x1.shape[0]
         x = torch.cat([x1, x2], 0)                                            # (2B, C, H, W)
         f = self.backbone(x)                                                  # (2B, D)
         q1 = self.predictor(self.projector(f[:B]))                            # (B, out)
         q2 = self.predictor(self.projector(f[B:]))                            # (B, out)
+        if local is not None:
+            fl = self.backbone(local.flatten(0, 1))                           # (L*B, D): one forward, crop-major
+            lq = [self.predictor(self.projector(v)) for v in fl.split(B)]     # L x (B, out): BN per view
         with torch.no_grad():
             self.update_momentum(m)
             fk = self.momentum_backbone(x)                                    # (2B, D)
             k1 = self.momentum_projector(fk[:B])                              # (B, out)
             k2 = self.momentum_projector(fk[B:])
         self.last_features = f.detach()
-        return (contrastive_loss(q1, k2, self.temperature, self.gather, self.rank)
-                + contrastive_loss(q2, k1, self.temperature, self.gather, self.rank))
+        if local is None:
+            return (contrastive_loss(q1, k2, self.temperature, self.gather, self.rank)
+                    + contrastive_loss(q2, k1, self.temperature, self.gather, self.rank))
+        out = multicrop_loss(q1, q2, lq, k1, k2, self.temperature, self.gather, self.rank)
+        self.terms = {"ctr_global": out.ctr_global.detach(), "ctr_local": out.ctr_local.detach()}
+        return out.loss
 
 
 def build_mocov3(backbone: nn.Module, embed_dim: int, method_cfg) -> MoCoV3:
     return MoCoV3(backbone, embed_dim, method_cfg.proj_hidden_dim, method_cfg.pred_hidden_dim,
-                  method_cfg.out_dim, method_cfg.temperature)
+                  method_cfg.out_dim, method_cfg.temperature, method_cfg.local_crops)

@@ -108,13 +108,15 @@ class TwoViewAugment(torch.nn.Module):
         x = images.float().div_(255.0)                                             # (B, C, H, W) in [0, 1]
         c = self.cfg
         d = _Draw(g, offset, global_batch)
-        v1 = self.view(x, c.blur_prob[0], c.solarize_prob[0], d)
-        v2 = self.view(x, c.blur_prob[1], c.solarize_prob[1], d)
+        v1 = self.view(x, c.blur_prob[0], c.solarize_prob[0], d, c.crop_scale, self.img_size)
+        v2 = self.view(x, c.blur_prob[1], c.solarize_prob[1], d, c.crop_scale, self.img_size)
         return v1, v2
 
     # -- one view ---------------------------------------------------------------------------
-    def view(self, x: torch.Tensor, blur_p: float, solarize_p: float, g: _Draw) -> torch.Tensor:
-        x = self.resized_crop_flip(x, g)
+    def view(self, x: torch.Tensor, blur_p: float, solarize_p: float, g: _Draw, crop_scale: Tuple[float, float],
+             size: int) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> one normalised view (B, C, size, size), crops covering ``crop_scale`` of the area."""
+        x = self.resized_crop_flip(x, g, crop_scale, size)
         x = self.color_jitter(x, g)
         x = self.random_grayscale(x, g)
         x = self.blur(x, blur_p, g)
@@ -123,10 +125,10 @@ class TwoViewAugment(torch.nn.Module):
             x = torch.where(m & (x >= 0.5), 1.0 - x, x)
         return (x - self.mean) / self.std
 
-    def resized_crop_flip(self, x: torch.Tensor, g: _Draw) -> torch.Tensor:
+    def resized_crop_flip(self, x: torch.Tensor, g: _Draw, crop_scale: Tuple[float, float], size: int) -> torch.Tensor:
         B, C, H, W = x.shape
         c = self.cfg
-        area = g.uniform(B, c.crop_scale[0], c.crop_scale[1])
+        area = g.uniform(B, crop_scale[0], crop_scale[1])
         logr = g.uniform(B, math.log(c.crop_ratio[0]), math.log(c.crop_ratio[1]))
         ratio = torch.exp(logr)
         w = torch.sqrt(area * ratio).clamp(max=1.0)                                  # fraction of width
@@ -137,7 +139,7 @@ class TwoViewAugment(torch.nn.Module):
         theta = torch.zeros(B, 2, 3)
         theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
         theta[:, 1, 1], theta[:, 1, 2] = h, cy
-        grid = F.affine_grid(theta.to(x.device), [B, C, self.img_size, self.img_size], align_corners=False)
+        grid = F.affine_grid(theta.to(x.device), [B, C, size, size], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def color_jitter(self, x: torch.Tensor, g: _Draw) -> torch.Tensor:
@@ -174,7 +176,7 @@ class TwoViewAugment(torch.nn.Module):
 
     def blur(self, x: torch.Tensor, p: float, g: _Draw) -> torch.Tensor:
         B, C, H, W = x.shape
-        scale = self.img_size / 224.0
+        scale = self.img_size / 224.0       # of the image, also for smaller local views (DINO: same sigma at 96 px)
         lo, hi = self.cfg.blur_sigma[0] * scale, self.cfg.blur_sigma[1] * scale
         sigma = g.uniform(B, lo, hi)
         apply = g.bernoulli(B, p)
