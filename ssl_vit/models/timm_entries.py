@@ -74,10 +74,12 @@ def crop_pct(img_size) -> float:
     return 1.0 if max(to_2tuple(img_size)) < 64 else 0.875
 
 
-def _cfg(in_chans: int, img_size: int, **kwargs) -> Dict:
+def _cfg(in_chans: int, img_size: int, fixed: bool = False, **kwargs) -> Dict:
+    """``fixed_input_size`` False: the ViTs are built with ``dynamic_img_size`` (other sizes resample the position
+    embedding); the superformer takes its trained size only."""
     mean, std = channel_stats(in_chans)
     return {"url": "", "num_classes": 0, "input_size": (in_chans, img_size, img_size), "pool_size": None,
-            "crop_pct": crop_pct(img_size), "interpolation": "bilinear", "fixed_input_size": True,
+            "crop_pct": crop_pct(img_size), "interpolation": "bilinear", "fixed_input_size": fixed,
             "mean": mean, "std": std, "first_conv": "patch_embed.proj", "classifier": "head", **kwargs}
 
 
@@ -89,7 +91,7 @@ default_cfgs = generate_default_cfgs({
     "sslvit_vit_small": _cfg(3, 224),
     "sslvit_vit_base": _cfg(3, 224),
     "sslvit_vit_large": _cfg(3, 224),
-    "sslvit_vitas_super": _cfg(1, 28, first_conv="patch_embeds.p7.proj"),
+    "sslvit_vitas_super": _cfg(1, 28, fixed=True, first_conv="patch_embeds.p7.proj"),
     "sslvit_vitas_subnet": _cfg(1, 28),
 })
 
@@ -139,6 +141,7 @@ def _create(variant: str, model_fn: Callable, pretrained: bool, first_conv: Unio
     if features_only and variant in NO_FEATURES:
         raise ValueError(f"{variant} has no features_only: {NO_FEATURES[variant]}")
     feature_cfg = dict(out_indices=3, feature_cls="getter", **(kwargs.pop("feature_cfg", None) or {}))
+    kwargs.setdefault("img_size", get_pretrained_cfg(variant).input_size[-1])   # timm does so only for fixed sizes
     user_cfg = kwargs.pop("pretrained_cfg", None)
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
     if not user_cfg:

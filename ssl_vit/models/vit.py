@@ -158,6 +158,9 @@ def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_class
     are sslvit's model config: ``stem`` (+ ``stem_channels`` / ``stem_stride`` of conv stems),
     ``pos_embed`` (sincos | learned), ``patch_embed_frozen`` / ``stem_frozen`` (random patch projection),
     ``fused_attn`` (true | false | auto, for ``device_type``: default ``device``'s type, else cpu).
+    Built with timm's ``dynamic_img_size=True``: inputs of another size (a multiple of the patch) get the
+    position embedding resampled to their grid, as DINO does for multi-crop's local views (``method.local_crops``);
+    at ``img_size`` nothing changes.
     ``num_classes=0``: ``forward`` returns ``(B, D)`` features (the CLS token after the final norm, for
     ``global_pool='token'``); ``> 0``: ``(B, num_classes)`` logits from timm's ``head``.
     """
@@ -172,7 +175,7 @@ def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_class
         qk_norm=bool(qk_norm), class_token=True, drop_rate=drop_rate, pos_drop_rate=pos_drop_rate,
         patch_drop_rate=patch_drop_rate, proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate,
         drop_path_rate=drop_path_rate, embed_layer=stems.stem_layer(stem, stem_channels, stem_stride),
-        pos_embed="learn", device=device, dtype=dtype,
+        pos_embed="learn", dynamic_img_size=True, device=device, dtype=dtype,
     )
     moco_init_(model, in_chans, p[0])
     if pos_embed == "sincos":

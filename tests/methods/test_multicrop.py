@@ -3,13 +3,11 @@ reach the base encoder only, one-line config errors, and a smoke pretrain end to
 import copy
 import json
 import math
-from functools import partial
 
 import pytest
 import torch
 from timm.models import VisionTransformer
 
-import ssl_vit.models.vit as vit_mod
 from ssl_vit.config import MethodConfig, ModelConfig, apply_overrides, load_config
 from ssl_vit.config.schema import BootstrapConfig
 from ssl_vit.engine.trainer import pretrain
@@ -143,10 +141,7 @@ def test_local_size_is_only_checked_when_multi_crop_is_on():
     assert load_config("smoke", ["aug.local_size=10"]).method.local_crops == 0
 
 
-def test_smoke_pretrain_with_two_local_crops_runs_end_to_end(tiny_cfg, tmp_path, monkeypatch):
-    # build_vit does not pass dynamic_img_size=True to timm yet (ssl_vit/models/vit.py); until it does, this run
-    # builds the same ViT with it (state dict and 28-px outputs are bit-identical either way)
-    monkeypatch.setattr(vit_mod, "VisionTransformer", partial(VisionTransformer, dynamic_img_size=True))
+def test_smoke_pretrain_with_two_local_crops_runs_end_to_end(tiny_cfg, tmp_path):
     cfg = apply_overrides(tiny_cfg, ["method.local_crops=2", "train.max_steps=3", "train.checkpoint_every=0",
                                      "log.tensorboard=false"])
     summary = pretrain(cfg, tmp_path, log=lambda m: None)

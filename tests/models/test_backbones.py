@@ -80,7 +80,8 @@ def test_every_backbone_is_a_timm_model_with_its_pretrained_cfg(name):
     assert timm.is_model(entry) and entry not in timm.list_models(pretrained=True)          # no weights
     cfg = timm.models.get_pretrained_cfg(entry)
     grey = name in GREY_28
-    assert tuple(cfg.input_size) == ((1, 28, 28) if grey else (3, 224, 224)) and cfg.fixed_input_size
+    assert tuple(cfg.input_size) == ((1, 28, 28) if grey else (3, 224, 224))
+    assert cfg.fixed_input_size == (name == "vitas_super")                      # the ViTs: dynamic_img_size
     assert (tuple(cfg.mean), tuple(cfg.std)) == ((tuple(fmnist.MEAN), tuple(fmnist.STD)) if grey else IMAGENET)
     assert cfg.num_classes == 0 and cfg.classifier == "head" and cfg.first_conv and not cfg.url
 
@@ -253,3 +254,11 @@ def test_fused_attention_auto_picks_sdpa_by_token_count_on_cpu():
     assert fused(img_size=28, patch_size=7, fused_attn="true") == {True}
     m = create_backbone(ModelConfig(name="vit_micro", depth=1, in_chans=1, img_size=28, patch_size=7), "cuda")
     assert {b.attn.fused_attn for b in m.blocks} == {True}              # GPUs always use SDPA
+
+
+@pytest.mark.parametrize("stem", ["patchify", "conv", "scaled_relu"])
+def test_a_vit_takes_smaller_inputs_for_multi_crop(stem):
+    """dynamic_img_size: a 14-px local view (2x2 patches of 7) gives features of the same width."""
+    m = create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, stem=stem)).eval()
+    with torch.no_grad():
+        assert m(torch.randn(2, 1, 14, 14)).shape == m(torch.randn(2, 1, 28, 28)).shape == (2, 64)

@@ -35,7 +35,8 @@ def test_token_grid_equals_patchify(stem, img, patch, chans):
     m = create_backbone(_cfg(stem, img, patch, chans))
     x = torch.randn(3, chans, img, img)
     tokens = m.patch_embed(x)
-    assert tokens.shape == ref.patch_embed(x).shape == (3, (img // patch) ** 2, 64)
+    g = img // patch                                                  # NHWC tokens: timm's dynamic_img_size layout
+    assert tokens.shape == ref.patch_embed(x).shape == (3, g, g, 64)
     assert m.patch_embed.grid_size == ref.patch_embed.grid_size == (img // patch, img // patch)
     assert m.pos_embed.shape == ref.pos_embed.shape
     assert torch.equal(m.pos_embed, ref.pos_embed)                  # the same fixed sin-cos table
