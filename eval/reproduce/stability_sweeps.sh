@@ -19,3 +19,5 @@ $SSLVIT sweep "${S[@]}" --grid optim.lr=6e-3,1.2e-2 --grid model.patch_embed.fro
 $SSLVIT sweep "${S[@]}" --grid optim.lr=2.4e-2,4.8e-2 --set model.patch_embed.frozen=false --set optim.warmup_steps=20 --seeds 1 --output-dir runs/stab300_warmup20_seed1
 $SSLVIT sweep "${S[@]}" --grid optim.lr=6e-3,1.2e-2 "${T[@]}" --set model.stem=scaled_relu --seeds 1 --output-dir runs/stab300_scaledrelu_seed1
 $SSLVIT sweep "${S[@]}" --grid optim.lr=6e-3,1.2e-2 "${T[@]}" --set model.stem=conv --seeds 1 --output-dir runs/stab300_convstem_seed1
+$SSLVIT sweep "${S[@]}" --grid optim.lr=6e-3,1.2e-2 "${T[@]}" --set model.qk_norm=true --seeds 1 --output-dir runs/stab300_qknorm_seed1
+$SSLVIT sweep "${S[@]}" --grid optim.lr=6e-3,1.2e-2 "${T[@]}" --set optim.patch_embed_lr_mult=0.2 --seeds 1 --output-dir runs/stab300_pelr02_seed1
