@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.cli.common import alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
 from ssl_vit.engine.cpu import cpu_threads
 from ssl_vit.engine.rundir import delete_outputs, run_files
 from ssl_vit.errors import SslvitError
@@ -17,7 +17,8 @@ METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora"
 
 @click.command("adapt")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
-              help="Adaptation method (default: the recipe's adapt.method, else convpass).")
+              help="Adaptation method: an alias of --set adapt.method (default: the recipe's adapt.method, else "
+                   "convpass).")
 @checkpoint_option
 @click.option("--dataset", required=True,
               help="Labelled dataset spec: vtab:<root>/<task> | fewshot:<root>?shots=k&seed=s | fmnist | cifar100:<root> ...")
@@ -53,7 +54,7 @@ def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overri
     from ssl_vit.evaluation.results import write_results
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
-    overrides = list(overrides) + ([f"adapt.method={method}"] if method else [])
+    overrides = alias_flags(overrides, ("--method", "adapt.method", method))
     model_sets = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model.")]
     cfg = load_config(recipe, [o for o in overrides if o not in model_sets], validate_cfg=False)
     validate_adapt(cfg)

@@ -5,12 +5,15 @@ Exit codes: 0 success; 2 bad usage or bad input (one line on stderr: the problem
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, Iterable, List, Optional, Tuple
 
 import click
 
+from ssl_vit.config.loading import coerce, parse_set, setting_type
 from ssl_vit.errors import SslvitError
 
 SET_HELP = ("Override a config key: --set section.key=value (repeatable), e.g. --set train.max_steps=100 "
@@ -19,6 +22,25 @@ SET_HELP = ("Override a config key: --set section.key=value (repeatable), e.g. -
 
 def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
+
+
+def alias_flags(overrides: Iterable[str], *aliases: Tuple[str, str, Optional[Any]]) -> List[str]:
+    """A flag that repeats a config key is an alias of it (``--k 5`` is ``--set eval.knn_k=5``): each
+    ``(flag, key, value)`` whose value was given (not None) becomes that ``--set``, after the overrides. The
+    key also given by ``--set`` with another value is a one-line error naming both."""
+    overrides = list(overrides)
+    out = list(overrides)
+    for flag, key, value in aliases:
+        if value is None:
+            continue
+        t = setting_type(key)
+        for item in overrides:
+            k, v = parse_set(item)
+            if k == key and coerce(v, t, key) != coerce(value, t, key):
+                raise SslvitError(f"{flag} {value} and --set {item} disagree ({flag} is an alias of {key}); give "
+                                  f"the value once: {flag} {value} or --set {item}")
+        out.append(f"{key}={json.dumps(value)}")
+    return out
 
 
 def overwrite_option(what: str):

@@ -5,41 +5,52 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.cli.common import alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.config.schema import EvalConfig
 from ssl_vit.engine.rundir import refuse_to_replace
 
 
 @click.command("knn")
 @checkpoint_option
-@click.option("--dataset", required=True, help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
-@click.option("--k", "k", default=20, show_default=True, type=click.IntRange(min=1), help="Neighbours.")
-@click.option("--temperature", default=0.07, show_default=True, type=float,
-              help="Vote weight exp(sim / T); T in [0.02, 10].")
+@click.option("--dataset", required=True, help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> "
+                                               "... (an alias of --set eval.dataset).")
+@click.option("--k", "k", default=None, type=click.IntRange(min=1),
+              help=f"Neighbours: an alias of --set eval.knn_k (default: the checkpoint's config, else "
+                   f"{EvalConfig.knn_k}).")
+@click.option("--temperature", default=None, type=float,
+              help=f"Vote weight exp(sim / T); T in [0.02, 10]: an alias of --set eval.knn_temperature (default: the "
+                   f"checkpoint's config, else {EvalConfig.knn_temperature}).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where results.json goes (default: runs/knn-<time>).")
 @overwrite_option("results.json / results.md in --output-dir")
 @set_option
 def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overwrite, overrides):
     """kNN evaluation of a frozen backbone: CLS features after the final norm, L2-normalised,
-    k nearest training images vote with weight exp(cos / T). Prints top1=<percent> last. Features are
-    cached (eval.cache_dir; --set eval.feature_cache=false to turn off) and shared with `sslvit linear-probe`.
+    k nearest training images vote with weight exp(cos / T). Prints top1=<percent> last; results.json
+    records the k and T used. Features are cached (eval.cache_dir; --set eval.feature_cache=false to turn
+    off) and shared with `sslvit linear-probe`.
 
     \b
     Example:
       sslvit knn --checkpoint runs/demo --dataset fmnist
+      sslvit knn --checkpoint runs/demo --dataset fmnist --k 10      # the same as --set eval.knn_k=10
     """
-    from ssl_vit.config.validate import check_knn_temperature
+    from ssl_vit.config.validate import check_knn_temperature, validate_knn
     from ssl_vit.evaluation.knn import run_knn
     from ssl_vit.evaluation.results import RESULT_FILES, write_results
     from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
-    check_knn_temperature(temperature, "--temperature")
+    if temperature is not None:
+        check_knn_temperature(temperature, "--temperature")
+    overrides = alias_flags(overrides, ("--dataset", "eval.dataset", dataset), ("--k", "eval.knn_k", k),
+                            ("--temperature", "eval.knn_temperature", temperature))
     out = Path(output_dir) if output_dir else default_output_dir("knn")
     refuse_to_replace([out / f for f in RESULT_FILES], overwrite, "results of an earlier evaluation")
     s = prepare_eval(checkpoint, dataset, overrides, lambda m: click.echo(m, err=True))
     cfg = s.cfg
-    res = run_knn(s.loaded.model, s.loaded.data_cfg, dataset, cfg.data, k, temperature, cfg.eval.batch_size,
-                  cfg.eval.max_train, cfg.eval.max_test, s.device, s.precision.dtype, progress=cfg.log.progress,
-                  cache=s.cache, weights_hash=s.loaded.weights_hash)
+    validate_knn(cfg.eval)
+    res = run_knn(s.loaded.model, s.loaded.data_cfg, cfg.eval.dataset, cfg.data, cfg.eval.knn_k,
+                  cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, s.device,
+                  s.precision.dtype, progress=cfg.log.progress, cache=s.cache, weights_hash=s.loaded.weights_hash)
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, metric="knn", precision=s.precision.name)
     write_results(out, res, "kNN")
     click.echo(f"results: {out / 'results.json'}")

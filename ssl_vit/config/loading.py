@@ -205,6 +205,23 @@ def parse_set(item: str) -> Tuple[str, Any]:
     return key, value
 
 
+def setting_type(key: str):
+    """The annotated type of the dotted leaf key ``key``; an unknown key or a section is the one-line error
+    ``--set`` gives for it."""
+    cls, prefix = Config, ""
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if part not in {f.name for f in dataclasses.fields(cls)}:
+            raise _unknown_key(key, cls, prefix)
+        t = _hints(cls)[part]
+        if not dataclasses.is_dataclass(t):
+            if i < len(parts) - 1:
+                raise SslvitError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section; check the key '{key}'")
+            return t
+        cls, prefix = t, prefix + part + "."
+    raise SslvitError(f"'{key}' is a section, not a value; set one of its keys, e.g. {valid_keys(cls, key + '.')[0]}=...")
+
+
 def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
     """Return a new config with ``key=value`` overrides applied (the input is not mutated)."""
     data = to_dict(cfg)

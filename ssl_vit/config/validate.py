@@ -21,6 +21,12 @@ def check_knn_temperature(t: float, key: str = "eval.knn_temperature") -> None:
                          f"got {t}; DINO's value is 0.07")
 
 
+def validate_knn(e) -> None:
+    """The kNN settings of an ``EvalConfig`` (``sslvit knn``, pretraining's final kNN, the online monitor)."""
+    _need(e.knn_k >= 1, f"eval.knn_k must be >= 1 (neighbours that vote), got {e.knn_k}")
+    check_knn_temperature(e.knn_temperature)
+
+
 def validate_numbers(cfg: Config) -> None:
     """Ranges of the float settings the other checks leave open."""
     o, a, m = cfg.optim, cfg.aug, cfg.model

@@ -88,9 +88,9 @@ def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20,
                              desc="kNN test features", **kw)
     t1 = time.perf_counter()
     top1 = knn_top1(ftr, tl[keep], fte, vl, k, temperature)
-    res = {"top1": top1, "dataset": dataset, "n_train": int(keep.sum()), "n_test": len(test), "k": k,
-           "temperature": temperature, "search_s": round(time.perf_counter() - t1, 3),
-           "wall_s": round(time.perf_counter() - t0, 3)}
+    res = {"top1": top1, "dataset": dataset, "n_train": int(keep.sum()), "n_test": len(test),
+           "k": min(k, int(keep.sum())), "temperature": temperature,       # the k and T the votes used
+           "search_s": round(time.perf_counter() - t1, 3), "wall_s": round(time.perf_counter() - t0, 3)}
     if cache is not None:
         res.update(cache.summary(n_events))
     return res

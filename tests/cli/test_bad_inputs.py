@@ -235,6 +235,16 @@ CASES = [
                                                   str(fx.case / "a")], "adapt.lr: expected a finite"),
     *[Case(f"knn-temperature-{t}", knn("run", "--temperature", t), "--temperature must be in [0.02, 10]")
       for t in ("nan", "inf", "0.0001", "-1", "0", "1e9")],
+    # ---- a flag that repeats a config key is its alias: the two given with different values ------------------
+    Case("knn-k-and-set-eval.knn_k-disagree", knn("run", "--k", "5", "--set", "eval.knn_k=3"),
+         "--k 5 and --set eval.knn_k=3 disagree (--k is an alias of eval.knn_k)"),
+    Case("knn-temperature-and-set-disagree", knn("run", "--temperature", "0.1", "--set", "eval.knn_temperature=0.5"),
+         "--temperature 0.1 and --set eval.knn_temperature=0.5 disagree"),
+    Case("knn-set-eval.knn_k-zero", knn("run", "--set", "eval.knn_k=0"), "eval.knn_k must be >= 1"),
+    Case("adapt-method-and-set-disagree", lambda fx, _: ["adapt", "--method", "lora", "--checkpoint", fx.run,
+                                                         "--dataset", fx.data, "--set", "adapt.method=linear",
+                                                         "--output-dir", str(fx.case / "a")],
+         "--method lora and --set adapt.method=linear disagree"),
     # ---- a backbone or its metadata that cannot give a meaningful result ---------------------------------------
     Case("knn-nan-weights", knn("nan"), "non-finite weights (1 NaN/inf values in 'blocks.0.attn.qkv.weight')"),
     Case("export-nan-weights", lambda fx, _: ["export", fx.nan, "--to", "timm", str(fx.case / "o.safetensors")],
@@ -347,7 +357,7 @@ def test_the_table_covers_every_family():
     for family in ("finished-run", "locked", "export-onto", "set-optim.lr=inf", "knn-temperature", "nan-weights",
                    "std-zero", "duplicate", "recipe-is-a-list", "not-utf8", "spec-unknown-option", "bad-json",
                    "train-pt-no-config", "random-bytes-pt", "zip-named-safetensors", "train-resume-on-pretrain",
-                   "knn-missing-dataset"):
+                   "knn-missing-dataset", "disagree"):
         assert family in ids, family
     assert len(CASES) >= 80
 

@@ -1,5 +1,4 @@
 """`sslvit data build-vtab / build-fewshot`, and VTAB / few-shot bad input through the CLI (exit 2, one line)."""
-import pytest
 from click.testing import CliRunner
 
 from ssl_vit.cli import cli
@@ -14,19 +13,6 @@ def _bad_input(args, needle):
     assert r.stderr.startswith("error: ") and needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     return r
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    """A tiny random backbone file for the eval commands (bad data must fail before it matters)."""
-    from ssl_vit.checkpoints import save_backbone
-    from ssl_vit.config import ModelConfig, to_dict
-    from ssl_vit.models import create_backbone
-    cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)
-    path = tmp_path_factory.mktemp("bb") / "b.safetensors"
-    save_backbone(path, create_backbone(cfg).state_dict(), to_dict(cfg),
-                  {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]})
-    return path
 
 
 def test_build_vtab_then_read_back(tmp_path):
