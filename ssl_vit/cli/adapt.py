@@ -5,12 +5,17 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.cli.common import Reads, alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
 from ssl_vit.engine.cpu import cpu_threads
 from ssl_vit.engine.rundir import delete_outputs, run_files
 from ssl_vit.errors import SslvitError
 
 ADAPT_FILES = ("config.yaml", "metrics.jsonl", "results.json", "results.md", "adapter.safetensors")
+
+#: What `sslvit adapt` reads; a --set of any other key is refused (it would have no effect).
+READS = Reads("adapt", ("seed", "model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.batch_size", "eval.max_train",
+                        "eval.max_test", "adapt", "log.progress", "log.tensorboard", "train.device", "train.precision",
+                        "train.threads"))
 
 METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora", "vpt_shallow", "vpt_deep"]
 
@@ -54,6 +59,7 @@ def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overri
     from ssl_vit.evaluation.results import write_results
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    READS.check_sets(overrides)
     overrides = alias_flags(overrides, ("--method", "adapt.method", method))
     model_sets = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model.")]
     cfg = load_config(recipe, [o for o in overrides if o not in model_sets], validate_cfg=False)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Tuple
 
 import click
 
-from ssl_vit.config.loading import coerce, parse_set, setting_type
+from ssl_vit.config.loading import coerce, parse_set, setting_type, valid_keys
 from ssl_vit.errors import SslvitError
 
 SET_HELP = ("Override a config key: --set section.key=value (repeatable), e.g. --set train.max_steps=100 "
@@ -22,6 +23,40 @@ SET_HELP = ("Override a config key: --set section.key=value (repeatable), e.g. -
 
 def set_option(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The config a command reads, declared next to it: sections (``eval``) and single keys (``train.device``).
+    A ``--set`` of any other key would have no effect, so :meth:`check` refuses it in one line that names
+    what the command reads."""
+
+    command: str
+    keys: Tuple[str, ...]
+
+    def covers(self, key: str) -> bool:
+        return any(key == r or key.startswith(r + ".") for r in self.keys)
+
+    def describe(self) -> str:
+        """'model.*, data.{data_dir,download}, log.progress' (sections with .*, single keys by section)."""
+        leaves, groups = set(valid_keys()), {}
+        for r in self.keys:
+            section, _, rest = r.partition(".")
+            groups.setdefault(section, []).append(rest if r in leaves else "*")
+        return ", ".join(k if v == [""] else f"{k}.{v[0]}" if len(v) == 1 else f"{k}.{{{','.join(v)}}}"
+                         for k, v in groups.items())
+
+    def check(self, keys: Iterable[str], how: str = "--set") -> None:
+        """Refuse a key this command does not read (unknown keys are left to the config loader's 'did you
+        mean')."""
+        leaves = set(valid_keys())
+        for key in keys:
+            if key in leaves and not self.covers(key):
+                raise SslvitError(f"sslvit {self.command} does not read {key} ({how} {key}=... would have no "
+                                  f"effect); it reads {self.describe()}; drop {how} {key}")
+
+    def check_sets(self, overrides: Iterable[str]) -> None:
+        self.check(parse_set(o)[0] for o in overrides)
 
 
 def alias_flags(overrides: Iterable[str], *aliases: Tuple[str, str, Optional[Any]]) -> List[str]:
@@ -124,9 +159,10 @@ def default_output_dir(kind: str) -> Path:
     return Path("runs") / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_config(kind: str, recipe, output_dir, overrides, resume: bool, force: bool, overwrite: bool = False):
+def run_config(reads: Reads, recipe, output_dir, overrides, resume: bool, force: bool, overwrite: bool = False):
     """A training command's arguments -> (Config, output dir). With ``--resume`` and no recipe, the run dir's
-    config.yaml is the recipe. Bad combinations are one-line errors."""
+    config.yaml is the recipe. Bad combinations and a ``--set`` of a key the command does not read (``reads``)
+    are one-line errors."""
     from ssl_vit.config import load_config
 
     if force and not resume:
@@ -138,8 +174,9 @@ def run_config(kind: str, recipe, output_dir, overrides, resume: bool, force: bo
     if not recipe and not (resume and output_dir and (Path(output_dir) / "config.yaml").is_file()):
         raise SslvitError("no recipe given; pass --recipe NAME (e.g. --recipe smoke) or --resume an existing run")
     recipe = recipe or str(Path(output_dir) / "config.yaml")
+    reads.check_sets(overrides)
     cfg = load_config(recipe, overrides)
-    return cfg, (Path(output_dir) if output_dir else default_output_dir(kind))
+    return cfg, (Path(output_dir) if output_dir else default_output_dir(reads.command))
 
 
 def run_training(fn, cfg, out, resume: bool, force: bool, overwrite: bool = False):

@@ -5,7 +5,11 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import Reads, default_output_dir, set_option
+
+#: What `sslvit diagnose` reads: the report thresholds (diag.*) and the run facts it reports against (log, model,
+#: train); a --set of any other key is refused (it would have no effect).
+READS = Reads("diagnose", ("diag", "log", "model", "train"))
 
 
 @click.command("diagnose")
@@ -28,6 +32,7 @@ def diagnose_cmd(run_dirs, output_dir, overrides):
     """
     from ssl_vit.diagnostics.report import read_run, write_comparison, write_run_report
 
+    READS.check_sets(overrides)
     runs = [read_run(d, overrides) for d in run_dirs]
     for run in runs:
         paths = write_run_report(run)

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import click
 
-from ssl_vit.cli.common import overwrite_option, set_option
+from ssl_vit.cli.common import Reads, overwrite_option, set_option
+
+#: `sslvit export` reads the backbone's model.* (--set model.num_heads=6 for a file without metadata); a --set of
+#: any other key is refused (it would have no effect).
+READS = Reads("export", ("model",))
 
 
 @click.command("export")
@@ -30,6 +34,7 @@ def export_cmd(checkpoint, target, out, overwrite, overrides):
     """
     from ssl_vit.checkpoints.export import export_timm
 
+    READS.check_sets(overrides)
     res = export_timm(checkpoint, out, overrides, overwrite)
     for note in res["notes"]:
         click.echo(f"note: {note}", err=True)

@@ -5,9 +5,15 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.cli.common import Reads, alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
 from ssl_vit.config.schema import EvalConfig
+from ssl_vit.engine.cpu import cpu_threads
 from ssl_vit.engine.rundir import refuse_to_replace
+
+#: What `sslvit knn` reads; a --set of any other key is refused (it would have no effect).
+READS = Reads("knn", ("model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.dataset", "eval.knn_k",
+                      "eval.knn_temperature", "eval.batch_size", "eval.max_train", "eval.max_test", "eval.feature_cache",
+                      "eval.cache_dir", "log.progress", "train.device", "train.precision", "train.threads"))
 
 
 @click.command("knn")
@@ -39,6 +45,7 @@ def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overwrite, override
     from ssl_vit.evaluation.results import RESULT_FILES, write_results
     from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
+    READS.check_sets(overrides)
     if temperature is not None:
         check_knn_temperature(temperature, "--temperature")
     overrides = alias_flags(overrides, ("--dataset", "eval.dataset", dataset), ("--k", "eval.knn_k", k),
@@ -48,9 +55,10 @@ def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overwrite, override
     s = prepare_eval(checkpoint, dataset, overrides, lambda m: click.echo(m, err=True))
     cfg = s.cfg
     validate_knn(cfg.eval)
-    res = run_knn(s.loaded.model, s.loaded.data_cfg, cfg.eval.dataset, cfg.data, cfg.eval.knn_k,
-                  cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, s.device,
-                  s.precision.dtype, progress=cfg.log.progress, cache=s.cache, weights_hash=s.loaded.weights_hash)
+    with cpu_threads(cfg.train.threads):
+        res = run_knn(s.loaded.model, s.loaded.data_cfg, cfg.eval.dataset, cfg.data, cfg.eval.knn_k,
+                      cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, s.device,
+                      s.precision.dtype, progress=cfg.log.progress, cache=s.cache, weights_hash=s.loaded.weights_hash)
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, metric="knn", precision=s.precision.name)
     write_results(out, res, "kNN")
     click.echo(f"results: {out / 'results.json'}")

@@ -5,8 +5,14 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.cli.common import Reads, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.engine.cpu import cpu_threads
 from ssl_vit.engine.rundir import refuse_to_replace
+
+#: What `sslvit linear-probe` reads; a --set of any other key is refused (it would have no effect).
+READS = Reads("linear-probe", ("seed", "model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.batch_size",
+                               "eval.max_train", "eval.max_test", "eval.feature_cache", "eval.cache_dir", "probe",
+                               "log.progress", "train.device", "train.precision", "train.threads"))
 
 
 @click.command("linear-probe")
@@ -42,10 +48,12 @@ def linear_probe_cmd(checkpoint, dataset, output_dir, overwrite, overrides):
     from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    READS.check_sets(overrides)
     out = Path(output_dir) if output_dir else default_output_dir("linear-probe")
     refuse_to_replace([out / f for f in RESULT_FILES], overwrite, "results of an earlier evaluation")
     s = prepare_eval(checkpoint, dataset, overrides, log)
-    res = run_linear_probe(s.loaded, dataset, s.cfg, s.cache, s.device, s.precision.dtype, log)
+    with cpu_threads(s.cfg.train.threads):
+        res = run_linear_probe(s.loaded, dataset, s.cfg, s.cache, s.device, s.precision.dtype, log)
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, precision=s.precision.name)
     write_results(out, res, f"linear probe ({res['mode']})")
     if res["mode"] == "protocol":

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import click
 
-from ssl_vit.cli.common import run_config, run_training, training_options
+from ssl_vit.cli.common import Reads, run_config, run_training, training_options
+
+#: What `sslvit pretrain` reads (a --set of probe.*, search.* or adapt.* is refused: it would have no effect).
+READS = Reads("pretrain", ("seed", "data", "aug", "model", "method", "optim", "train", "log", "eval", "diag"))
 
 
 def _epilog() -> str:
@@ -37,7 +40,7 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force, overwrite):
     """
     from ssl_vit.engine.trainer import pretrain
 
-    cfg, out = run_config("pretrain", recipe, output_dir, overrides, resume, force, overwrite)
+    cfg, out = run_config(READS, recipe, output_dir, overrides, resume, force, overwrite)
     summary = run_training(pretrain, cfg, out, resume, force, overwrite)
     if summary is None:
         return

@@ -5,7 +5,11 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import Reads, default_output_dir, set_option
+from ssl_vit.cli.pretrain import READS as PRETRAIN_READS
+
+#: What `sslvit search` reads: what pretraining the superformer reads, and search.*.
+READS = Reads("search", (*PRETRAIN_READS.keys, "search"))
 
 
 @click.command("search")
@@ -31,6 +35,7 @@ def search_cmd(recipe, output_dir, overrides):
     from ssl_vit.config import load_config
     from ssl_vit.search.run import run_search
 
+    READS.check_sets(overrides)
     cfg = load_config(recipe, overrides)
     out = Path(output_dir) if output_dir else default_output_dir("search")
     res = run_search(cfg, out, log=lambda m: click.echo(m, err=True))

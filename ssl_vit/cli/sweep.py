@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from ssl_vit.cli.common import default_output_dir, set_option
+from ssl_vit.cli.common import Reads, default_output_dir, set_option
+from ssl_vit.cli.pretrain import READS as PRETRAIN_READS
+
+#: Every run of a sweep is an `sslvit pretrain`: --set and --grid keys are what it reads.
+READS = Reads("sweep", PRETRAIN_READS.keys)
 from ssl_vit.errors import SslvitError
 
 
@@ -118,6 +122,8 @@ def _spec_from_args(recipe, grid, seeds, overrides):
     if not axes:
         raise SslvitError("empty grid: give at least one --grid key=v1,v2, e.g. --grid optim.lr=1.5e-3,3e-3")
     check_sets(overrides, axes)
+    READS.check_sets(overrides)
+    READS.check([a.key for a in axes], how="--grid")
     seed_list = parse_seeds(seeds)
     if seed_list is None:
         seed_list = [int(load_config(recipe, [*EVAL_DEFAULTS, *overrides]).seed)]

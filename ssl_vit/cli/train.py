@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import click
 
-from ssl_vit.cli.common import run_config, run_training, training_options
+from ssl_vit.cli.common import Reads, run_config, run_training, training_options
+
+#: What `sslvit train` reads: pretrain's sections but method.* (supervised: cross-entropy, no momentum encoder;
+#: method.local_crops only to refuse multi-crop).
+READS = Reads("train", ("seed", "data", "aug", "model", "method.local_crops", "optim", "train", "log", "eval", "diag"))
 
 _EPILOG = """\b
 Examples:
@@ -28,7 +32,7 @@ def train_cmd(recipe, output_dir, overrides, resume, force, overwrite):
     """
     from ssl_vit.engine.trainer import train_supervised
 
-    cfg, out = run_config("train", recipe, output_dir, overrides, resume, force, overwrite)
+    cfg, out = run_config(READS, recipe, output_dir, overrides, resume, force, overwrite)
     summary = run_training(train_supervised, cfg, out, resume, force, overwrite)
     if summary is None:
         return

@@ -113,10 +113,12 @@ class FeatureCache:
 
     def features(self, model, data, data_cfg: Dict, *, weights_hash: str = "", dataset: str = "", split: str = "",
                  subset: str = "all", batch_size: int = 512, device=None, autocast_dtype=None,
-                 progress: bool = False, desc: str = "features", pooling: str = "cls") -> torch.Tensor:
+                 progress: bool = False, desc: str = "features", pooling: str = "cls",
+                 num_workers: int = 2) -> torch.Tensor:
         """(N, D) float32 features of ``data`` in order: read from the cache or extracted (and stored).
         ``pooling`` names what ``model`` outputs when it is not the backbone's own CLS feature
-        (:func:`~ssl_vit.evaluation.pooling.pooling_name`); it is part of the key."""
+        (:func:`~ssl_vit.evaluation.pooling.pooling_name`); it is part of the key. ``num_workers``: DataLoader
+        workers of an extraction (file datasets; not part of the key)."""
         from ssl_vit.evaluation.features import extract_features
 
         parts = {"weights": weights_hash or state_hash(model),
@@ -143,7 +145,7 @@ class FeatureCache:
                     pass                                                             # corrupt: re-extract
         t1 = time.perf_counter()
         f = extract_features(model, data, data_cfg, batch_size=batch_size, device=device,
-                             autocast_dtype=autocast_dtype, progress=progress, desc=desc)
+                             autocast_dtype=autocast_dtype, num_workers=num_workers, progress=progress, desc=desc)
         dt = time.perf_counter() - t1
         if path is not None:
             meta = {"key_parts": json.dumps(parts, sort_keys=True, default=str),

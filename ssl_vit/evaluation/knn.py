@@ -75,7 +75,8 @@ def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20,
     if tl is None or (tl < 0).all():
         raise SslvitError(f"dataset '{dataset}' split '{train_split}' has no labels; kNN needs a labelled dataset")
     keep = tl >= 0
-    kw = dict(batch_size=batch_size, device=device, autocast_dtype=autocast_dtype, progress=progress)
+    kw = dict(batch_size=batch_size, device=device, autocast_dtype=autocast_dtype, progress=progress,
+              num_workers=data_cfg.num_workers)
     if cache is None:
         ftr = extract_features(backbone, train, model_data_cfg, desc="kNN train features", **kw)[keep]
         fte = extract_features(backbone, test, model_data_cfg, desc="kNN test features", **kw)

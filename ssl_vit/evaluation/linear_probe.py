@@ -275,7 +275,8 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, autocas
     features = pooling_name(p.n_last_blocks, p.avgpool_patchtokens)
     model = probe_features(loaded.model, p.n_last_blocks, p.avgpool_patchtokens)
     kw = dict(weights_hash=loaded.weights_hash, dataset=dataset, batch_size=cfg.eval.batch_size, device=device,
-              autocast_dtype=autocast_dtype, progress=cfg.log.progress, pooling=features)
+              autocast_dtype=autocast_dtype, progress=cfg.log.progress, pooling=features,
+              num_workers=cfg.data.num_workers)
     fte = cache.features(model, test, loaded.data_cfg, split=test_split, subset=f"{cfg.eval.max_test}:1",
                          desc="test features", **kw)
     yte = test.targets

@@ -245,6 +245,33 @@ CASES = [
                                                          "--dataset", fx.data, "--set", "adapt.method=linear",
                                                          "--output-dir", str(fx.case / "a")],
          "--method lora and --set adapt.method=linear disagree"),
+    # ---- a --set of a key the command does not read (it would have no effect) ---------------------------------
+    Case("knn-set-a-key-it-does-not-read", knn("run", "--set", "train.max_steps=5"),
+         "sslvit knn does not read train.max_steps (--set train.max_steps=... would have no effect); it reads model.*"),
+    Case("linear-probe-set-a-key-it-does-not-read", lambda fx, _: ["linear-probe", "--checkpoint", fx.run, "--dataset",
+                                                                   fx.data, "--set", "eval.knn_k=3", "--output-dir",
+                                                                   str(fx.case / "k")],
+         "sslvit linear-probe does not read eval.knn_k"),
+    Case("adapt-set-a-key-it-does-not-read", lambda fx, _: ["adapt", "--method", "linear", "--checkpoint", fx.run,
+                                                            "--dataset", fx.data, "--set", "probe.mode=protocol",
+                                                            "--output-dir", str(fx.case / "a")],
+         "sslvit adapt does not read probe.mode"),
+    Case("export-set-a-key-it-does-not-read", lambda fx, _: ["export", fx.run, "--to", "timm",
+                                                             str(fx.case / "o.safetensors"), "--set", "train.max_steps=1"],
+         "sslvit export does not read train.max_steps"),
+    Case("diagnose-set-a-key-it-does-not-read", lambda fx, run: ["diagnose", run, "--set", "data.dataset=fmnist"],
+         "sslvit diagnose does not read data.dataset", lambda fx: fx.run_copy()),
+    Case("pretrain-set-a-key-it-does-not-read", pretrain_set("probe.mode=protocol"),
+         "sslvit pretrain does not read probe.mode"),
+    Case("train-set-a-key-it-does-not-read", pretrain_set("method.temperature=0.1", cmd="train"),
+         "sslvit train does not read method.temperature"),
+    Case("search-set-a-key-it-does-not-read", lambda fx, _: ["search", "--recipe", "vitas_smoke", "--output-dir",
+                                                             str(fx.case / "s"), "--set", "adapt.lr=0.1"],
+         "sslvit search does not read adapt.lr"),
+    Case("sweep-grid-a-key-pretrain-does-not-read", lambda fx, _: ["sweep", "--recipe", "smoke", "--grid",
+                                                                   "probe.lr=1,2", "--output-dir", str(fx.case / "s"),
+                                                                   "--dry-run"],
+         "sslvit sweep does not read probe.lr (--grid probe.lr=... would have no effect)"),
     # ---- a backbone or its metadata that cannot give a meaningful result ---------------------------------------
     Case("knn-nan-weights", knn("nan"), "non-finite weights (1 NaN/inf values in 'blocks.0.attn.qkv.weight')"),
     Case("export-nan-weights", lambda fx, _: ["export", fx.nan, "--to", "timm", str(fx.case / "o.safetensors")],
@@ -357,7 +384,7 @@ def test_the_table_covers_every_family():
     for family in ("finished-run", "locked", "export-onto", "set-optim.lr=inf", "knn-temperature", "nan-weights",
                    "std-zero", "duplicate", "recipe-is-a-list", "not-utf8", "spec-unknown-option", "bad-json",
                    "train-pt-no-config", "random-bytes-pt", "zip-named-safetensors", "train-resume-on-pretrain",
-                   "knn-missing-dataset", "disagree"):
+                   "knn-missing-dataset", "disagree", "does-not-read"):
         assert family in ids, family
     assert len(CASES) >= 80
 
