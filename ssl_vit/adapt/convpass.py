@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import math
+import typing
 from typing import List, Tuple
 
 import torch
@@ -36,9 +37,10 @@ import torch.nn as nn
 from timm.layers import QuickGELU
 
 from ssl_vit.adapt.inject import adapt_blocks, vit_layout
+from ssl_vit.config.schema import ConvInit
 from ssl_vit.errors import SslvitError
 
-CONV_INITS = ("xavier", "identity")
+CONV_INITS = typing.get_args(ConvInit)            # the choices of adapt.conv_init
 
 
 class ConvBypass(nn.Module):

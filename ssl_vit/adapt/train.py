@@ -165,10 +165,9 @@ class Candidate:
 def candidates(acfg) -> List[Candidate]:
     """The (scale, conv init) grid searched on val for ``acfg.method``."""
     from ssl_vit.adapt.methods import get_method
-    from ssl_vit.config.validate import parse_floats
     m = get_method(acfg.method)
-    scales = parse_floats(acfg.scales, "adapt.scales") if m.uses_scale else [None]
-    inits = [i.strip() for i in acfg.conv_init.split(",") if i.strip()] if m.uses_conv_init else [None]
+    scales = list(acfg.scales) if m.uses_scale else [None]
+    inits = list(acfg.conv_init) if m.uses_conv_init else [None]
     return [Candidate(s, i) for s in scales for i in inits]
 
 

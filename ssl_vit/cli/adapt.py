@@ -1,11 +1,13 @@
 """`sslvit adapt`: Convpass or a PETL baseline on a frozen backbone; select on val, report test once."""
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import click
 
 from ssl_vit.cli.common import Reads, alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.config.schema import AdaptMethodName
 from ssl_vit.engine.cpu import cpu_threads
 from ssl_vit.engine.rundir import delete_outputs, run_files
 from ssl_vit.errors import SslvitError
@@ -17,7 +19,7 @@ READS = Reads("adapt", ("seed", "model", "data.data_dir", "data.download", "data
                         "eval.max_test", "adapt", "log.progress", "log.tensorboard", "train.device", "train.precision",
                         "train.threads"))
 
-METHOD_NAMES = ["convpass", "convpass_attn", "linear", "full", "adapter", "lora", "vpt_shallow", "vpt_deep"]
+METHOD_NAMES = list(typing.get_args(AdaptMethodName))      # the choices of adapt.method
 
 
 @click.command("adapt")

@@ -103,8 +103,43 @@ def _type_name(t) -> str:
     return getattr(t, "__name__", None) or str(t).replace("typing.", "")
 
 
+def _one_of(choices) -> str:
+    """('a', 'b', 'c') -> 'a, b or c'."""
+    names = [str(c) for c in choices]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _choice(value: Any, choices: Tuple, key: str, what: Optional[str] = None) -> Any:
+    """``value`` if it is one of the ``Literal`` choices (a YAML boolean by its name: ``fused_attn: true``), else a
+    one-line error (``what``, default '<key> must be a or b, not ...') with 'did you mean'."""
+    if isinstance(value, bool) and str(value).lower() in choices:
+        return str(value).lower()
+    if isinstance(value, str) and value in choices:
+        return value
+    hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    raise SslvitError((what or f"{key} must be {_one_of(choices)}, not '{value}'")
+                      + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _split_list(text: str) -> List[Any]:
+    """'0.01,0.1' or '[0.01, 0.1]' -> [0.01, 0.1] (each item read as YAML)."""
+    return [safe_load(v) for v in text.strip("()[] ").split(",") if v.strip()]
+
+
 def coerce(value: Any, t, key: str) -> Any:
-    """Check/convert a YAML value to the annotated type ``t``; raise a one-line error otherwise."""
+    """Check/convert a YAML value to the annotated type ``t``; raise a one-line error otherwise.
+    ``Literal[...]``: one of the choices ('did you mean' otherwise). ``Tuple[X, ...]``: one or more values, from a
+    YAML list, a comma-separated string ('0.01,0.1', the form older configs stored) or a single value."""
     origin = typing.get_origin(t)
     args = typing.get_args(t)
     if origin is typing.Union:  # Optional[X]
@@ -113,11 +148,26 @@ def coerce(value: Any, t, key: str) -> Any:
                 return None
         inner = [a for a in args if a is not type(None)]
         return coerce(value, inner[0], key)
+    if origin is typing.Literal:
+        return _choice(value, args, key)
+    if origin in (tuple, Tuple) and len(args) == 2 and args[1] is Ellipsis:       # Tuple[X, ...]
+        raw = value
+        value = _split_list(value) if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) \
+            else [value]
+        item = args[0]
+        if typing.get_origin(item) is typing.Literal:
+            choices = typing.get_args(item)
+            what = f"{key} must be one or more of {', '.join(choices)} (comma-separated), got '{raw}'"
+            value = [_choice(v, choices, key, what) for v in value]
+        elif item in (int, float) and not all(_is_number(v) for v in value):
+            raise SslvitError(f"{key} must be comma-separated numbers like 0.01,0.1, got {raw!r}")
+        if not value:
+            raise SslvitError(f"{key} needs at least one value, e.g. {key}=a,b")
+        return tuple(coerce(v, item, key) for v in value)
     if origin in (tuple, Tuple):
         if isinstance(value, str):
-            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
-            value = [safe_load(v) for v in value]
-        if not isinstance(value, (list, tuple)) or (args and args[-1] is not Ellipsis and len(value) != len(args)):
+            value = _split_list(value)
+        if not isinstance(value, (list, tuple)) or (args and len(value) != len(args)):
             raise SslvitError(f"{key}: expected a list of {len(args)} values like [a, b], got {value!r}")
         return tuple(coerce(v, a, key) for v, a in zip(value, args))
     if t is bool:

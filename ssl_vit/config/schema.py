@@ -8,7 +8,11 @@ tau = 0.2, momentum 0.99 -> 1 (cosine), 3-layer projector / 2-layer predictor wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
+
+#: ``adapt.method`` (the registry, ``ssl_vit/adapt/methods.py``, has exactly these) and ``adapt.conv_init``.
+AdaptMethodName = Literal["convpass", "convpass_attn", "linear", "full", "adapter", "lora", "vpt_shallow", "vpt_deep"]
+ConvInit = Literal["xavier", "identity"]
 
 
 @dataclass
@@ -18,7 +22,7 @@ class DataConfig:
     data_dir: Optional[str] = None          # where to look for (or download) data when the spec has no root
     download: bool = False                  # allow torchvision downloads (needs a network)
     num_workers: int = 2                    # DataLoader workers for file datasets (in-memory data needs none)
-    on_bad_image: str = "fail"              # imagefolder, vtab, fewshot: fail | skip  (missing / corrupt images)
+    on_bad_image: Literal["fail", "skip"] = "fail"  # imagefolder, vtab, fewshot: fail | skip  (missing / corrupt images)
 
 
 @dataclass
@@ -68,9 +72,9 @@ class ViTASConfig:
     patch_sizes: str = ""                   # candidate patch sizes (each divides img_size); "" = model.patch_size
     min_depth: int = 2                      # fewest non-identity blocks (max: model.depth)
     id_prob: float = 0.25                   # probability that a sampled block is identity
-    sharing: str = "cyclic"                 # cyclic (ViTAS sec. 3.2) | prefix (plain slimmable slicing)
+    sharing: Literal["cyclic", "prefix"] = "cyclic"  # cyclic (ViTAS sec. 3.2) | prefix (plain slimmable slicing)
     identity_shifting: bool = True          # identity blocks are shifted to the end (ViTAS sec. 3.3)
-    sampling: str = "uniform"               # uniform | sandwich (largest, smallest, random, cycled over steps)
+    sampling: Literal["uniform", "sandwich"] = "uniform"  # uniform | sandwich (largest, smallest, random, cycled over steps)
     blocks: str = ""                        # vitas_subnet: per-block 'heads:mlp_ratio', e.g. "4:3,2:2,4:4"
 
 
@@ -81,12 +85,12 @@ class BootstrapConfig:
     the authors' values for the mode (shared: CE 0.5 + 0.5, KD 0.5 + 0.5, hint 5; joint: 1, 1, 10)."""
 
     enabled: bool = False                   # true: `sslvit train` / `sslvit pretrain` add the agent
-    mode: str = "shared"                    # shared (agent uses the ViT's own parameters) | joint (own copy)
+    mode: Literal["shared", "joint"] = "shared"  # shared (agent uses the ViT's own parameters) | joint (own copy)
     kd_temperature: float = 4.0             # mutual distillation temperature (supervised)
     ce_weight: Optional[float] = None       # per network (supervised CE; contrastive loss in pretrain)
     kd_weight: Optional[float] = None       # per direction (ViT <- agent, agent <- ViT); supervised only
     hint_weight: Optional[float] = None     # hint loss weight at step 0, summed over blocks
-    hint_decay: str = "linear"              # linear (weight * (1 - step / total_steps)) | none
+    hint_decay: Literal["linear", "none"] = "linear"  # linear (weight * (1 - step / total_steps)) | none
 
 
 @dataclass
@@ -101,8 +105,8 @@ class ModelConfig:
     num_heads: Optional[int] = None
     mlp_ratio: Optional[float] = None
     drop_path_rate: float = 0.0
-    pos_embed: str = "sincos"               # sincos (fixed 2-D, MoCo v3) | learned
-    fused_attn: str = "auto"                # auto (SDPA, except on CPU below 32 tokens where plain attention trains faster) | true | false
+    pos_embed: Literal["sincos", "learned"] = "sincos"  # sincos (fixed 2-D, MoCo v3) | learned
+    fused_attn: Literal["auto", "true", "false"] = "auto"  # auto: SDPA, except on CPU below 32 tokens where plain attention trains faster
     qk_norm: bool = False                   # LayerNorm on queries and keys per head (timm qk_norm; bounds attention-logit growth, Wortsman et al. 2023); vit_* backbones only
     patch_embed: PatchEmbedConfig = field(default_factory=PatchEmbedConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
@@ -123,9 +127,9 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"
+    name: Literal["adamw"] = "adamw"
     lr: float = 1.5e-4                      # base lr for a batch of 256; actual lr = lr * batch / 256 (lr_scaling)
-    lr_scaling: str = "linear"              # linear | none
+    lr_scaling: Literal["linear", "none"] = "linear"
     min_lr: float = 0.0
     weight_decay: float = 0.1
     betas: Tuple[float, float] = (0.9, 0.999)
@@ -141,13 +145,13 @@ class TrainConfig:
     batch_size: int = 4096                  # global batch (summed over ranks)
     checkpoint_every: int = 1000            # steps; 0 = only at the end
     keep_last: int = 2                      # periodic checkpoints kept besides last.pt and best.pt
-    precision: str = "auto"                 # auto (bf16 where the hardware has it, else fp32) | bf16 | fp16 | fp32
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware has it, else fp32
     device: str = "auto"                    # auto | cpu | cuda | cuda:N
     threads: int = 0                        # CPU intra-op threads; 0 = all cores
     compile: bool = False                   # torch.compile the backbones (falls back to eager if compiling fails)
     max_nonfinite: int = 5                  # consecutive non-finite losses/grads before the run stops
-    on_spike: str = "log"                   # log | skip | rollback (stability diagnostics)
-    on_alarm: str = "log"                   # log | stop (checkpoint, then exit 1 with the alarm's message): live alarms, diag.alarm_*
+    on_spike: Literal["log", "skip", "rollback"] = "log"  # stability diagnostics
+    on_alarm: Literal["log", "stop"] = "log"  # live alarms (diag.alarm_*); stop: checkpoint, then exit 1 with the alarm's message
 
 
 @dataclass
@@ -211,11 +215,11 @@ class ProbeConfig:
     """`sslvit linear-probe`: a linear classifier on the frozen backbone's CLS features (after the final norm);
     ``n_last_blocks`` / ``avgpool_patchtokens`` switch to DINO's features (``ssl_vit/evaluation/pooling.py``)."""
 
-    mode: str = "fast"                      # fast (logistic regression on cached features) | protocol (MoCo v3 main_lincls)
+    mode: Literal["fast", "protocol"] = "fast"  # fast (logistic regression on cached features) | protocol (MoCo v3 main_lincls)
     n_last_blocks: int = 1                  # features: CLS (after the final norm) of the last n blocks, concatenated (DINO: 4 for ViT-S)
     avgpool_patchtokens: bool = False       # features: + mean of the last block's patch tokens (DINO's ViT-B setting)
-    fast_lrs: str = "0.01,0.1,0.3"          # fast: AdamW learning rates swept (comma-separated)
-    fast_weight_decays: str = "0,0.001,0.01"  # fast: (decoupled) weight decays swept (comma-separated)
+    fast_lrs: Tuple[float, ...] = (0.01, 0.1, 0.3)  # fast: AdamW learning rates swept (YAML list or 0.01,0.1,0.3)
+    fast_weight_decays: Tuple[float, ...] = (0.0, 0.001, 0.01)  # fast: (decoupled) weight decays swept
     fast_epochs: int = 30                   # fast: passes over the cached features (cosine schedule)
     fast_batch_size: int = 1024             # fast: mini-batch of features (smaller for small sets: >= 20 steps/epoch)
     val_fraction: float = 0.1               # fast: share of train held out to choose lr / weight decay, then refit on all
@@ -239,7 +243,7 @@ class SearchConfig:
     offspring: int = 16                     # children per generation (mutation + crossover)
     crossover_prob: float = 0.5             # a child comes from crossover (else mutation of one parent)
     mutation_prob: float = 0.2              # per gene
-    objective: str = "nsga2"                # nsga2 (top-1 up, GFLOPs down) | constrained (top-1 only, under budget)
+    objective: Literal["nsga2", "constrained"] = "nsga2"  # nsga2 (top-1 up, GFLOPs down) | constrained (top-1 only, under budget)
     knn_train: int = 5000                   # memory-bank images from the train split
     knn_val: int = 1000                     # held-out train images scored (disjoint from the memory bank)
     top_k: int = 3                          # best candidates written as recipes
@@ -252,9 +256,9 @@ class AdaptConfig:
     Defaults follow the Convpass code (PETL-ViT ``convpass/vtab/train.py``): AdamW lr 1e-3, wd 1e-4,
     batch 64, 100 epochs, cosine to 1e-5 after 10 warm-up epochs, drop-path 0.1 in the backbone."""
 
-    method: str = "convpass"                # convpass | convpass_attn | linear | full | adapter | lora | vpt_shallow | vpt_deep
-    scales: str = "0.01,0.1,1,10,100"       # convpass / lora scale s: chosen on val (comma-separated; one value: fixed)
-    conv_init: str = "xavier"               # convpass 3x3 conv init: xavier | identity (comma-separated: chosen on val)
+    method: AdaptMethodName = "convpass"
+    scales: Tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)  # convpass / lora scale s: chosen on val (one value: fixed)
+    conv_init: Tuple[ConvInit, ...] = ("xavier",)  # convpass 3x3 conv init (several: chosen on val)
     dim: int = 8                            # bottleneck width (convpass channels, adapter h)
     lora_rank: int = 8
     vpt_tokens: int = 10                    # prompt tokens (per block for vpt_deep)

@@ -41,8 +41,6 @@ def validate_search(cfg: Config) -> None:
         raise SslvitError("search.population must be >= 2 and search.generations, search.offspring, search.top_k >= 1")
     if not (0 <= s.crossover_prob <= 1 and 0 <= s.mutation_prob <= 1):
         raise SslvitError("search.crossover_prob and search.mutation_prob must be in [0, 1]")
-    if s.objective not in ("nsga2", "constrained"):
-        raise SslvitError(f"search.objective must be nsga2 or constrained, not '{s.objective}'")
     if s.knn_train < 1 or s.knn_val < 1:
         raise SslvitError("search.knn_train and search.knn_val must be >= 1")
 

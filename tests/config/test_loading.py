@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from ssl_vit.config import apply_overrides, available_recipes, load_config, to_dict
@@ -56,3 +58,75 @@ def test_bad_yaml_and_unknown_recipe(tmp_path):
 def test_dict_roundtrip():
     cfg = load_config("fmnist_vit_tiny")
     assert from_dict(Config, to_dict(cfg)) == cfg
+
+
+# ---- choices as Literal[...] and lists as tuples, both checked once by the coercer ------------------------------
+@pytest.mark.parametrize("item,message", [
+    ("train.on_alarm=stp", "train.on_alarm must be log or stop, not 'stp' (did you mean 'stop'?)"),
+    ("train.precision=bf61", "train.precision must be auto, bf16, fp16 or fp32, not 'bf61' (did you mean 'bf16'?)"),
+    ("train.on_spike=rollbak", "train.on_spike must be log, skip or rollback, not 'rollbak' (did you mean 'rollback'?)"),
+    ("data.on_bad_image=skp", "data.on_bad_image must be fail or skip, not 'skp' (did you mean 'skip'?)"),
+    ("model.pos_embed=learnt", "model.pos_embed must be sincos or learned, not 'learnt' (did you mean 'learned'?)"),
+    ("model.vitas.sampling=sandwhich", "model.vitas.sampling must be uniform or sandwich, not 'sandwhich'"),
+    ("optim.name=sgd", "optim.name must be adamw, not 'sgd'"),
+    ("adapt.method=lorra", "(did you mean 'lora'?)"),
+    ("adapt.conv_init=xavier,identty", "adapt.conv_init must be one or more of xavier, identity (comma-separated), "
+                                       "got 'xavier,identty' (did you mean 'identity'?)"),
+    ("probe.fast_lrs=0.1,fast", "probe.fast_lrs must be comma-separated numbers like 0.01,0.1, got '0.1,fast'"),
+    ("adapt.scales=", "adapt.scales needs at least one value"),
+])
+def test_a_bad_choice_or_list_is_one_line_from_the_coercer(item, message):
+    with pytest.raises(SslvitError) as e:
+        apply_overrides(Config(), [item])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_literal_default_is_one_of_its_choices():
+    import dataclasses
+    import typing
+
+    from ssl_vit.config.loading import _hints
+
+    def walk(obj, prefix):
+        for f in dataclasses.fields(obj):
+            t, v = _hints(type(obj))[f.name], getattr(obj, f.name)
+            if dataclasses.is_dataclass(t):
+                yield from walk(v, prefix + f.name + ".")
+            elif typing.get_origin(t) is typing.Literal:
+                yield prefix + f.name, v, typing.get_args(t)
+    found = list(walk(Config(), ""))
+    assert {"train.on_alarm", "train.precision", "probe.mode", "adapt.method", "model.fused_attn"} <= {k for k, _, _ in found}
+    for key, value, choices in found:
+        assert value in choices, key
+
+
+def test_lists_are_tuples_from_a_string_a_yaml_list_or_one_value_and_dump_as_lists():
+    cfg = apply_overrides(Config(), ["probe.fast_lrs=0.5,1e-3", "adapt.scales=10", "adapt.conv_init=xavier,identity",
+                                     "probe.fast_weight_decays=[0, 0.1]", "model.fused_attn=true"])
+    assert cfg.probe.fast_lrs == (0.5, 0.001) and cfg.adapt.scales == (10.0,)
+    assert cfg.adapt.conv_init == ("xavier", "identity") and cfg.probe.fast_weight_decays == (0.0, 0.1)
+    assert cfg.model.fused_attn == "true"                           # a YAML boolean is the choice of that name
+    d = to_dict(cfg)
+    assert d["probe"]["fast_lrs"] == [0.5, 0.001] and d["adapt"]["conv_init"] == ["xavier", "identity"]
+    assert from_dict(Config, d) == cfg
+
+
+def test_configs_written_with_comma_strings_still_load():
+    """Checkpoints, config.yaml and adapter files written before lists were tuples hold '0.01,0.1,0.3'."""
+    d = to_dict(Config())
+    d["probe"].update(fast_lrs="0.01,0.1,0.3", fast_weight_decays="0,0.001,0.01")
+    d["adapt"].update(scales="0.01,0.1,1,10,100", conv_init="xavier")
+    d["model"]["fused_attn"] = True
+    assert from_dict(Config, d) == replace(Config(), model=replace(Config().model, fused_attn="true"))
+    assert load_config("vtab_convpass").adapt.conv_init == ("xavier", "identity")     # recipes keep their strings
+
+
+def test_adapt_choices_are_the_registries():
+    import typing
+
+    from ssl_vit.adapt.convpass import CONV_INITS
+    from ssl_vit.adapt.methods import METHODS
+    from ssl_vit.cli.adapt import METHOD_NAMES
+    from ssl_vit.config.schema import AdaptMethodName, ConvInit
+    assert list(typing.get_args(AdaptMethodName)) == METHOD_NAMES and set(METHOD_NAMES) == set(METHODS)
+    assert CONV_INITS == typing.get_args(ConvInit) == ("xavier", "identity")
