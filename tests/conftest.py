@@ -29,6 +29,16 @@ def pytest_configure(config):
         os.environ[AUTO_ENV] = forced
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests are skipped where no CUDA device is visible."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run eval/bench/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 def pytest_report_header(config):
     how = "forced by $SSLVIT_AUTO_PRECISION" if os.environ.get(AUTO_ENV) else \
         ("bf16 in hardware" if bf16_is_fast(torch.device("cpu")) else "no bf16 in hardware")

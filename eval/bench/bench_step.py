@@ -9,8 +9,9 @@
   variant is being timed on).
 * **sslvit**: the trainer's own pieces -- ``build_model`` (backbone + ``MoCoV3``) + ``make_optimizer`` +
   the batched tensor two-view stream -- one backbone forward for both views, the momentum branch under
-  ``no_grad``, ``fused_attn=auto`` (timm's plain attention below 32 tokens on CPU, SDPA above), fused
-  AdamW, batched augmentation.
+  ``no_grad`` with its own attention choice (``fused_attn=auto``: ``ssl_vit/engine/attention.py``; on CPU in
+  bf16 the trained backbone runs timm's plain attention and the momentum backbone SDPA), the momentum update
+  as one ``torch._foreach_lerp_``, fused AdamW, batched augmentation.
 
 Both variants compute the same function (``tests/engine/test_step_equivalence.py`` checks loss and
 gradients on one batch); ``FlopCounterMode`` counts each step's matmul FLOPs and the two counts are
@@ -18,8 +19,10 @@ printed side by side. Timings are interleaved (A B A B ...) and the median per s
 machine's cores are shared and single timings drift. The step time includes producing the batch.
 
 MFU = counted FLOPs / median step time / matmul peak of the dtype the step runs in, the peak measured
-in the same run (2048^3 GEMM, median of 3). ``train.precision=auto`` runs bf16 only where the hardware
-has it; the reference uses the same dtype so the comparison is like for like.
+in the same run on the same device (2048^3 GEMM on CPU, 8192^3 on CUDA, best of 7). ``--precision auto``
+runs bf16 only where the hardware has it (``--precision fp32|bf16`` forces one); the reference uses the same
+dtype so the comparison is like for like. ``--device cuda`` runs both variants on the GPU (the reference's
+per-sample augmentation stays in its CPU DataLoader, as a user's would; its batches are then moved).
 
 Usage::
 
@@ -27,6 +30,10 @@ Usage::
     .venv/bin/python eval/bench/bench_step.py                    # widths 192/384, 28/32 px, B 128/256
     .venv/bin/python eval/bench/bench_step.py --json out.json    # also write the table as JSON
     .venv/bin/python eval/bench/bench_step.py --quick --profile  # + where the step's time goes, MFU ceiling
+    .venv/bin/python eval/bench/bench_step.py --no-demo --models 192x12x3,384x12x6,384x12x12 \
+        --img-sizes 32 --batches 128 --precision fp32 --threads 1   # ViT-Ti / ViT-S (timm, MoCo v3 heads)
+    .venv/bin/python eval/bench/bench_step.py --device cuda --no-demo --models 384x12x6 --img-sizes 224 \
+        --patch 16 --batches 256 --precision bf16 --compile        # ViT-S/16 on a GPU
 
 The last two lines printed are ``speedup=<x>`` and ``mfu=<fraction>`` of the first (demo-size or
 first listed) configuration.
@@ -82,7 +89,7 @@ class ReferenceMoCoV3(torch.nn.Module):
     def loss_fn(self, q, k):
         q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
         logits = q @ k.t() / self.temperature                      # (B, B)
-        return F.cross_entropy(logits, torch.arange(len(q))) * 2 * self.temperature
+        return F.cross_entropy(logits, torch.arange(len(q), device=q.device)) * 2 * self.temperature
 
     def forward(self, x1, x2, m):
         from lightly.models.utils import update_momentum
@@ -152,14 +159,14 @@ class BenchConfig:
                 f"B{self.batch_size}")
 
 
-def sslvit_config(bc: BenchConfig, compile_: bool = False):
+def sslvit_config(bc: BenchConfig, compile_: bool = False, precision: str = "auto"):
     from ssl_vit.config.loading import apply_overrides
     from ssl_vit.config.schema import Config
     sets = ["model.name=vit_pico", f"model.embed_dim={bc.embed_dim}", f"model.depth={bc.depth}",
             f"model.num_heads={bc.num_heads}", f"model.img_size={bc.img_size}", f"model.patch_size={bc.patch_size}",
             f"model.in_chans={bc.in_chans}", f"train.batch_size={bc.batch_size}",
             f"method.proj_hidden_dim={bc.proj_hidden}", f"method.pred_hidden_dim={bc.pred_hidden}",
-            "aug.crop_scale=[0.25,1.0]", f"train.compile={str(compile_).lower()}"]
+            "aug.crop_scale=[0.25,1.0]", f"train.compile={str(compile_).lower()}", f"train.precision={precision}"]
     return apply_overrides(Config(), sets)
 
 
@@ -180,10 +187,10 @@ def load_images(bc: BenchConfig, n: int):
 
 
 class SslvitStep:
-    def __init__(self, bc: BenchConfig, data, device, compile_=False):
+    def __init__(self, bc: BenchConfig, data, device, compile_=False, precision: str = "auto"):
         from ssl_vit.data.streams import BatchOrder, two_view_stream
         from ssl_vit.engine.trainer import build_model, make_optimizer, _data_config
-        self.cfg = cfg = sslvit_config(bc, compile_)
+        self.cfg = cfg = sslvit_config(bc, compile_, precision)
         dc = _data_config(cfg, data)
         order = BatchOrder(len(data), bc.batch_size, cfg.seed)
         self.batches = two_view_stream(data, cfg.aug, dc, order, device, cfg.seed, 0).batches(0)
@@ -207,11 +214,14 @@ class ReferenceStep:
         self.model = ReferenceMoCoV3.build(bc.img_size, bc.patch_size, bc.in_chans, bc.embed_dim, bc.depth,
                                            bc.num_heads, bc.proj_hidden, bc.pred_hidden).to(device)
         self.batches = reference_batches(data.images, aug, list(data.mean), list(data.std), bc.batch_size)
+        self.device = device
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-3,
                                      weight_decay=0.1)
 
     def __call__(self):
         x1, x2 = next(self.batches)
+        if self.device.type != "cpu":
+            x1, x2 = x1.to(self.device, non_blocking=True), x2.to(self.device, non_blocking=True)
         loss = self.model(x1, x2, 0.99)
         self.opt.zero_grad()
         loss.backward()
@@ -220,8 +230,28 @@ class ReferenceStep:
 
 
 # ============================================================================ measurements
-def matmul_peak(dtype, n: int = 2048, repeats: int = 3) -> float:
-    """GFLOP/s of an n^3 GEMM (median of ``repeats``); a slow dtype is measured on a smaller GEMM."""
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype, n: int = 2048, repeats: int = 7, device="cpu") -> float:
+    """GFLOP/s of an n^3 GEMM on ``device``, the best of ``repeats`` (a peak is what the hardware can do: other
+    processes on shared cores only ever lower a timing; CUDA: 8192^3, 10 GEMMs per timing); a slow dtype is
+    measured on a smaller GEMM."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        n, inner = 8192, 10
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        for _ in range(3):
+            a @ b
+        times = []
+        for _ in range(repeats):
+            sync(device); t = time.perf_counter()
+            for _ in range(inner):
+                a @ b
+            sync(device); times.append((time.perf_counter() - t) / inner)
+        return 2 * n ** 3 / min(times) / 1e9
     a, b = torch.randn(512, 512, dtype=dtype), torch.randn(512, 512, dtype=dtype)
     t = time.perf_counter(); a @ b; small = time.perf_counter() - t
     if small > 0.2:   # emulated dtype (e.g. bf16 without hardware support): 2048^3 would take minutes
@@ -231,7 +261,7 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         t = time.perf_counter(); a @ b; times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    return 2 * n ** 3 / min(times) / 1e9
 
 
 def count_flops(step) -> int:
@@ -243,15 +273,17 @@ def count_flops(step) -> int:
     return fc.get_total_flops()
 
 
-def interleaved(steps: dict, rounds: int, per_round: int) -> dict:
-    """{name: [seconds per step, ...]}: A B A B ..., order flipped every round."""
+def interleaved(steps: dict, rounds: int, per_round: int, device="cpu") -> dict:
+    """{name: [seconds per step, ...]}: A B A B ..., order flipped every round (CUDA: synchronised)."""
     times = {k: [] for k in steps}
     names = list(steps)
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             for _ in range(per_round):
+                sync(device)
                 t = time.perf_counter()
                 steps[name]()
+                sync(device)
                 times[name].append(time.perf_counter() - t)
     return times
 
@@ -259,18 +291,21 @@ def interleaved(steps: dict, rounds: int, per_round: int) -> dict:
 def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precision, device, compile_=False):
     data, source = load_images(bc, max(4 * bc.batch_size, 2048))
     torch.manual_seed(0)
-    steps = {"sslvit": SslvitStep(bc, data, device), "reference": ReferenceStep(bc, data, device)}
+    steps = {"sslvit": SslvitStep(bc, data, device, precision=precision.name), "reference": ReferenceStep(bc, data, device)}
     if compile_:
-        steps["sslvit+compile"] = SslvitStep(bc, data, device, compile_=True)
+        steps["sslvit+compile"] = SslvitStep(bc, data, device, compile_=True, precision=precision.name)
+    first = {}
     with precision.autocast():
         # both variants do the same matmul work (tests/engine/test_step_equivalence.py checks the counts)
         flops = {k: count_flops(s) for k, s in steps.items() if k != "sslvit+compile"}
-        for s in steps.values():          # warm-up (compile happens here)
-            s()
-        times = interleaved(steps, rounds, per_round)
+        for k, s in steps.items():        # warm-up (compile happens here: its first two steps are timed)
+            sync(device); t = time.perf_counter()
+            s(); s()
+            sync(device); first[k] = time.perf_counter() - t
+        times = interleaved(steps, rounds, per_round, device)
     med = {k: statistics.median(v) for k, v in times.items()}
     peak = peaks[precision.name]
-    row = {"config": bc.label, "data": source, "dtype": precision.name,
+    row = {"config": bc.label, "data": source, "dtype": precision.name, "device": str(device),
            "flops_per_step_sslvit": flops["sslvit"], "flops_per_step_reference": flops["reference"],
            "ms_sslvit": med["sslvit"] * 1e3, "ms_reference": med["reference"] * 1e3,
            "pairs_s_sslvit": bc.batch_size / med["sslvit"], "pairs_s_reference": bc.batch_size / med["reference"],
@@ -280,6 +315,9 @@ def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precisi
     if compile_:
         row["ms_sslvit_compile"] = med["sslvit+compile"] * 1e3
         row["mfu_sslvit_compile"] = flops["sslvit"] / med["sslvit+compile"] / (peak * 1e9)
+        row["speedup_compile"] = med["reference"] / med["sslvit+compile"]
+        # compile time: the compiled variant's first two steps beyond two steady-state steps
+        row["compile_s"] = max(0.0, first["sslvit+compile"] - 2 * med["sslvit+compile"])
     return row
 
 
@@ -326,19 +364,34 @@ def profile_step(step, flops: float, peak_gflops: float, n: int = 6) -> dict:
             "gemm_gflops": flops / cats["GEMM"] / 1e9 if cats["GEMM"] else 0.0, "mfu_ceiling": ceiling}
 
 
+def parse_models(spec: str):
+    """``"192x12x3,384x12x6"`` -> [(width, depth, heads), ...]."""
+    out = []
+    for item in filter(None, (t.strip() for t in spec.split(","))):
+        w, d, h = (int(v) for v in item.lower().split("x"))
+        out.append((w, d, h))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="demo model only (recipes/fmnist_vit_tiny: vit_micro, 28 px, patch 7, B 256), < 60 s")
     ap.add_argument("--widths", default="192,384")
-    ap.add_argument("--img-sizes", default="28,32", help="28: Fashion-MNIST (grey), 32: RGB")
+    ap.add_argument("--models", default="", help="WIDTHxDEPTHxHEADS list, e.g. 192x12x3,384x12x6,384x12x12 "
+                                                 "(replaces --widths / --depth; heads default width // 64)")
+    ap.add_argument("--no-demo", action="store_true", help="skip the demo (d64 L4) and vit_pico (d128 L6) rows")
+    ap.add_argument("--img-sizes", default="28,32", help="28: Fashion-MNIST (grey), other sizes: RGB")
     ap.add_argument("--batches", default="128,256")
     ap.add_argument("--patch", type=int, default=4)
     ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--per-round", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="0: all cores")
+    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                    help="auto: bf16 where the device runs it fast (train.precision=auto)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (both variants on that device)")
     ap.add_argument("--compile", action="store_true", help="also time sslvit with train.compile=true")
     ap.add_argument("--profile", action="store_true",
                     help="also profile the first configuration's sslvit step: time per op category, GEMM "
@@ -346,24 +399,32 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from ssl_vit.engine.precision import Precision
+    from ssl_vit.engine.precision import Precision, bf16_is_fast
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    precision = Precision.resolve("auto", device)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"threads={torch.get_num_threads()} dtype={precision.name} matmul peak: fp32 {peaks['fp32']:.0f} "
-          f"GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s", flush=True)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available here")
+    if args.profile and device.type != "cpu":
+        ap.error("--profile times CPU ops (torch.profiler, CPU activity); run it with --device cpu")
+    precision = Precision.resolve(args.precision, device)
+    peaks = {"fp32": matmul_peak(torch.float32, device=device), "bf16": matmul_peak(torch.bfloat16, device=device)}
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device={where} threads={torch.get_num_threads()} dtype={precision.name} (bf16 fast here: "
+          f"{bf16_is_fast(device)}) matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s",
+          flush=True)
 
     demo = BenchConfig(64, 4, 2, 28, 7, 1, 256, proj_hidden=512, pred_hidden=512)     # recipes/fmnist_vit_tiny
     pico = BenchConfig(128, 6, 4, 28, 7, 1, 256)                                       # vit_pico, the demo until 2026-11
+    models = parse_models(args.models) or [(w, args.depth, w // 64) for w in map(int, args.widths.split(","))]
     if args.quick:
         configs, rounds = [demo], args.rounds or 4
     else:
         rounds = args.rounds or 3
-        configs = [demo, pico] + [BenchConfig(w, args.depth, w // 64, s, args.patch, 1 if s == 28 else 3, b)
-                            for w in map(int, args.widths.split(",")) for s in map(int, args.img_sizes.split(","))
-                            for b in map(int, args.batches.split(","))]
+        configs = ([] if args.no_demo else [demo, pico]) + [
+            BenchConfig(w, d, h, s, args.patch, 1 if s == 28 else 3, b)
+            for (w, d, h) in models for s in map(int, args.img_sizes.split(","))
+            for b in map(int, args.batches.split(","))]
     rows = []
     for bc in configs:
         row = bench_one(bc, rounds, args.per_round, peaks, precision, device, args.compile)
@@ -372,16 +433,21 @@ def main(argv=None):
               f"mfu {row['mfu_sslvit']:.2f})  reference {row['ms_reference']:7.0f} ms ({row['pairs_s_reference']:5.0f} "
               f"pairs/s, mfu {row['mfu_reference']:.2f})  speedup {row['speedup']:.2f}x  GFLOP/step "
               f"{row['flops_per_step_sslvit'] / 1e9:.1f} vs {row['flops_per_step_reference'] / 1e9:.1f}"
-              + (f"  compiled {row['ms_sslvit_compile']:.0f} ms" if args.compile else ""), flush=True)
-    print("\n| config | dtype | sslvit pairs/s | reference pairs/s | speedup | MFU sslvit | MFU reference |")
-    print("|---|---|---|---|---|---|---|")
+              + (f"  compiled {row['ms_sslvit_compile']:.0f} ms ({row['speedup_compile']:.2f}x, mfu "
+                 f"{row['mfu_sslvit_compile']:.2f}, compile ~{row['compile_s']:.0f} s)" if args.compile else ""),
+              flush=True)
+    comp = " | compiled speedup | MFU compiled | compile s" if args.compile else ""
+    print(f"\n| config | device | dtype | sslvit pairs/s | reference pairs/s | speedup | MFU sslvit | MFU reference{comp} |")
+    print("|---|---|---|---|---|---|---|---" + ("|---|---|---" if args.compile else "") + "|")
     for r in rows:
-        print(f"| {r['config']} | {r['dtype']} | {r['pairs_s_sslvit']:.0f} | {r['pairs_s_reference']:.0f} | "
-              f"{r['speedup']:.2f} | {r['mfu_sslvit']:.2f} | {r['mfu_reference']:.2f} |")
+        extra = (f" | {r['speedup_compile']:.2f} | {r['mfu_sslvit_compile']:.2f} | {r['compile_s']:.0f}"
+                 if args.compile else "")
+        print(f"| {r['config']} | {where} | {r['dtype']} | {r['pairs_s_sslvit']:.0f} | {r['pairs_s_reference']:.0f} | "
+              f"{r['speedup']:.2f} | {r['mfu_sslvit']:.2f} | {r['mfu_reference']:.2f}{extra} |")
     if args.profile:
         bc = configs[0]
         data, _ = load_images(bc, max(4 * bc.batch_size, 2048))
-        step = SslvitStep(bc, data, device)
+        step = SslvitStep(bc, data, device, precision=precision.name)
         with precision.autocast():
             prof = profile_step(step, rows[0]["flops_per_step_sslvit"], peaks[precision.name])   # counted above
         print(f"\nprofile of the sslvit step, {bc.label}: {prof['wall_s'] * 1e3:.0f} ms/step under the profiler")
@@ -392,8 +458,8 @@ def main(argv=None):
               f"every GEMM at peak and the rest unchanged: {prof['mfu_ceiling']:.2f}")
         rows[0]["profile"] = prof
     if args.json:
-        args.json.write_text(json.dumps({"peaks_gflops": peaks, "threads": torch.get_num_threads(), "rows": rows},
-                                        indent=2))
+        args.json.write_text(json.dumps({"device": where, "peaks_gflops": peaks, "threads": torch.get_num_threads(),
+                                         "bf16_fast": bf16_is_fast(device), "rows": rows}, indent=2))
     print(f"speedup={rows[0]['speedup']:.2f}")
     print(f"mfu={rows[0]['mfu_sslvit']:.2f}")
 

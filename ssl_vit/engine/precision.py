@@ -42,6 +42,11 @@ def auto_precision(device: torch.device) -> str:
     return "bf16" if bf16_is_fast(device) else "fp32"
 
 
+def precision_name(name: str, device: torch.device) -> str:
+    """What a ``train.precision`` setting runs as on ``device`` (``auto`` resolved), without validating it."""
+    return auto_precision(device) if name == "auto" else name
+
+
 @dataclass
 class Precision:
     name: str                                   # bf16 | fp16 | fp32

@@ -28,6 +28,7 @@ from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to
 from ssl_vit.config.schema import Config
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import BatchOrder, derive_seed
+from ssl_vit.engine.attention import plan_attention
 from ssl_vit.engine.checkpointing import CheckpointManager
 from ssl_vit.engine.cpu import busy_cpu_warning, cpu_threads
 from ssl_vit.engine.distributed import DistContext, gather_no_grad, init_distributed
@@ -35,7 +36,7 @@ from ssl_vit.engine.hooks import Action, Hook, Hooks, Rollback, RunState, StepRe
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.method_terms import MethodTermsHook
 from ssl_vit.engine.optim import lr_mults, make_optimizer, param_groups, set_lr  # noqa: F401 (make_optimizer: re-export)
-from ssl_vit.engine.precision import Precision, resolve_device
+from ssl_vit.engine.precision import Precision, precision_name, resolve_device
 from ssl_vit.engine.rundir import claim_run_dir
 from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
@@ -104,6 +105,8 @@ def build_model(cfg: Config, device: torch.device, task=None, train=None) -> tor
     backbone = create_backbone(cfg.model, device.type)
     feat_dim = getattr(backbone, "num_features", None) or resolve_model_config(cfg.model).embed_dim
     model = task.build(cfg, backbone, feat_dim, train).to(device)
+    if str(cfg.model.fused_attn).lower() == "auto":    # SDPA or plain per pass and dtype (engine/attention.py)
+        plan_attention(model, device.type, precision_name(cfg.train.precision, device))
     if cfg.train.compile:
         compile_backbones(model)
     return model

@@ -35,11 +35,11 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from lightly.models.utils import update_momentum
 
 from ssl_vit.methods.base import Method
 from ssl_vit.methods.heads import mocov3_predictor, mocov3_projector
 from ssl_vit.methods.losses import contrastive_loss
+from ssl_vit.methods.momentum import update_momentum
 from ssl_vit.methods.multicrop import check_local_view_backbone, multicrop_loss
 
 
@@ -71,8 +71,7 @@ class MoCoV3(Method):
 
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:
-        update_momentum(self.backbone, self.momentum_backbone, m)
-        update_momentum(self.projector, self.momentum_projector, m)
+        update_momentum([self.backbone, self.projector], [self.momentum_backbone, self.momentum_projector], m)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float,
                 local: Optional[torch.Tensor] = None) -> torch.Tensor:
