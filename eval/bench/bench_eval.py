@@ -20,9 +20,13 @@ Variants are run interleaved (A B A B ...) and the best of ``--repeats`` is kept
 this machine's 2 cores are shared and single timings drift. kNN: ``knn_predict`` (faiss search +
 weighted vote) against ``faiss.IndexFlatIP.search`` alone on the same normalised features.
 
+``--device cuda`` runs every variant on the GPU (inputs moved batch by batch, as a user's loop does; timings
+synchronised), bf16 autocast where the GPU has it; the kNN search stays on the CPU (faiss-cpu).
+
 Example (~1-2 CPU-minutes)::
 
     nice -n 5 .venv/bin/python eval/bench/bench_eval.py --checkpoint /tmp/exp/r1_base --n 10000
+    python3 eval/bench/bench_eval.py --device cuda --dataset fmnist:/data/fmnist --out eval_gpu.json
 """
 from __future__ import annotations
 
@@ -55,13 +59,14 @@ class _PerSample(torch.utils.data.Dataset):
         return self.t(self.images[i]), int(self.targets[i])
 
 
-def naive_extract(model, images, targets, data_cfg, batch_size=256):
+def naive_extract(model, images, targets, data_cfg, batch_size=256, device=None):
     model.eval()
+    device = device or next(model.parameters()).device
     loader = torch.utils.data.DataLoader(_PerSample(images, targets, data_cfg), batch_size=batch_size, num_workers=0)
     out = []
     with torch.no_grad():
         for x, _ in loader:
-            out.append(model(x))
+            out.append(model(x.to(device)).cpu())
     return torch.cat(out)
 
 
@@ -73,7 +78,11 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=512, help="sslvit's batch (eval.batch_size default: 512)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available here")
 
     from ssl_vit.checkpoints import load_backbone
     from ssl_vit.config import ModelConfig
@@ -92,33 +101,39 @@ def main(argv=None):
     tr_split, te_split = eval_splits(args.dataset)
     train = load_dataset(args.dataset, tr_split)
     data = train.subset(torch.arange(min(args.n, len(train))))
-    dtype = Precision.resolve("auto", torch.device("cpu")).dtype
-    print(f"backbone: {name}; {len(data)} images; threads {torch.get_num_threads()}; autocast {dtype}", flush=True)
+    model = model.to(device)
+    dtype = Precision.resolve("auto", device).dtype
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"backbone: {name}; {len(data)} images; device {where}; threads {torch.get_num_threads()}; autocast {dtype}",
+          flush=True)
 
     def plain(bs):     # extract_features' loop without its SDPA switch: isolates the attention choice
         from ssl_vit.transforms.eval import to_model_input
 
         def run():
             with torch.inference_mode():
-                return torch.cat([model(to_model_input(data.images[i:i + bs], data_cfg))
+                return torch.cat([model(to_model_input(data.images[i:i + bs].to(device), data_cfg)).cpu()
                                   for i in range(0, len(data), bs)])
         return run
 
     base = "naive: no_grad, per-sample transforms, batch 256"
     ours = f"sslvit extract_features (batch {args.batch_size}, SDPA)"
     variants = {
-        base: lambda: naive_extract(model, data.images, data.targets, data_cfg),
+        base: lambda: naive_extract(model, data.images, data.targets, data_cfg, device=device),
         "+ inference_mode, batched input conversion (batch 256)": plain(256),
         f"+ batch {args.batch_size}": plain(args.batch_size),
-        ours: lambda: extract_features(model, data, data_cfg, batch_size=args.batch_size, autocast_dtype=dtype),
+        ours: lambda: extract_features(model, data, data_cfg, batch_size=args.batch_size, device=device,
+                                       autocast_dtype=dtype),
     }
     times = {k: [] for k in variants}
     ref = None
     model.eval()
     for r in range(args.repeats):
         for k, fn in variants.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             t = time.perf_counter()
-            f = fn()
+            f = fn()                           # (N, D) on the CPU: every variant ends with the features there
             times[k].append(time.perf_counter() - t)
             if ref is None:
                 ref = f
@@ -126,7 +141,7 @@ def main(argv=None):
                 assert torch.allclose(f, ref, atol=1e-3, rtol=1e-3), (k, (f - ref).abs().max())
     best = {k: len(data) / min(v) for k, v in times.items()}
     med = {k: len(data) / sorted(v)[len(v) // 2] for k, v in times.items()}
-    res = {"backbone": name, "n": len(data), "threads": torch.get_num_threads(), "repeats": args.repeats,
+    res = {"backbone": name, "n": len(data), "device": where, "threads": torch.get_num_threads(), "repeats": args.repeats,
            "img_per_s_best": {k: round(v, 1) for k, v in best.items()},
            "img_per_s_median": {k: round(v, 1) for k, v in med.items()},
            "speedup_best": round(best[ours] / best[base], 2), "speedup_median": round(med[ours] / med[base], 2)}

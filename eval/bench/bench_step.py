@@ -6,7 +6,7 @@
   ``update_momentum``, one backbone forward per view, keys from the momentum encoder with ``.detach()``,
   the 2*tau InfoNCE of MoCo v3, ``torch.optim.AdamW`` with its defaults, and per-sample torchvision v2
   augmentation in a ``DataLoader`` (``num_workers=0``: workers would steal the cores the other
-  variant is being timed on).
+  variant is being timed on; ``--ref-workers N`` on a GPU machine, whose cores are otherwise idle).
 * **sslvit**: the trainer's own pieces -- ``build_model`` (backbone + ``MoCoV3``) + ``make_optimizer`` +
   the batched tensor two-view stream -- one backbone forward for both views, the momentum branch under
   ``no_grad`` with its own attention choice (``fused_attn=auto``: ``ssl_vit/engine/attention.py``; on CPU in
@@ -132,10 +132,11 @@ class ReferenceTwoViews(torch.utils.data.Dataset):
         return self.t1(img), self.t2(img)
 
 
-def reference_batches(images, aug, mean, std, batch_size, seed=0):
+def reference_batches(images, aug, mean, std, batch_size, seed=0, workers=0):
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(ReferenceTwoViews(images, aug, mean, std), batch_size=batch_size,
-                                         shuffle=True, drop_last=True, num_workers=0, generator=g)
+                                         shuffle=True, drop_last=True, num_workers=workers, generator=g,
+                                         persistent_workers=workers > 0, pin_memory=workers > 0 and torch.cuda.is_available())
     while True:
         yield from loader
 
@@ -208,12 +209,13 @@ class SslvitStep:
 
 
 class ReferenceStep:
-    def __init__(self, bc: BenchConfig, data, device):
+    def __init__(self, bc: BenchConfig, data, device, workers: int = 0):
         from ssl_vit.config.schema import AugConfig
         aug = AugConfig(crop_scale=(0.25, 1.0))
         self.model = ReferenceMoCoV3.build(bc.img_size, bc.patch_size, bc.in_chans, bc.embed_dim, bc.depth,
                                            bc.num_heads, bc.proj_hidden, bc.pred_hidden).to(device)
-        self.batches = reference_batches(data.images, aug, list(data.mean), list(data.std), bc.batch_size)
+        self.batches = reference_batches(data.images, aug, list(data.mean), list(data.std), bc.batch_size,
+                                         workers=workers)
         self.device = device
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-3,
                                      weight_decay=0.1)
@@ -288,10 +290,11 @@ def interleaved(steps: dict, rounds: int, per_round: int, device="cpu") -> dict:
     return times
 
 
-def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precision, device, compile_=False):
+def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precision, device, compile_=False,
+              ref_workers: int = 0):
     data, source = load_images(bc, max(4 * bc.batch_size, 2048))
     torch.manual_seed(0)
-    steps = {"sslvit": SslvitStep(bc, data, device, precision=precision.name), "reference": ReferenceStep(bc, data, device)}
+    steps = {"sslvit": SslvitStep(bc, data, device, precision=precision.name), "reference": ReferenceStep(bc, data, device, ref_workers)}
     if compile_:
         steps["sslvit+compile"] = SslvitStep(bc, data, device, compile_=True, precision=precision.name)
     first = {}
@@ -323,7 +326,9 @@ def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precisi
 
 # op name -> where the step's time goes (aten op names as torch.profiler reports them)
 _CATEGORIES = [
-    ("GEMM", ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product")),
+    ("attention (SDPA kernels)", ("aten::_scaled_dot_product",)),
+    ("GEMM", ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")),
+    ("GELU", ("aten::gelu",)),
     ("softmax", ("aten::_softmax",)),
     ("LayerNorm / BatchNorm", ("aten::native_layer_norm", "aten::native_batch_norm", "aten::_batch_norm",
                                "aten::batch_norm")),
@@ -393,6 +398,9 @@ def main(argv=None):
                     help="auto: bf16 where the device runs it fast (train.precision=auto)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (both variants on that device)")
     ap.add_argument("--compile", action="store_true", help="also time sslvit with train.compile=true")
+    ap.add_argument("--ref-workers", type=int, default=0,
+                    help="DataLoader workers of the reference's per-sample augmentation (default 0: on a CPU they "
+                         "would take the cores being timed; on a GPU machine give it spare cores, e.g. 8)")
     ap.add_argument("--profile", action="store_true",
                     help="also profile the first configuration's sslvit step: time per op category, GEMM "
                          "GFLOP/s and the MFU ceiling if GEMMs ran at peak")
@@ -427,7 +435,7 @@ def main(argv=None):
             for b in map(int, args.batches.split(","))]
     rows = []
     for bc in configs:
-        row = bench_one(bc, rounds, args.per_round, peaks, precision, device, args.compile)
+        row = bench_one(bc, rounds, args.per_round, peaks, precision, device, args.compile, args.ref_workers)
         rows.append(row)
         print(f"{row['config']:<32} sslvit {row['ms_sslvit']:7.0f} ms ({row['pairs_s_sslvit']:5.0f} pairs/s, "
               f"mfu {row['mfu_sslvit']:.2f})  reference {row['ms_reference']:7.0f} ms ({row['pairs_s_reference']:5.0f} "

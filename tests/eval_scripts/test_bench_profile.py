@@ -15,7 +15,9 @@ def test_categories():
     assert b._category("aten::native_layer_norm_backward") == "LayerNorm / BatchNorm"
     assert b._category("aten::_fused_adamw_") == "optimizer"
     assert b._category("aten::copy_") == "copies / layout"
-    assert b._category("aten::gelu") == "elementwise / reductions / other"
+    assert b._category("aten::gelu") == "GELU"
+    assert b._category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention (SDPA kernels)"
+    assert b._category("aten::mul") == "elementwise / reductions / other"
 
 
 def test_profile_step_shares_and_ceiling():
