@@ -35,16 +35,11 @@ from typing import Dict, Optional
 
 import torch.nn as nn
 
+from ssl_vit.models.vit import set_attention, token_count
+
 # bf16 on CPU, forward + backward: the plain path was faster from 17 to 577 tokens (ratio rising towards 1
 # with N), SDPA at 785 (its backward also never holds the N x N attention matrix).
 CPU_BF16_TRAIN_SDPA_MIN_TOKENS = 700
-
-
-def token_count(model: nn.Module) -> int:
-    """Tokens of a timm ViT at its configured image size (patches + prefix tokens); 0 when unknown."""
-    pe = getattr(model, "patch_embed", None)
-    patches = int(getattr(pe, "num_patches", 0) or 0)
-    return patches + int(getattr(model, "num_prefix_tokens", 1)) if patches else 0
 
 
 def sdpa_is_faster(device_type: str, precision: str, tokens: int, grad: bool) -> Optional[bool]:
@@ -55,12 +50,6 @@ def sdpa_is_faster(device_type: str, precision: str, tokens: int, grad: bool) ->
     if precision in ("bf16", "fp16") and tokens:
         return (not grad) or tokens >= CPU_BF16_TRAIN_SDPA_MIN_TOKENS
     return None
-
-
-def set_attention(module: nn.Module, fused: bool) -> None:
-    for m in module.modules():
-        if hasattr(m, "fused_attn"):
-            m.fused_attn = fused
 
 
 def plan_attention(method: nn.Module, device_type: str, precision: str) -> Dict[str, bool]:

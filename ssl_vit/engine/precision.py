@@ -55,8 +55,7 @@ class Precision:
 
     @classmethod
     def resolve(cls, name: str, device: torch.device) -> "Precision":
-        if name == "auto":
-            name = auto_precision(device)
+        name = precision_name(name, device)
         if name == "fp16" and device.type != "cuda":
             raise SslvitError("fp16 needs a CUDA device; use --set train.precision=bf16 or fp32 on CPU")
         if name not in ("bf16", "fp16", "fp32"):

@@ -195,52 +195,52 @@ def _create_vitas_super(variant: str, pretrained: bool = False, **kwargs):
 @register_model
 def sslvit_vit_micro(pretrained: bool = False, **kwargs):
     """64-d, 4 blocks, 2 heads; 1x28x28, 7x7 patches (tests, smoke and Fashion-MNIST recipes)."""
-    return _create_vit("sslvit_vit_micro", pretrained, **dict(dict(patch_size=7), **kwargs))
+    return _create_vit("sslvit_vit_micro", pretrained, **{"patch_size": 7, **kwargs})
 
 
 @register_model
 def sslvit_vit_pico(pretrained: bool = False, **kwargs):
     """128-d, 6 blocks, 4 heads; 1x28x28, 7x7 patches (the CPU demo size)."""
-    return _create_vit("sslvit_vit_pico", pretrained, **dict(dict(patch_size=7), **kwargs))
+    return _create_vit("sslvit_vit_pico", pretrained, **{"patch_size": 7, **kwargs})
 
 
 @register_model
 def sslvit_vit_nano(pretrained: bool = False, **kwargs):
     """192-d, 6 blocks, 3 heads; 1x28x28, 7x7 patches."""
-    return _create_vit("sslvit_vit_nano", pretrained, **dict(dict(patch_size=7), **kwargs))
+    return _create_vit("sslvit_vit_nano", pretrained, **{"patch_size": 7, **kwargs})
 
 
 @register_model
 def sslvit_vit_tiny(pretrained: bool = False, **kwargs):
     """192-d, 12 blocks, 3 heads; 3x224x224, 16x16 patches."""
-    return _create_vit("sslvit_vit_tiny", pretrained, **dict(dict(patch_size=16), **kwargs))
+    return _create_vit("sslvit_vit_tiny", pretrained, **{"patch_size": 16, **kwargs})
 
 
 @register_model
 def sslvit_vit_small(pretrained: bool = False, **kwargs):
     """384-d, 12 blocks, 12 heads (MoCo v3's ViT-S); 3x224x224, 16x16 patches."""
-    return _create_vit("sslvit_vit_small", pretrained, **dict(dict(patch_size=16), **kwargs))
+    return _create_vit("sslvit_vit_small", pretrained, **{"patch_size": 16, **kwargs})
 
 
 @register_model
 def sslvit_vit_base(pretrained: bool = False, **kwargs):
     """768-d, 12 blocks, 12 heads; 3x224x224, 16x16 patches."""
-    return _create_vit("sslvit_vit_base", pretrained, **dict(dict(patch_size=16), **kwargs))
+    return _create_vit("sslvit_vit_base", pretrained, **{"patch_size": 16, **kwargs})
 
 
 @register_model
 def sslvit_vit_large(pretrained: bool = False, **kwargs):
     """1024-d, 24 blocks, 16 heads; 3x224x224, 16x16 patches."""
-    return _create_vit("sslvit_vit_large", pretrained, **dict(dict(patch_size=16), **kwargs))
+    return _create_vit("sslvit_vit_large", pretrained, **{"patch_size": 16, **kwargs})
 
 
 @register_model
 def sslvit_vitas_super(pretrained: bool = False, **kwargs):
     """ViTAS superformer (``model.vitas.*`` defaults: widths 48..96, 6 blocks); 1x28x28, 7x7 patches."""
-    return _create_vitas_super("sslvit_vitas_super", pretrained, **dict(dict(patch_size=7), **kwargs))
+    return _create_vitas_super("sslvit_vitas_super", pretrained, **{"patch_size": 7, **kwargs})
 
 
 @register_model
 def sslvit_vitas_subnet(pretrained: bool = False, **kwargs):
     """A ViTAS sub-network as a timm VisionTransformer (``blocks='heads:mlp_ratio,...'``); 1x28x28, 7x7 patches."""
-    return _create_vitas_subnet("sslvit_vitas_subnet", pretrained, **dict(dict(patch_size=7), **kwargs))
+    return _create_vitas_subnet("sslvit_vitas_subnet", pretrained, **{"patch_size": 7, **kwargs})

@@ -126,17 +126,27 @@ def freeze_patch_projection(model: VisionTransformer, frozen: bool = True, stem_
 CPU_SDPA_MIN_TOKENS = 32
 
 
-def set_fused_attn(model: nn.Module, mode, device_type: str = "cpu") -> None:
-    """``model.fused_attn``: true | false | auto (SDPA on GPU; on CPU only from CPU_SDPA_MIN_TOKENS tokens)."""
-    if str(mode).lower() == "auto":
-        pe = getattr(model, "patch_embed", None)
-        tokens = int(getattr(pe, "num_patches", 0) or 0) + int(getattr(model, "num_prefix_tokens", 1))
-        fused = device_type != "cpu" or tokens >= CPU_SDPA_MIN_TOKENS
-    else:
-        fused = str(mode).lower() in ("true", "1", "yes")
+def token_count(model: nn.Module) -> int:
+    """Tokens of a timm ViT at its configured image size (patches + prefix tokens); 0 when unknown."""
+    pe = getattr(model, "patch_embed", None)
+    patches = int(getattr(pe, "num_patches", 0) or 0)
+    return patches + int(getattr(model, "num_prefix_tokens", 1)) if patches else 0
+
+
+def set_attention(model: nn.Module, fused: bool) -> None:
+    """SDPA (``fused``) or timm's plain attention in every attention layer of ``model``."""
     for m in model.modules():
         if hasattr(m, "fused_attn"):
             m.fused_attn = fused
+
+
+def set_fused_attn(model: nn.Module, mode, device_type: str = "cpu") -> None:
+    """``model.fused_attn``: true | false | auto (SDPA on GPU; on CPU only from CPU_SDPA_MIN_TOKENS tokens)."""
+    if str(mode).lower() == "auto":
+        fused = device_type != "cpu" or token_count(model) >= CPU_SDPA_MIN_TOKENS
+    else:
+        fused = str(mode).lower() in ("true", "1", "yes")
+    set_attention(model, fused)
 
 
 def runs_on(device_type: Optional[str], device=None) -> str:

@@ -106,8 +106,11 @@ class TwoViewAugment(torch.nn.Module):
                 global_batch: int | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``offset``/``global_batch``: this slice's place in the global batch (data-parallel ranks)."""
         x = images.float().div_(255.0)                                             # (B, C, H, W) in [0, 1]
+        return self.global_views(x, _Draw(g, offset, global_batch))
+
+    def global_views(self, x: torch.Tensor, d: _Draw) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H, W) in [0, 1] -> the two views (B, C, img_size, img_size), drawing from ``d`` in order."""
         c = self.cfg
-        d = _Draw(g, offset, global_batch)
         v1 = self.view(x, c.blur_prob[0], c.solarize_prob[0], d, c.crop_scale, self.img_size)
         v2 = self.view(x, c.blur_prob[1], c.solarize_prob[1], d, c.crop_scale, self.img_size)
         return v1, v2

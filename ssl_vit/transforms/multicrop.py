@@ -42,9 +42,9 @@ class MultiCropAugment(TwoViewAugment):
     def forward(self, images: torch.Tensor, g: torch.Generator, offset: int = 0,
                 global_batch: int | None = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``offset``/``global_batch``: this slice's place in the global batch (data-parallel ranks)."""
-        x1, x2 = super().forward(images, g, offset, global_batch)            # draws first: global views unchanged
-        x = images.float().div_(255.0)
+        x = images.float().div_(255.0)                                        # (B, C, H, W) in [0, 1]
         d, c = _Draw(g, offset, global_batch), self.cfg
+        x1, x2 = self.global_views(x, d)                                      # draws first: global views unchanged
         local = [self.view(x, LOCAL_BLUR_PROB, LOCAL_SOLARIZE_PROB, d, c.local_crop_scale, c.local_size)
                  for _ in range(self.local_crops)]                            # each (B, C, s, s)
         return x1, x2, torch.stack(local)                                     # (L, B, C, s, s)
