@@ -104,7 +104,10 @@ def main(argv=None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(table)
     print(f"CPU seconds: {cpu}; wall {summary['wall_s']} s")
-    return 0
+    failed = [arm for arm, r in summary["arms"].items() if "error" in r]
+    if failed:
+        print(f"failed arm(s): {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _fmt(v) -> str:
