@@ -142,6 +142,8 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 300
     max_steps: Optional[int] = None         # when set, wins over epochs
+    time_budget_min: float = 0.0            # > 0: wall minutes of training; the schedule's length is fixed at the warm-up's
+                                            # end from its step time, train.max_steps / epochs the upper bound (engine/budget.py)
     batch_size: int = 4096                  # global batch (summed over ranks)
     checkpoint_every: int = 1000            # steps; 0 = only at the end
     keep_last: int = 2                      # periodic checkpoints kept besides last.pt and best.pt

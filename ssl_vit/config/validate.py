@@ -117,6 +117,7 @@ def validate(cfg: Config) -> None:
     _need(t.batch_size >= 2, "train.batch_size must be >= 2 (BatchNorm in the heads needs 2+ samples)")
     _need(t.epochs > 0 or (t.max_steps or 0) > 0, "train.epochs or train.max_steps must be > 0")
     _need(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
+    _need(t.time_budget_min >= 0, f"train.time_budget_min must be >= 0 (0: off), got {t.time_budget_min}")
     _need(t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end)")
     _need(t.keep_last >= 0, "train.keep_last must be >= 0")
     _need(t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1")
