@@ -140,8 +140,8 @@ def write_outputs(rows, curves, out: Path, cmdline: str, cpu_s: float) -> None:
     ax[2].set_xlabel("step")
     ax[2].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    from ssl_vit.diagnostics.report import _save          # the reports' small-PNG writer (palette, atomic)
-    _save(fig, out / "stems.png")
+    from ssl_vit.diagnostics.report import save_png       # the reports' small-PNG writer (palette, atomic)
+    save_png(fig, out / "stems.png")
     plt.close(fig)
 
 

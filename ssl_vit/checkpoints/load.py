@@ -124,7 +124,7 @@ def checked_model_config(raw, p: Path, where: str) -> ModelConfig:
         raise SslvitError(f"'{p}' {where} must be a mapping, got a {type(raw).__name__}; {_REMAKE}")
     try:
         model_cfg = from_dict(ModelConfig, raw, "model.")
-        validate(replace(Config(), model=model_cfg))
+        validate(replace(Config(), model=model_cfg), need=("data", "models"))   # the rest are defaults
     except SslvitError as e:
         raise SslvitError(f"'{p}' {where} is invalid: {e}") from None
     return model_cfg

@@ -407,10 +407,11 @@ def _finish_grid(fig, ax, title: str, path: Path) -> Path:
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically (a 256-colour palette when that is smaller)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     data = buf.getvalue()
@@ -522,7 +523,7 @@ def plot_comparison(runs: List[RunData], sums: List[Summary], out_dir: Path) -> 
         a.set_xlabel("step")
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
-    out = [_save(fig, out_dir / "compare.png")]
+    out = [save_png(fig, out_dir / "compare.png")]
 
     fig, ax = _figure(1, len(runs), w=5.5 * len(runs), h=3.8)
     for i, (run, sm) in enumerate(zip(runs, sums)):
@@ -538,7 +539,7 @@ def plot_comparison(runs: List[RunData], sums: List[Summary], out_dir: Path) -> 
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
     fig.suptitle("gradient norm: first layer vs last block (MoCo v3 Fig. 4); red lines: spikes")
-    out.append(_save(fig, out_dir / "compare_first_vs_last.png"))
+    out.append(save_png(fig, out_dir / "compare_first_vs_last.png"))
     return out
 
 

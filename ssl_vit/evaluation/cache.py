@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from ssl_vit.core.atomic import atomic_save
 from ssl_vit.data.images import FileImages, TensorImages
-from ssl_vit.evaluation.features import extract_features
+from ssl_vit.evaluation import features as feature_extraction  # looked up per call: tests count the calls
 
 # Bump when extraction or the eval input conversion changes meaning (old entries are then ignored).
 TRANSFORM_VERSION = "eval-v1:to_model_input(bilinear,antialias);files:resize+centercrop"
@@ -145,7 +145,7 @@ class FeatureCache:
                 except (SafetensorError, OSError, KeyError, RuntimeError):
                     pass                                                             # corrupt: re-extract
         t1 = time.perf_counter()
-        f = extract_features(model, data, data_cfg, batch_size=batch_size, device=device,
+        f = feature_extraction.extract_features(model, data, data_cfg, batch_size=batch_size, device=device,
                              autocast_dtype=autocast_dtype, num_workers=num_workers, progress=progress, desc=desc)
         dt = time.perf_counter() - t1
         if path is not None:

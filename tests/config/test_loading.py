@@ -2,8 +2,6 @@ from dataclasses import replace
 
 import pytest
 
-import ssl_vit.methods  # noqa: F401  registers the name checks of data/, models/, methods/ (config.validate)
-
 from ssl_vit.config import apply_overrides, available_recipes, load_config, to_dict
 from ssl_vit.config.loading import from_dict
 from ssl_vit.config.schema import Config
