@@ -106,7 +106,7 @@ class ModelConfig:
     mlp_ratio: Optional[float] = None
     drop_path_rate: float = 0.0
     pos_embed: Literal["sincos", "learned"] = "sincos"  # sincos (fixed 2-D, MoCo v3) | learned
-    fused_attn: Literal["auto", "true", "false"] = "auto"  # auto: SDPA, except on CPU below 32 tokens, and in bf16 on CPU for the trained backbone (engine/attention.py)
+    fused_attn: Literal["auto", "true", "false"] = "auto"  # auto: SDPA, except on CPU below 32 tokens, and in bf16 on CPU for the trained backbone (core/attention.py)
     qk_norm: bool = False                   # LayerNorm on queries and keys per head (timm qk_norm; bounds attention-logit growth, Wortsman et al. 2023); vit_* backbones only
     patch_embed: PatchEmbedConfig = field(default_factory=PatchEmbedConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)

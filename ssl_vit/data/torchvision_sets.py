@@ -34,7 +34,7 @@ def _no_md5(cls):
 
 
 _CIFAR10 = _no_md5(torchvision.datasets.CIFAR10)
-_CIFAR100 = _no_md5(torchvision.datasets.CIFAR100)
+CIFAR100_ANY_COPY = _no_md5(torchvision.datasets.CIFAR100)
 _STL10 = _no_md5(torchvision.datasets.STL10)
 
 
@@ -58,7 +58,7 @@ def _open(cls, kind: str, root: str, download: bool, **kw):
 def load_cifar(kind: str, root: str, split: str, download: bool = False) -> TensorImages:
     if split not in ("train", "test"):
         raise SslvitError(f"{kind} has splits 'train' and 'test', not '{split}'")
-    cls = _CIFAR10 if kind == "cifar10" else _CIFAR100
+    cls = _CIFAR10 if kind == "cifar10" else CIFAR100_ANY_COPY
     ds = _open(cls, kind, root, download, train=split == "train")
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (N,H,W,C)->(N,C,H,W)
     mean, std = STATS[kind]

@@ -27,7 +27,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ssl_vit.data.specs import eval_splits, load_dataset
 from ssl_vit.engine.hooks import Hook, RunState
+from ssl_vit.evaluation.features import extract_features
+from ssl_vit.evaluation.knn import knn_top1
 
 _SUBSET_SEED = 1234
 
@@ -66,7 +69,6 @@ class KnnMonitorHook(Hook):
             run.monitor = self.history[-1][1]
 
     def _load(self):
-        from ssl_vit.data.specs import eval_splits, load_dataset
 
         spec = self.cfg.eval.dataset or self.cfg.data.dataset
         tr_split, te_split = eval_splits(spec)
@@ -81,8 +83,6 @@ class KnnMonitorHook(Hook):
         return bank, bank.targets, query, ql
 
     def measure(self, run: RunState) -> Optional[float]:
-        from ssl_vit.evaluation.features import extract_features
-        from ssl_vit.evaluation.knn import knn_top1
 
         if self._data is None:
             self._data = self._load()

@@ -13,12 +13,23 @@ is the loop's.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Dict
 
 import torch
 
+from ssl_vit.data.labelled import subsample
+from ssl_vit.data.labelled_stream import labelled_stream
+from ssl_vit.data.specs import eval_splits, load_dataset
+from ssl_vit.data.streams import two_view_stream
 from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.features import extract_features
+from ssl_vit.evaluation.knn import run_knn
+from ssl_vit.evaluation.results import write_results
+from ssl_vit.methods import METHODS
+from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
+from ssl_vit.methods.supervised import SupervisedClassifier, logits_module
 
 
 class PretrainTask:
@@ -26,7 +37,6 @@ class PretrainTask:
     uses_momentum = True
 
     def stream(self, cfg, train, data_cfg, order, device):
-        from ssl_vit.data.streams import two_view_stream
         return two_view_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers,
                                cfg.data.on_bad_image, cfg.method.local_crops)
 
@@ -40,14 +50,10 @@ class PretrainTask:
             if cfg.method.name != "mocov3":
                 raise SslvitError(f"model.bootstrap.enabled works with method.name=mocov3 only, not "
                                   f"'{cfg.method.name}'")
-            from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
             return BootstrapMoCoV3(backbone, embed_dim, cfg.method, cfg.model.bootstrap)
-        from ssl_vit.methods import METHODS
         return METHODS[cfg.method.name](backbone, embed_dim, cfg.method)
 
     def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
-        from ssl_vit.evaluation.knn import run_knn
-        from ssl_vit.evaluation.results import write_results
         res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, cfg.eval.knn_k,
                       cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test,
                       device, precision.dtype, progress=cfg.log.progress)
@@ -68,7 +74,6 @@ def num_classes_of(train) -> int:
 @torch.no_grad()
 def test_top1(logits_model: torch.nn.Module, data, data_cfg, batch_size: int, device, autocast_dtype=None) -> float:
     """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
-    from ssl_vit.evaluation.features import extract_features
     logits = extract_features(logits_model, data, data_cfg, batch_size=batch_size, device=device,
                               autocast_dtype=autocast_dtype)                 # (N, K)
     return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
@@ -79,7 +84,6 @@ class SupervisedTask:
     uses_momentum = False
 
     def stream(self, cfg, train, data_cfg, order, device):
-        from ssl_vit.data.labelled_stream import labelled_stream
         return labelled_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers)
 
     def loss(self, model, batch, m) -> torch.Tensor:
@@ -87,23 +91,17 @@ class SupervisedTask:
         return model(*batch)
 
     def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
-        from ssl_vit.methods.supervised import SupervisedClassifier
         if cfg.method.local_crops:
             raise SslvitError(f"method.local_crops={cfg.method.local_crops} is a pretraining (MoCo v3) option; "
                               f"`sslvit train` has no multi-crop: set method.local_crops=0")
         return SupervisedClassifier(backbone, embed_dim, num_classes_of(train), cfg.model.bootstrap)
 
     def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
-        import time
 
-        from ssl_vit.data.specs import eval_splits, load_dataset
-        from ssl_vit.evaluation.knn import _limit
-        from ssl_vit.evaluation.results import write_results
-        from ssl_vit.methods.supervised import logits_module
         t0 = time.perf_counter()
         dataset = cfg.data.dataset
         train_split, test_split = eval_splits(dataset)
-        test = _limit(load_dataset(dataset, test_split, cfg.data), cfg.eval.max_test, 1)
+        test = subsample(load_dataset(dataset, test_split, cfg.data), cfg.eval.max_test, 1)
         kw = dict(batch_size=cfg.eval.batch_size, device=device, autocast_dtype=precision.dtype)
         res = {"top1": test_top1(logits_module(model), test, data_cfg, **kw), "dataset": dataset,
                "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)), "n_test": len(test),
@@ -114,7 +112,6 @@ class SupervisedTask:
             res["top1_agent"] = test_top1(logits_module(model, agent=True), test, data_cfg, **kw)
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
-            from ssl_vit.evaluation.knn import run_knn
             knn = run_knn(model.backbone, data_cfg, dataset, cfg.data, cfg.eval.knn_k, cfg.eval.knn_temperature,
                           cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, device, precision.dtype,
                           progress=cfg.log.progress)

@@ -26,21 +26,21 @@ from tqdm.auto import tqdm
 from ssl_vit.checkpoints.load import load_state_strict
 from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
+from ssl_vit.core.attention import plan_attention
+from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.specs import load_dataset
-from ssl_vit.data.streams import BatchOrder, derive_seed
-from ssl_vit.engine.attention import plan_attention
+from ssl_vit.data.streams import BatchOrder
 from ssl_vit.engine.budget import TimeBudget
 from ssl_vit.engine.checkpointing import CheckpointManager
-from ssl_vit.engine.cpu import busy_cpu_warning, cpu_threads
+from ssl_vit.engine.cpu import busy_cpu_warning
 from ssl_vit.engine.distributed import DistContext, gather_no_grad, init_distributed
 from ssl_vit.engine.hooks import Action, Hook, Hooks, Rollback, RunState, StepRecord
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.method_terms import MethodTermsHook
 from ssl_vit.engine.optim import lr_mults, make_optimizer, param_groups, set_lr  # noqa: F401 (make_optimizer: re-export)
 from ssl_vit.engine.precision import Precision, precision_name, resolve_device
-from ssl_vit.engine.rundir import claim_run_dir
-from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
+from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.tasks import TASKS
 from ssl_vit.errors import RunStopped, SslvitError
 from ssl_vit.methods.base import Method
@@ -108,7 +108,7 @@ def build_model(cfg: Config, device: torch.device, task=None, train=None) -> tor
     backbone = create_backbone(cfg.model, device.type)
     feat_dim = getattr(backbone, "num_features", None) or resolve_model_config(cfg.model).embed_dim
     model = task.build(cfg, backbone, feat_dim, train).to(device)
-    if str(cfg.model.fused_attn).lower() == "auto":    # SDPA or plain per pass and dtype (engine/attention.py)
+    if str(cfg.model.fused_attn).lower() == "auto":    # SDPA or plain per pass and dtype (core/attention.py)
         plan_attention(model, device.type, precision_name(cfg.train.precision, device))
     if cfg.train.compile:
         compile_backbones(model)
@@ -118,30 +118,11 @@ def build_model(cfg: Config, device: torch.device, task=None, train=None) -> tor
 def compile_backbones(model: torch.nn.Module) -> None:
     """``train.compile``: compile every ViT inside ``model`` in place (``nn.Module.compile``, so state-dict
     keys and checkpoints are unchanged); a graph that fails to compile runs eagerly instead."""
-    import torch._dynamo
+    import torch._dynamo  # lazy: torch._dynamo is heavy and only train.compile needs it
     torch._dynamo.config.suppress_errors = True
     for m in model.modules():
         if m is not model and isinstance(m, VisionTransformer):
             m.compile()
-
-
-def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-             hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
-    """Run (or resume) MoCo v3 pretraining; returns a summary dict (final step, kNN top-1, paths). A dir that
-    holds a run needs ``resume`` or ``overwrite`` (:func:`~ssl_vit.engine.rundir.claim_run_dir`). The
-    diagnostics (``ssl_vit.diagnostics.default_hooks``) run before ``hooks``."""
-    from ssl_vit.diagnostics import default_hooks     # the entry point composes; fit() knows no diagnostics
-    with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "pretrain", resume, overwrite, log):
-        return fit(cfg, output_dir, "pretrain", resume, force, default_hooks(cfg) + list(hooks or []), log)
-
-
-def train_supervised(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-                     hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
-    """Run (or resume) supervised training from scratch (bootstrapped with ``model.bootstrap.enabled``);
-    returns a summary dict (final step, test top-1, paths). Run-dir claim and hooks as in :func:`pretrain`."""
-    from ssl_vit.diagnostics import default_hooks
-    with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "train", resume, overwrite, log):
-        return fit(cfg, output_dir, "train", resume, force, default_hooks(cfg) + list(hooks or []), log)
 
 
 def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume: bool = False, force: bool = False,

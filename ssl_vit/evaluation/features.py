@@ -1,50 +1,20 @@
 """Frozen-backbone feature extraction: CLS token after the final norm, any dataset, any data config."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ssl_vit.data.images import FileImages, TensorImages
-from ssl_vit.errors import SslvitError
+# fused_attention and LabelledFiles are also imported from here by adapt/train.py, evaluation/linear_probe.py and
+# search/flops.py (pending: oneloop merge; then from ssl_vit.core.attention and ssl_vit.data.labelled)
+from ssl_vit.core.attention import fused_attention
+from ssl_vit.data.images import TensorImages
+from ssl_vit.data.labelled import LabelledFiles
 from ssl_vit.transforms.eval import to_model_input
-
-
-class LabelledFiles(Dataset):
-    """``(path, label)`` files -> ``(uint8 tensor, label)`` through ``transform`` (decoded as RGB)."""
-
-    def __init__(self, files: FileImages, transform):
-        from ssl_vit.data.imagefolder import pil_loader
-        self.files, self.t, self.load = files, transform, pil_loader
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        path, label = self.files.samples[i]
-        try:
-            return self.t(self.load(path, 3)), label
-        except Exception as e:  # noqa: BLE001
-            raise SslvitError(f"cannot decode image '{path}' ({type(e).__name__}); remove it") from None
-
-
-@contextmanager
-def fused_attention(model: nn.Module, enabled: bool = True):
-    """Switch timm's attention modules to PyTorch SDPA (``enabled=False``: to the plain path) for the
-    duration; restore their setting afterwards."""
-    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    before = [m.fused_attn for m in attn]
-    for m in attn:
-        m.fused_attn = enabled
-    try:
-        yield model
-    finally:
-        for m, f in zip(attn, before):
-            m.fused_attn = f
+from ssl_vit.transforms.pipeline import eval_transform
 
 
 @torch.inference_mode()
@@ -66,7 +36,6 @@ def extract_features(model: nn.Module, data, data_cfg: Dict, batch_size: int = 5
         batches = (data.images[i:i + batch_size] for i in range(0, len(data), batch_size))
         total = (len(data) + batch_size - 1) // batch_size
     else:
-        from ssl_vit.transforms.pipeline import eval_transform
         loader = DataLoader(LabelledFiles(data, eval_transform(int(data_cfg["img_size"]))), batch_size=batch_size,
                             num_workers=num_workers, shuffle=False)
         batches = (x for x, _ in loader)

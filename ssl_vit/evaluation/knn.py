@@ -9,12 +9,20 @@ Example::
 """
 from __future__ import annotations
 
+import time
+
 import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ssl_vit.config.validate import check_knn_temperature
+from ssl_vit.data.labelled import subsample
+from ssl_vit.data.specs import eval_splits, load_dataset
+from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.features import extract_features
+
+_limit = subsample   # pending: oneloop merge (adapt/train.py and linear_probe.py import knn._limit)
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
@@ -46,13 +54,6 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, k: int = 20, te
     return 100.0 * (pred == test_labels.long()).float().mean().item()
 
 
-def _limit(data, n: int, seed: int):
-    if not n or len(data) <= n:
-        return data
-    g = torch.Generator().manual_seed(seed)
-    return data.subset(torch.randperm(len(data), generator=g)[:n].sort().values)
-
-
 def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20, temperature: float = 0.07,
             batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None, autocast_dtype=None,
             progress: bool = False, cache=None, weights_hash: str = "") -> dict:
@@ -60,17 +61,13 @@ def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20,
 
     With a :class:`~ssl_vit.evaluation.cache.FeatureCache` the features are read from / written to it
     (key: ``weights_hash`` or a hash of the backbone's state, dataset, split, subset, data config)."""
-    import time
 
-    from ssl_vit.data.specs import eval_splits, load_dataset
-    from ssl_vit.errors import SslvitError
-    from ssl_vit.evaluation.features import extract_features
 
     check_knn_temperature(temperature, "kNN temperature")
     t0 = time.perf_counter()
     train_split, test_split = eval_splits(dataset)
-    train = _limit(load_dataset(dataset, train_split, data_cfg), max_train, 0)
-    test = _limit(load_dataset(dataset, test_split, data_cfg), max_test, 1)
+    train = subsample(load_dataset(dataset, train_split, data_cfg), max_train, 0)
+    test = subsample(load_dataset(dataset, test_split, data_cfg), max_test, 1)
     tl, vl = train.targets, test.targets
     if tl is None or (tl < 0).all():
         raise SslvitError(f"dataset '{dataset}' split '{train_split}' has no labels; kNN needs a labelled dataset")

@@ -102,6 +102,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 
 from ssl_vit.errors import SslvitError
+from ssl_vit.models.vit import SIZES
 
 _STEMS: Dict[str, Callable] = {"patchify": PatchEmbed}
 
@@ -318,7 +319,6 @@ def check_stem(model_cfg) -> None:
 
 
 def _embed_dim(model_cfg) -> int:
-    from ssl_vit.models.vit import SIZES
     return model_cfg.embed_dim or SIZES.get(model_cfg.name, {}).get("embed_dim", 64)
 
 

@@ -9,7 +9,7 @@ from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import apply_overrides
 from ssl_vit.engine import trainer
 from ssl_vit.engine.budget import TimeBudget
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
 from tests.conftest import StopAt
 

@@ -212,7 +212,7 @@ SMOKE = [pytest.param(s, marks=pytest.mark.slow) if s.startswith("scaled_relu_")
 
 @pytest.mark.parametrize("stem", SMOKE)
 def test_smoke_pretrain_with_each_stem(stem, tiny_overrides, tmp_path):
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     cfg = load_config("smoke", tiny_overrides + [f"model.stem={stem}", "log.tensorboard=false"])
     summary = pretrain(cfg, tmp_path, log=lambda m: None)
     assert summary["step"] == 6 and 0 <= summary["knn"]["top1"] <= 100          # final kNN ran on the backbone
