@@ -101,10 +101,6 @@ def valid_keys(cls=Config, prefix: str = "") -> List[str]:
     return keys
 
 
-def _type_name(t) -> str:
-    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
-
-
 def _one_of(choices) -> str:
     """('a', 'b', 'c') -> 'a, b or c'."""
     names = [str(c) for c in choices]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -75,7 +74,3 @@ def load_stl10(root: str, split: str, download: bool = False) -> TensorImages:
     mean, std = STATS["stl10"]
     classes = list(getattr(ds, "classes", None) or [str(i) for i in range(10)])
     return TensorImages(images, targets, classes, "stl10", mean, std)
-
-
-def default_root(data_dir: Optional[str], name: str) -> Optional[str]:
-    return str(Path(data_dir) / name) if data_dir else None
