@@ -382,7 +382,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="demo model only (recipes/fmnist_vit_tiny: vit_micro, 28 px, patch 7, B 256), < 60 s")
+                    help="demo model only (recipes/fmnist_demo: vit_micro, 28 px, patch 7, B 256), < 60 s")
     ap.add_argument("--widths", default="192,384")
     ap.add_argument("--models", default="", help="WIDTHxDEPTHxHEADS list, e.g. 192x12x3,384x12x6,384x12x12 "
                                                  "(replaces --widths / --depth; heads default width // 64)")
@@ -422,7 +422,7 @@ def main(argv=None):
           f"{bf16_is_fast(device)}) matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s",
           flush=True)
 
-    demo = BenchConfig(64, 4, 2, 28, 7, 1, 256, proj_hidden=512, pred_hidden=512)     # recipes/fmnist_vit_tiny
+    demo = BenchConfig(64, 4, 2, 28, 7, 1, 256, proj_hidden=512, pred_hidden=512)     # recipes/fmnist_demo
     pico = BenchConfig(128, 6, 4, 28, 7, 1, 256)                                       # vit_pico, the demo until 2026-11
     models = parse_models(args.models) or [(w, args.depth, w // 64) for w in map(int, args.widths.split(","))]
     if args.quick:

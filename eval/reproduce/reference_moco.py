@@ -9,7 +9,7 @@ warm-up and a cosine decay (MoCo v3's schedule), the momentum raised to 1 on a c
 the same kNN as ``sslvit knn`` (CLS features of the Fashion-MNIST train split as the bank, test split as
 queries, cosine, k 20, T 0.07, :func:`ssl_vit.evaluation.knn.knn_top1`).
 
-Its hyper-parameters default to ``recipes/fmnist_vit_tiny.yaml``'s, so a side-by-side run differs only in
+Its hyper-parameters default to ``recipes/fmnist_demo.yaml``'s (vit_micro), so a side-by-side run differs only in
 the toolkit. ``results.json`` in ``--out`` holds ``top1``, ``steps``, ``cpu_s`` (this process's user + sys
 seconds, training and kNN), ``wall_s``, ``pairs_per_s`` and the precision.
 

@@ -19,7 +19,7 @@ def _epilog() -> str:
             + "\nStems (model.stem): " + ", ".join(stem_names())
             + "\nDatasets (data.dataset): " + ", ".join(dataset_kinds())
             + "\n\b\nExamples:\n  sslvit pretrain --recipe smoke\n"
-            "  sslvit pretrain --recipe fmnist_vit_tiny --set train.max_steps=600 --output-dir runs/demo\n"
+            "  sslvit pretrain --recipe fmnist_demo --set train.time_budget_min=3 --output-dir runs/demo\n"
             "  sslvit pretrain --output-dir runs/demo --resume       # continue where it stopped\n"
             "  tensorboard --logdir runs/demo/tensorboard")
 
