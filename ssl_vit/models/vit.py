@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Dict, Optional
 
@@ -140,6 +141,21 @@ def set_attention(model: nn.Module, fused: bool) -> None:
             m.fused_attn = fused
 
 
+@contextmanager
+def fused_attention(model: nn.Module, enabled: bool = True):
+    """Switch timm's attention modules to PyTorch SDPA (``enabled=False``: to the plain path) for the
+    duration; restore their setting afterwards."""
+    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    before = [m.fused_attn for m in attn]
+    for m in attn:
+        m.fused_attn = enabled
+    try:
+        yield model
+    finally:
+        for m, f in zip(attn, before):
+            m.fused_attn = f
+
+
 def set_fused_attn(model: nn.Module, mode, device_type: str = "cpu") -> None:
     """``model.fused_attn``: true | false | auto (SDPA on GPU; on CPU only from CPU_SDPA_MIN_TOKENS tokens)."""
     if str(mode).lower() == "auto":
@@ -154,7 +170,7 @@ def runs_on(device_type: Optional[str], device=None) -> str:
     return device_type or (torch.device(device).type if device is not None else "cpu")
 
 
-def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 0,
+def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 0, *,
                        global_pool: str = "token", embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
                        mlp_ratio: float = 4.0, qk_norm: bool = False, drop_rate: float = 0.0,
                        pos_drop_rate: float = 0.0, patch_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,

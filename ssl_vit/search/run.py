@@ -25,7 +25,7 @@ from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.results import write_results
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.search.evolution import EvolutionarySearch
-from ssl_vit.search.flops import count_gflops
+from ssl_vit.models.flops import count_gflops
 from ssl_vit.search.outputs import subnet_recipe, write_best, write_history, write_pareto
 from ssl_vit.search.scoring import HeldOutKnn
 

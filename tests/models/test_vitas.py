@@ -12,7 +12,7 @@ from ssl_vit.config.schema import ModelConfig, ViTASConfig
 from ssl_vit.models import create_backbone
 from ssl_vit.models.vitas import ViTASSuperformer, export_subnet
 from ssl_vit.models.vitas_space import SubNet, channel_indices, channel_usage
-from ssl_vit.search.flops import count_gflops
+from ssl_vit.models.flops import count_gflops
 
 
 def _cfg(**vitas) -> ModelConfig:
