@@ -102,7 +102,8 @@ def main(argv=None):
     train = load_dataset(args.dataset, tr_split)
     data = train.subset(torch.arange(min(args.n, len(train))))
     model = model.to(device)
-    dtype = Precision.resolve("auto", device).dtype
+    precision = Precision.resolve("auto", device)
+    dtype = precision.dtype
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"backbone: {name}; {len(data)} images; device {where}; threads {torch.get_num_threads()}; autocast {dtype}",
           flush=True)
@@ -123,7 +124,7 @@ def main(argv=None):
         "+ inference_mode, batched input conversion (batch 256)": plain(256),
         f"+ batch {args.batch_size}": plain(args.batch_size),
         ours: lambda: extract_features(model, data, data_cfg, batch_size=args.batch_size, device=device,
-                                       autocast_dtype=dtype),
+                                       precision=precision),
     }
     times = {k: [] for k in variants}
     ref = None

@@ -269,7 +269,7 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 7, device="cpu") -> float:
 def count_flops(step) -> int:
     """Matmul FLOPs of one step (forward, backward, momentum branch). FlopCounterMode does not see PyTorch's
     CPU SDPA kernels, so attention is counted on timm's plain path (the same math) and then restored."""
-    from ssl_vit.evaluation.features import fused_attention
+    from ssl_vit.models.vit import fused_attention
     with fused_attention(step.model, enabled=False), FlopCounterMode(display=False) as fc:
         step()
     return fc.get_total_flops()

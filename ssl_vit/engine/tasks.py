@@ -14,10 +14,12 @@ is the loop's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
+from ssl_vit.data.labelled import load_eval_splits
+from ssl_vit.engine.precision import Precision
 from ssl_vit.errors import SslvitError
 
 
@@ -48,9 +50,10 @@ class PretrainTask:
     def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
         from ssl_vit.evaluation.knn import run_knn
         from ssl_vit.evaluation.results import write_results
-        res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, cfg.eval.knn_k,
-                      cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test,
-                      device, precision.dtype, progress=cfg.log.progress)
+        res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, k=cfg.eval.knn_k,
+                      temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
+                      max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device, precision=precision,
+                      progress=cfg.log.progress)
         logger.log(step, {"eval/knn_top1": res["top1"]})
         write_results(out, {**res, "checkpoint": checkpoint, "metric": "knn"}, "pretrain kNN")
         return {"knn": res}
@@ -66,11 +69,12 @@ def num_classes_of(train) -> int:
 
 
 @torch.no_grad()
-def test_top1(logits_model: torch.nn.Module, data, data_cfg, batch_size: int, device, autocast_dtype=None) -> float:
+def test_top1(logits_model: torch.nn.Module, data, data_cfg, batch_size: int, device,
+              precision: Optional[Precision] = None) -> float:
     """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
     from ssl_vit.evaluation.features import extract_features
     logits = extract_features(logits_model, data, data_cfg, batch_size=batch_size, device=device,
-                              autocast_dtype=autocast_dtype)                 # (N, K)
+                              precision=precision)                           # (N, K)
     return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
 
 
@@ -96,15 +100,13 @@ class SupervisedTask:
     def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
         import time
 
-        from ssl_vit.data.specs import eval_splits, load_dataset
-        from ssl_vit.evaluation.knn import _limit
+        from ssl_vit.data.specs import load_dataset
         from ssl_vit.evaluation.results import write_results
         from ssl_vit.methods.supervised import logits_module
         t0 = time.perf_counter()
         dataset = cfg.data.dataset
-        train_split, test_split = eval_splits(dataset)
-        test = _limit(load_dataset(dataset, test_split, cfg.data), cfg.eval.max_test, 1)
-        kw = dict(batch_size=cfg.eval.batch_size, device=device, autocast_dtype=precision.dtype)
+        test = load_eval_splits(dataset, cfg.data, max_test=cfg.eval.max_test).test
+        kw = dict(batch_size=cfg.eval.batch_size, device=device, precision=precision)
         res = {"top1": test_top1(logits_module(model), test, data_cfg, **kw), "dataset": dataset,
                "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)), "n_test": len(test),
                "metric": "test_top1", "checkpoint": checkpoint, "bootstrap": bool(cfg.model.bootstrap.enabled)}
@@ -115,9 +117,10 @@ class SupervisedTask:
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
             from ssl_vit.evaluation.knn import run_knn
-            knn = run_knn(model.backbone, data_cfg, dataset, cfg.data, cfg.eval.knn_k, cfg.eval.knn_temperature,
-                          cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, device, precision.dtype,
-                          progress=cfg.log.progress)
+            knn = run_knn(model.backbone, data_cfg, dataset, cfg.data, k=cfg.eval.knn_k,
+                          temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
+                          max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device,
+                          precision=precision, progress=cfg.log.progress)
             res["knn_top1"] = knn["top1"]
             vals["eval/knn_top1"] = knn["top1"]
         res["wall_s"] = round(time.perf_counter() - t0, 3)

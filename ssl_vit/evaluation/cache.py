@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.engine.atomic import atomic_save
+from ssl_vit.engine.precision import Precision
 
 # Bump when extraction or the eval input conversion changes meaning (old entries are then ignored).
 TRANSFORM_VERSION = "eval-v1:to_model_input(bilinear,antialias);files:resize+centercrop"
@@ -66,6 +67,12 @@ def data_fingerprint(data) -> str:
     else:
         raise TypeError(f"cannot fingerprint {type(data).__name__}")
     return h.hexdigest()
+
+
+def _dtype_name(precision: Optional[Precision]) -> str:
+    """The dtype features are computed in, as keys name it ('torch.float32' for fp32, 'torch.bfloat16' ...)."""
+    dtype = None if precision is None else precision.dtype
+    return str(dtype or torch.float32)
 
 
 def state_hash(model: torch.nn.Module) -> str:
@@ -112,7 +119,7 @@ class FeatureCache:
         return sum(1 for e in self.events if not e.hit)
 
     def features(self, model, data, data_cfg: Dict, *, weights_hash: str = "", dataset: str = "", split: str = "",
-                 subset: str = "all", batch_size: int = 512, device=None, autocast_dtype=None,
+                 subset: str = "all", batch_size: int = 512, device=None, precision: Optional[Precision] = None,
                  progress: bool = False, desc: str = "features", pooling: str = "cls",
                  num_workers: int = 2) -> torch.Tensor:
         """(N, D) float32 features of ``data`` in order: read from the cache or extracted (and stored).
@@ -123,7 +130,7 @@ class FeatureCache:
 
         parts = {"weights": weights_hash or state_hash(model),
                  "data_cfg": {k: data_cfg[k] for k in ("img_size", "in_chans", "mean", "std")},
-                 "transform": TRANSFORM_VERSION, "dtype": str(autocast_dtype or torch.float32),
+                 "transform": TRANSFORM_VERSION, "dtype": _dtype_name(precision),
                  "dataset": dataset, "split": split, "subset": subset, "n": len(data)}
         if pooling != "cls":                                   # (CLS keys stay as before: old entries stay valid)
             parts["pooling"] = pooling
@@ -145,7 +152,7 @@ class FeatureCache:
                     pass                                                             # corrupt: re-extract
         t1 = time.perf_counter()
         f = extract_features(model, data, data_cfg, batch_size=batch_size, device=device,
-                             autocast_dtype=autocast_dtype, num_workers=num_workers, progress=progress, desc=desc)
+                             precision=precision, num_workers=num_workers, progress=progress, desc=desc)
         dt = time.perf_counter() - t1
         if path is not None:
             meta = {"key_parts": json.dumps(parts, sort_keys=True, default=str),

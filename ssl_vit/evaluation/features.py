@@ -1,7 +1,6 @@
 """Frozen-backbone feature extraction: CLS token after the final norm, any dataset, any data config."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Dict, Optional
 
 import torch
@@ -10,7 +9,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ssl_vit.data.images import FileImages, TensorImages
+from ssl_vit.engine.precision import Precision, autocast
 from ssl_vit.errors import SslvitError
+from ssl_vit.models.vit import fused_attention
 from ssl_vit.transforms.eval import to_model_input
 
 
@@ -32,29 +33,14 @@ class LabelledFiles(Dataset):
             raise SslvitError(f"cannot decode image '{path}' ({type(e).__name__}); remove it") from None
 
 
-@contextmanager
-def fused_attention(model: nn.Module, enabled: bool = True):
-    """Switch timm's attention modules to PyTorch SDPA (``enabled=False``: to the plain path) for the
-    duration; restore their setting afterwards."""
-    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    before = [m.fused_attn for m in attn]
-    for m in attn:
-        m.fused_attn = enabled
-    try:
-        yield model
-    finally:
-        for m, f in zip(attn, before):
-            m.fused_attn = f
-
-
 @torch.inference_mode()
 def extract_features(model: nn.Module, data, data_cfg: Dict, batch_size: int = 512,
-                     device: Optional[torch.device] = None, autocast_dtype: Optional[torch.dtype] = None,
+                     device: Optional[torch.device] = None, precision: Optional[Precision] = None,
                      num_workers: int = 2, progress: bool = False, desc: str = "features") -> torch.Tensor:
     """-> (N, D) float32 features (not normalised), in dataset order.
 
-    Fast path: ``inference_mode``, whole-batch input conversion, large batches, autocast when given
-    (bf16 only where the hardware is fast: :class:`~ssl_vit.engine.precision.Precision`), and PyTorch's
+    Fast path: ``inference_mode``, whole-batch input conversion, large batches, ``precision``'s autocast
+    (None: fp32; bf16 only where the hardware is fast: :class:`~ssl_vit.engine.precision.Precision`), and PyTorch's
     fused attention (SDPA) switched on for the duration: the backbone keeps timm's plain attention on CPU
     for its fast *backward*; for inference SDPA was as fast on a quiet CPU and 1.1-1.3x faster under
     load (eval/bench/bench_eval.py).
@@ -76,10 +62,7 @@ def extract_features(model: nn.Module, data, data_cfg: Dict, batch_size: int = 5
         with fused_attention(model):
             for x in tqdm(batches, total=total, desc=desc, disable=not progress, leave=False, unit="batch"):
                 x = to_model_input(x.to(device), data_cfg)                           # (B, C, S, S)
-                if autocast_dtype is not None:
-                    with torch.autocast(device.type, dtype=autocast_dtype):
-                        f = model(x)
-                else:
+                with autocast(precision):
                     f = model(x)
                 out.append(f.float().cpu())                                          # (B, D)
     finally:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ssl_vit.config import load_config
 from ssl_vit.engine.optim import make_optimizer
+from ssl_vit.engine.precision import Precision
 from ssl_vit.engine.trainer import build_model
 
 pytestmark = pytest.mark.cuda
@@ -121,7 +122,8 @@ def test_feature_extraction_on_cuda_matches_cpu():
                         torch.zeros(n, dtype=torch.long), [], "synthetic", (0.5,) * 3, (0.25,) * 3)
     data_cfg = {"img_size": 32, "in_chans": 3, "mean": [0.5] * 3, "std": [0.25] * 3}
     f_cpu = extract_features(cpu.backbone, data, data_cfg, batch_size=128)
-    f_gpu = extract_features(gpu.backbone, data, data_cfg, batch_size=128, autocast_dtype=torch.bfloat16)
+    f_gpu = extract_features(gpu.backbone, data, data_cfg, batch_size=128,
+                             precision=Precision("bf16", torch.device("cuda")))
     f_gpu32 = extract_features(gpu.backbone, data, data_cfg, batch_size=128)
     assert f_gpu.shape == f_cpu.shape == (n, cpu.backbone.num_features)
     assert f_gpu.device.type == "cpu" and f_gpu.dtype == torch.float32

@@ -5,6 +5,7 @@ import torch
 
 from ssl_vit.config import ModelConfig
 from ssl_vit.data.images import TensorImages
+from ssl_vit.engine.precision import Precision
 from ssl_vit.evaluation import features as features_mod
 from ssl_vit.evaluation.cache import FeatureCache
 from ssl_vit.models import create_backbone
@@ -58,7 +59,7 @@ def test_key_follows_weights_data_and_data_config(tmp_path, count_extractions):
     c.features(_model(seed=1), data, DATA_CFG, dataset="d", split="train")          # other weights
     c.features(model, _data(seed=1), DATA_CFG, dataset="d", split="train")          # same spec, other images
     c.features(model, data, {**DATA_CFG, "mean": [0.5]}, dataset="d", split="train")  # other normalisation
-    c.features(model, data, DATA_CFG, dataset="d", split="train", autocast_dtype=torch.bfloat16)
+    c.features(model, data, DATA_CFG, dataset="d", split="train", precision=Precision("bf16", torch.device("cpu")))
     assert len(count_extractions) == 5 and len(list(tmp_path.glob("*.safetensors"))) == 5
     c.features(model, data, DATA_CFG, dataset="d", split="train")
     assert len(count_extractions) == 5
