@@ -190,9 +190,9 @@ def load_images(bc: BenchConfig, n: int):
 class SslvitStep:
     def __init__(self, bc: BenchConfig, data, device, compile_=False, precision: str = "auto"):
         from ssl_vit.data.streams import BatchOrder, two_view_stream
-        from ssl_vit.engine.trainer import build_model, make_optimizer, _data_config
+        from ssl_vit.engine.trainer import build_model, input_spec_of, make_optimizer
         self.cfg = cfg = sslvit_config(bc, compile_, precision)
-        dc = _data_config(cfg, data)
+        dc = input_spec_of(cfg, data)
         order = BatchOrder(len(data), bc.batch_size, cfg.seed)
         self.batches = two_view_stream(data, cfg.aug, dc, order, device, cfg.seed, 0).batches(0)
         self.model = build_model(cfg, device)

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from ssl_vit.adapt.methods import build_adapted_model, get_method
 from ssl_vit.data.images import TensorImages
+from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import labelled_only, load_eval_splits, require_labels, subsample
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.precision import Precision
@@ -133,7 +134,7 @@ def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generato
 
 
 @torch.inference_mode()
-def evaluate(model, data, data_cfg: Dict, batch_size: int, device, precision, num_workers: int = 2) -> float:
+def evaluate(model, data, input_spec: InputSpec, batch_size: int, device, precision, num_workers: int = 2) -> float:
     """Top-1 (percent) of ``model`` on ``data``, in eval mode."""
     from ssl_vit.models.vit import fused_attention
 
@@ -141,8 +142,8 @@ def evaluate(model, data, data_cfg: Dict, batch_size: int, device, precision, nu
     model.eval()
     correct = total = 0
     with fused_attention(model):
-        for x, y in batches(data, batch_size, int(data_cfg["img_size"]), num_workers=num_workers):
-            x = to_model_input(x.to(device), data_cfg)                               # (B, C, S, S)
+        for x, y in batches(data, batch_size, int(input_spec.img_size), num_workers=num_workers):
+            x = to_model_input(x.to(device), input_spec)                              # (B, C, S, S)
             with precision.autocast():
                 pred = model(x).argmax(1)
             correct += int((pred.cpu() == y).sum())
@@ -175,7 +176,7 @@ def candidates(acfg) -> List[Candidate]:
 @dataclass
 class AdaptRun:
     """What the training of every candidate shares (device, precision, logging, evaluation)."""
-    data_cfg: Dict                  # the backbone's input (img_size, in_chans, mean, std)
+    input_spec: InputSpec           # the backbone's input (img_size, in_chans, mean, std)
     device: torch.device
     precision: Precision
     seed: int
@@ -198,12 +199,12 @@ def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, ep
     bs = acfg.batch_size
     per_epoch = max(1, len(train) // bs) if len(train) >= bs else 1
     total, warmup = acfg.epochs * per_epoch, int(round(acfg.warmup_epochs * per_epoch))
-    size = int(run.data_cfg["img_size"])
+    size = int(run.input_spec.img_size)
 
     def epoch_batches(epoch: int):
         order = torch.Generator().manual_seed(run.seed * 1000003 + epoch)
         for x, y in batches(train, bs, size, order, drop_last=True, num_workers=run.num_workers):
-            yield to_model_input(x.to(run.device), run.data_cfg), y                    # (B, C, S, S), (B,)
+            yield to_model_input(x.to(run.device), run.input_spec), y                   # (B, C, S, S), (B,)
 
     def on_step(s: StepEnd) -> None:
         if run.logger is not None and s.step % 10 == 0:
@@ -212,7 +213,7 @@ def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, ep
     def on_epoch(e: EpochEnd) -> Optional[float]:
         if val is None:
             return None
-        acc = evaluate(model, val, run.data_cfg, run.eval_batch, run.device, run.precision, run.num_workers)
+        acc = evaluate(model, val, run.input_spec, run.eval_batch, run.device, run.precision, run.num_workers)
         if run.logger is not None:
             run.logger.log(e.step, {f"adapt/{tag}/val_top1": acc}, epoch=e.epoch + 1)
         return acc
@@ -267,13 +268,13 @@ def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides
             log(f"note: {note}")
     backbone = loaded.model.to(device)
     backbone_hash = state_sha256(backbone.state_dict())
-    data_cfg = loaded.data_cfg
-    size, workers = int(data_cfg["img_size"]), cfg.data.num_workers
+    input_spec = loaded.input_spec
+    size, workers = int(input_spec.img_size), cfg.data.num_workers
     splits = protocol_splits(dataset, cfg.data, acfg.val_fraction, cfg.seed, cfg.eval.max_train, cfg.eval.max_test)
     for k in ("select_train", "select_val", "final_train"):
         setattr(splits, k, in_memory(getattr(splits, k), size, workers))
     logger = RunLogger(out_dir, enabled=True, tensorboard=cfg.log.tensorboard)
-    run = AdaptRun(data_cfg, device, precision, cfg.seed, cfg.eval.batch_size, workers, logger, cfg.log.progress,
+    run = AdaptRun(input_spec, device, precision, cfg.seed, cfg.eval.batch_size, workers, logger, cfg.log.progress,
                    log)
     try:
         if acfg.select_on_val:
@@ -284,13 +285,13 @@ def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides
             cand, epoch, val_top1, table = candidates(acfg)[0], acfg.epochs, None, []
         model, _, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.final_train, epoch,
                                             run, tag="final")
-        top1 = evaluate(model, splits.test, data_cfg, cfg.eval.batch_size, device, precision, workers)
+        top1 = evaluate(model, splits.test, input_spec, cfg.eval.batch_size, device, precision, workers)
         logger.log(0, {"adapt/test_top1": top1})
     finally:
         logger.close()
     params = trainable_summary(model)
     info = dict(method=acfg.method, scale=cand.scale, conv_init=cand.conv_init, num_classes=splits.num_classes,
-                adapt_config=to_dict(acfg), model_config=to_dict(loaded.model_cfg), data_config=data_cfg,
+                adapt_config=to_dict(acfg), model_config=to_dict(loaded.model_cfg), data_config=input_spec.to_dict(),
                 checkpoint=loaded.source, dataset=dataset)
     if acfg.save_adapter:
         save_adapter(Path(out_dir) / "adapter.safetensors", model, backbone_hash, info)

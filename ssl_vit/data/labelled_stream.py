@@ -8,7 +8,7 @@ augmented as one batch, the same code path.
 
 Example::
 
-    stream = labelled_stream(train, aug_cfg, data_cfg, order, device, seed=0)
+    stream = labelled_stream(train, aug_cfg, input_spec, order, device, seed=0)
     x, y = next(stream.batches(start_step=0))       # (B, C, S, S) float32, (B,) int64
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ssl_vit.data.images import FileImages, TensorImages
+from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.streams import BatchOrder, derive_seed
 from ssl_vit.errors import SslvitError
 from ssl_vit.transforms.supervised import CropFlip
@@ -62,7 +63,7 @@ class LabelledStream:
                 step += 1
         from ssl_vit.evaluation.features import LabelledFiles
         from ssl_vit.transforms.pipeline import eval_transform
-        files = LabelledFiles(self.data, eval_transform(int(self.augment.data_cfg["img_size"])))
+        files = LabelledFiles(self.data, eval_transform(int(self.augment.input_spec.img_size)))
         loader = DataLoader(files, batch_sampler=_IndexBatches(self.order, start_step), num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")
         for x, y in loader:
@@ -78,9 +79,9 @@ class LabelledStream:
             step += 1
 
 
-def labelled_stream(data, aug_cfg, data_cfg: dict, order: BatchOrder, device: torch.device, seed: int,
+def labelled_stream(data, aug_cfg, input_spec: InputSpec, order: BatchOrder, device: torch.device, seed: int,
                     num_workers: int = 2) -> LabelledStream:
     if not isinstance(data, (TensorImages, FileImages)):
         raise SslvitError(f"unsupported dataset type {type(data).__name__}")
-    return LabelledStream(data, order, CropFlip(data_cfg, aug_cfg.crop_padding, aug_cfg.hflip_prob), device, seed,
+    return LabelledStream(data, order, CropFlip(input_spec, aug_cfg.crop_padding, aug_cfg.hflip_prob), device, seed,
                           num_workers)

@@ -82,9 +82,9 @@ class KnnMonitorHook(Hook):
         bank, bl, query, ql = self._data
         kw = dict(batch_size=self.cfg.eval.batch_size, device=run.device, precision=run.precision,
                   num_workers=self.cfg.data.num_workers)
-        data_cfg = run.data_cfg
-        fb = extract_features(run.model.backbone, bank, data_cfg, **kw)                      # (n, D)
-        fq = extract_features(run.model.backbone, query, data_cfg, **kw)                     # (m, D)
+        spec = run.input_spec
+        fb = extract_features(run.model.backbone, bank, spec, **kw)                          # (n, D)
+        fq = extract_features(run.model.backbone, query, spec, **kw)                         # (m, D)
         return knn_top1(fb, bl, fq, ql, min(self.cfg.eval.knn_k, len(bank)), self.cfg.eval.knn_temperature)
 
     def after_step(self, run: RunState, step: int) -> None:

@@ -39,6 +39,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
+from ssl_vit.data.input_spec import InputSpec
+
 
 class Action(enum.IntEnum):
     """What a hook asks the loop to do; a larger value wins when hooks disagree."""
@@ -92,7 +94,7 @@ class RunState:
     logger: Any                               # RunLogger (``.tb``: the SummaryWriter or None)
     ctx: Any                                  # DistContext (rank, world size, is_main)
     out_dir: Path
-    data_cfg: Dict[str, Any]                  # the backbone's input config (img_size, in_chans, mean, std)
+    input_spec: InputSpec                     # the backbone's input (img_size, in_chans, mean, std)
     device: torch.device
     precision: Any                            # ssl_vit.engine.precision.Precision (name, dtype, autocast)
     total_steps: int

@@ -18,6 +18,7 @@ from typing import Dict, Optional
 
 import torch
 
+from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import load_eval_splits
 from ssl_vit.engine.precision import Precision
 from ssl_vit.errors import SslvitError
@@ -27,9 +28,9 @@ class PretrainTask:
     name = "pretrain"
     uses_momentum = True
 
-    def stream(self, cfg, train, data_cfg, order, device):
+    def stream(self, cfg, train, input_spec: InputSpec, order, device):
         from ssl_vit.data.streams import two_view_stream
-        return two_view_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers,
+        return two_view_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers,
                                cfg.data.on_bad_image, cfg.method.local_crops)
 
     def loss(self, model, batch, m: float) -> torch.Tensor:
@@ -47,10 +48,11 @@ class PretrainTask:
         from ssl_vit.methods import METHODS
         return METHODS[cfg.method.name](backbone, embed_dim, cfg.method)
 
-    def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
+    def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
+                 step: int) -> Dict:
         from ssl_vit.evaluation.knn import run_knn
         from ssl_vit.evaluation.results import write_results
-        res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, k=cfg.eval.knn_k,
+        res = run_knn(model.backbone, input_spec, cfg.eval.dataset or cfg.data.dataset, cfg.data, k=cfg.eval.knn_k,
                       temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
                       max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device, precision=precision,
                       progress=cfg.log.progress)
@@ -69,11 +71,11 @@ def num_classes_of(train) -> int:
 
 
 @torch.no_grad()
-def test_top1(logits_model: torch.nn.Module, data, data_cfg, batch_size: int, device,
+def test_top1(logits_model: torch.nn.Module, data, input_spec: InputSpec, batch_size: int, device,
               precision: Optional[Precision] = None) -> float:
     """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
     from ssl_vit.evaluation.features import extract_features
-    logits = extract_features(logits_model, data, data_cfg, batch_size=batch_size, device=device,
+    logits = extract_features(logits_model, data, input_spec, batch_size=batch_size, device=device,
                               precision=precision)                           # (N, K)
     return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
 
@@ -82,9 +84,9 @@ class SupervisedTask:
     name = "train"
     uses_momentum = False
 
-    def stream(self, cfg, train, data_cfg, order, device):
+    def stream(self, cfg, train, input_spec: InputSpec, order, device):
         from ssl_vit.data.labelled_stream import labelled_stream
-        return labelled_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers)
+        return labelled_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers)
 
     def loss(self, model, batch, m) -> torch.Tensor:
         """``batch``: ``(x, y)``; ``m`` is None (no momentum encoder) -> the scalar loss."""
@@ -97,7 +99,8 @@ class SupervisedTask:
                               f"`sslvit train` has no multi-crop: set method.local_crops=0")
         return SupervisedClassifier(backbone, embed_dim, num_classes_of(train), cfg.model.bootstrap)
 
-    def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
+    def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
+                 step: int) -> Dict:
         import time
 
         from ssl_vit.data.specs import load_dataset
@@ -107,17 +110,17 @@ class SupervisedTask:
         dataset = cfg.data.dataset
         test = load_eval_splits(dataset, cfg.data, max_test=cfg.eval.max_test).test
         kw = dict(batch_size=cfg.eval.batch_size, device=device, precision=precision)
-        res = {"top1": test_top1(logits_module(model), test, data_cfg, **kw), "dataset": dataset,
+        res = {"top1": test_top1(logits_module(model), test, input_spec, **kw), "dataset": dataset,
                "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)), "n_test": len(test),
                "metric": "test_top1", "checkpoint": checkpoint, "bootstrap": bool(cfg.model.bootstrap.enabled)}
         vals = {"eval/test_top1": res["top1"]}
         if getattr(model, "bootstrap", None) is not None:
             res["bootstrap_mode"] = cfg.model.bootstrap.mode
-            res["top1_agent"] = test_top1(logits_module(model, agent=True), test, data_cfg, **kw)
+            res["top1_agent"] = test_top1(logits_module(model, agent=True), test, input_spec, **kw)
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
             from ssl_vit.evaluation.knn import run_knn
-            knn = run_knn(model.backbone, data_cfg, dataset, cfg.data, k=cfg.eval.knn_k,
+            knn = run_knn(model.backbone, input_spec, dataset, cfg.data, k=cfg.eval.knn_k,
                           temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
                           max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device,
                           precision=precision, progress=cfg.log.progress)

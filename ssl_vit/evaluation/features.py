@@ -1,7 +1,7 @@
-"""Frozen-backbone feature extraction: CLS token after the final norm, any dataset, any data config."""
+"""Frozen-backbone feature extraction: CLS token after the final norm, any dataset, any input spec."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ssl_vit.data.images import FileImages, TensorImages
+from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.engine.precision import Precision, autocast
 from ssl_vit.errors import SslvitError
 from ssl_vit.models.vit import fused_attention
@@ -34,7 +35,7 @@ class LabelledFiles(Dataset):
 
 
 @torch.inference_mode()
-def extract_features(model: nn.Module, data, data_cfg: Dict, batch_size: int = 512,
+def extract_features(model: nn.Module, data, input_spec: InputSpec, batch_size: int = 512,
                      device: Optional[torch.device] = None, precision: Optional[Precision] = None,
                      num_workers: int = 2, progress: bool = False, desc: str = "features") -> torch.Tensor:
     """-> (N, D) float32 features (not normalised), in dataset order.
@@ -53,7 +54,7 @@ def extract_features(model: nn.Module, data, data_cfg: Dict, batch_size: int = 5
         total = (len(data) + batch_size - 1) // batch_size
     else:
         from ssl_vit.transforms.pipeline import eval_transform
-        loader = DataLoader(LabelledFiles(data, eval_transform(int(data_cfg["img_size"]))), batch_size=batch_size,
+        loader = DataLoader(LabelledFiles(data, eval_transform(int(input_spec.img_size))), batch_size=batch_size,
                             num_workers=num_workers, shuffle=False)
         batches = (x for x, _ in loader)
         total = len(loader)
@@ -61,7 +62,7 @@ def extract_features(model: nn.Module, data, data_cfg: Dict, batch_size: int = 5
     try:
         with fused_attention(model):
             for x in tqdm(batches, total=total, desc=desc, disable=not progress, leave=False, unit="batch"):
-                x = to_model_input(x.to(device), data_cfg)                           # (B, C, S, S)
+                x = to_model_input(x.to(device), input_spec)                           # (B, C, S, S)
                 with autocast(precision):
                     f = model(x)
                 out.append(f.float().cpu())                                          # (B, D)

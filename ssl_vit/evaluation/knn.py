@@ -17,7 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssl_vit.config.schema import DataConfig
 from ssl_vit.config.validate import check_knn_temperature
+from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import load_eval_splits, require_labels
 from ssl_vit.engine.precision import Precision
 from ssl_vit.evaluation.features import extract_features
@@ -52,10 +54,11 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, k: int = 20, te
     return 100.0 * (pred == test_labels.long()).float().mean().item()
 
 
-def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, *, k: int = 20, temperature: float = 0.07,
-            batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None,
+def run_knn(backbone, input_spec: InputSpec, dataset: str, data_cfg: DataConfig, *, k: int = 20,
+            temperature: float = 0.07, batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None,
             precision: Optional[Precision] = None, progress: bool = False, cache=None, weights_hash: str = "") -> dict:
     """Extract features of a labelled dataset's train and test splits and return kNN top-1 (percent).
+    ``input_spec``: what ``backbone`` takes; ``data_cfg``: the config's data section (workers, dataset options).
 
     ``precision``: autocast of the extraction (None: fp32). With a
     :class:`~ssl_vit.evaluation.cache.FeatureCache` the features are read from / written to it
@@ -66,18 +69,18 @@ def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, *, k: int = 
     train, test = splits.train, splits.test
     require_labels(train, f"dataset '{dataset}' split '{splits.train_split}'", "kNN")
     tl, vl = train.targets, test.targets
-    keep = tl >= 0                                        # features of the whole subsample (cache key), votes of the labelled
+    keep = tl >= 0                  # features of the whole subsample (the cache key), votes of the labelled ones
     kw = dict(batch_size=batch_size, device=device, precision=precision, progress=progress,
               num_workers=data_cfg.num_workers)
     if cache is None:
-        ftr = extract_features(backbone, train, model_data_cfg, desc="kNN train features", **kw)[keep]
-        fte = extract_features(backbone, test, model_data_cfg, desc="kNN test features", **kw)
+        ftr = extract_features(backbone, train, input_spec, desc="kNN train features", **kw)[keep]
+        fte = extract_features(backbone, test, input_spec, desc="kNN test features", **kw)
     else:
         kw.update(weights_hash=weights_hash, dataset=dataset)
         n_events = len(cache.events)
-        ftr = cache.features(backbone, train, model_data_cfg, split=splits.train_split, subset=f"{max_train}:0",
+        ftr = cache.features(backbone, train, input_spec, split=splits.train_split, subset=f"{max_train}:0",
                              desc="kNN train features", **kw)[keep]
-        fte = cache.features(backbone, test, model_data_cfg, split=splits.test_split, subset=f"{max_test}:1",
+        fte = cache.features(backbone, test, input_spec, split=splits.test_split, subset=f"{max_test}:1",
                              desc="kNN test features", **kw)
     t1 = time.perf_counter()
     top1 = knn_top1(ftr, tl[keep], fte, vl, k, temperature)

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import has_labels, labelled_only, load_eval_splits
 from ssl_vit.engine.precision import Precision
 from ssl_vit.errors import SslvitError
@@ -156,7 +157,7 @@ def random_resized_crop_flip(x: torch.Tensor, scale, g: torch.Generator, ratio=(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _train_batches(data, data_cfg: Dict, cfg: ProbeConfig, epoch: int, seed: int, num_workers: int):
+def _train_batches(data, input_spec: InputSpec, cfg: ProbeConfig, epoch: int, seed: int, num_workers: int):
     """Yield (model input (B, C, S, S), labels) for one epoch of augmented training images."""
     from ssl_vit.data.images import TensorImages
     from ssl_vit.transforms.eval import to_model_input
@@ -166,23 +167,23 @@ def _train_batches(data, data_cfg: Dict, cfg: ProbeConfig, epoch: int, seed: int
         perm = torch.randperm(len(data), generator=g)
         for i in range(0, len(data), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            x = to_model_input(data.images[idx], data_cfg)                        # (B, C, S, S) normalised
+            x = to_model_input(data.images[idx], input_spec)                       # (B, C, S, S) normalised
             yield random_resized_crop_flip(x, tuple(cfg.crop_scale), g), data.targets[idx]
     else:
         torch.manual_seed(seed * 1000003 + epoch)                   # torchvision draws from the global RNG
         from torchvision.transforms import v2
 
         from ssl_vit.evaluation.features import LabelledFiles
-        train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(data_cfg["img_size"]), scale=tuple(cfg.crop_scale),
+        train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(input_spec.img_size), scale=tuple(cfg.crop_scale),
                                                                  antialias=True), v2.RandomHorizontalFlip()])
         loader = torch.utils.data.DataLoader(LabelledFiles(data, train_t),
                                              batch_size=cfg.batch_size, shuffle=True, num_workers=num_workers,
                                              generator=g)
         for x, y in loader:
-            yield to_model_input(x, data_cfg), y
+            yield to_model_input(x, input_spec), y
 
 
-def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.Tensor, data_cfg: Dict,
+def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.Tensor, input_spec: InputSpec,
                    cfg: ProbeConfig, *, seed: int = 0, device: Optional[torch.device] = None,
                    precision: Optional[Precision] = None, num_workers: int = 2, progress: bool = False,
                    log: Callable[[str], None] = lambda m: None) -> Dict:
@@ -220,7 +221,7 @@ def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.
     fit = FitConfig(cfg.epochs, lr_of, precision, device, progress=progress, desc="linear probe")
     with fused_attention(model):
         res = fit_classifier(Classifier(model, head, frozen_features=True), opt,
-                             lambda epoch: _train_batches(train, data_cfg, cfg, epoch, seed, num_workers), fit,
+                             lambda epoch: _train_batches(train, input_spec, cfg, epoch, seed, num_workers), fit,
                              on_epoch=on_epoch)
     if res.skipped:
         log(f"warning: linear probe: {res.skipped} steps with a non-finite loss were skipped")
@@ -262,16 +263,16 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, precisi
     kw = dict(weights_hash=loaded.weights_hash, dataset=dataset, batch_size=cfg.eval.batch_size, device=device,
               precision=precision, progress=cfg.log.progress, pooling=features,
               num_workers=cfg.data.num_workers)
-    fte = cache.features(model, test, loaded.data_cfg, split=test_split, subset=f"{cfg.eval.max_test}:1",
+    fte = cache.features(model, test, loaded.input_spec, split=test_split, subset=f"{cfg.eval.max_test}:1",
                          desc="test features", **kw)
     yte = test.targets
     if p.mode == "fast":
-        ftr = cache.features(model, train, loaded.data_cfg, split=train_split, subset=f"{cfg.eval.max_train}:0",
+        ftr = cache.features(model, train, loaded.input_spec, split=train_split, subset=f"{cfg.eval.max_train}:0",
                              desc="train features", **kw)
         keep = train.targets >= 0
         res = fast_probe(ftr[keep], train.targets[keep], fte, yte, p, cfg.seed, log)
     else:
-        res = protocol_probe(model, train, fte, yte, loaded.data_cfg, p, seed=cfg.seed, device=device,
+        res = protocol_probe(model, train, fte, yte, loaded.input_spec, p, seed=cfg.seed, device=device,
                              precision=precision, num_workers=cfg.data.num_workers, progress=cfg.log.progress,
                              log=log)
     res.update(cache.summary(n_events))
