@@ -1,10 +1,6 @@
 """Gather the results.json files of many runs into one table (Markdown and/or CSV).
 
-Every sslvit evaluation (pretrain's final kNN, `sslvit knn`, `sslvit linear-probe`, `sslvit adapt`)
-writes a results.json; this script finds them under the given folders (recursively) and writes one
-row each: backbone, method, dataset, metric, top-1 (and best-epoch top-1 where reported), parameters,
-train/test sizes, wall time and where the row came from. Missing columns are filled from the run's
-``config.yaml`` and the checkpoint's safetensors header (shapes only; no weights are read).
+The logic is :mod:`ssl_vit.evaluation.collect`; this is its command line.
 
 Example::
 
@@ -13,109 +9,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List
 
-COLUMNS = ["backbone", "method", "dataset", "metric", "features", "top1", "top1_best", "params", "n_train", "n_test",
-           "wall_s", "source"]
-
-
-def _config_near(path: Path) -> Dict:
-    import yaml
-    for d in (path.parent, path.parent.parent):
-        cfg = d / "config.yaml"
-        if cfg.is_file():
-            try:
-                return yaml.safe_load(cfg.read_text()) or {}
-            except (OSError, yaml.YAMLError):
-                return {}
-    return {}
-
-
-def _params_from_checkpoint(ckpt: str):
-    """Parameter count from a safetensors header (shapes only); None when not available."""
-    p = Path(ckpt) if ckpt else None
-    if p is None or p.suffix != ".safetensors" or not p.is_file():
-        return None
-    try:
-        from safetensors import safe_open
-        n = 0
-        with safe_open(str(p), framework="pt") as f:
-            for k in f.keys():
-                size = 1
-                for s in f.get_slice(k).get_shape():
-                    size *= s
-                n += size
-        return n
-    except Exception:  # noqa: BLE001 - a table row without params is better than no table
-        return None
-
-
-def row_for(path: Path) -> Dict:
-    r = json.loads(path.read_text())
-    cfg = _config_near(path)
-    model = cfg.get("model") or {}
-    backbone = r.get("backbone")
-    if not backbone and model:
-        try:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from ssl_vit.config.loading import from_dict
-            from ssl_vit.config.schema import ModelConfig
-            from ssl_vit.evaluation.runner import backbone_label
-            backbone = backbone_label(from_dict(ModelConfig, model, "model."))
-        except Exception:  # noqa: BLE001 - a config of another version: show its name only
-            backbone = str(model.get("name"))
-    metric = r.get("metric") or ("linear" if "mode" in r else "knn")
-    return {"backbone": backbone or "?",
-            "method": r.get("method") or (r.get("pretrain_method") if r.get("pretrain_method") != "unknown" else None)
-            or (cfg.get("method") or {}).get("name") or "?",
-            "dataset": r.get("dataset", "?"), "metric": metric, "features": r.get("features"),
-            "top1": r.get("top1"), "top1_best": r.get("top1_best"),
-            "params": r.get("params") or _params_from_checkpoint(r.get("checkpoint")),
-            "n_train": r.get("n_train"), "n_test": r.get("n_test"), "wall_s": r.get("wall_s"),
-            "source": str(path.parent)}
-
-
-def find_results(paths: Iterable[str]) -> List[Path]:
-    out: List[Path] = []
-    for p in map(Path, paths):
-        if p.is_file() and p.name.endswith(".json"):
-            out.append(p)
-        elif p.is_dir():
-            out += sorted(p.rglob("results.json"))
-        else:
-            print(f"warning: '{p}' is neither a results.json nor a folder; skipped", file=sys.stderr)
-    return out
-
-
-def _fmt(v, col: str = "") -> str:
-    if v is None:
-        return ""
-    if col == "params" and isinstance(v, int):
-        return f"{v / 1e6:.2f}M"
-    if isinstance(v, float):
-        return f"{v:.2f}"
-    return str(v)
-
-
-def to_markdown(rows: List[Dict]) -> str:
-    cols = [c for c in COLUMNS if any(r.get(c) is not None for r in rows)]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(rows: List[Dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
-    return buf.getvalue()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))           # run from a checkout
+from ssl_vit.evaluation.collect import collect_rows, to_csv, to_markdown  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -125,20 +23,11 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", help="write a CSV here")
     ap.add_argument("--sort", default="dataset,metric,top1", help="comma-separated sort keys (top1 sorts descending)")
     args = ap.parse_args(argv)
-    files = find_results(args.paths)
-    if not files:
+    rows = collect_rows(args.paths, args.sort)
+    if not rows:
         print("error: no results.json found under " + ", ".join(args.paths) + "; run an evaluation first",
               file=sys.stderr)
         return 2
-    rows = []
-    for f in files:
-        try:
-            rows.append(row_for(f))
-        except (OSError, ValueError) as e:
-            print(f"warning: skipping '{f}': {e}", file=sys.stderr)
-    for key in reversed(args.sort.split(",")):
-        desc = key == "top1"
-        rows.sort(key=lambda r: (r.get(key) is None, -(r.get(key) or 0) if desc else str(r.get(key))))
     md = to_markdown(rows)
     if args.md:
         Path(args.md).write_text(md)

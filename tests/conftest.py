@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import ssl_vit.methods  # noqa: F401  registers the name checks of data/, models/, methods/ (config.validate)
 from ssl_vit.engine.hooks import Action, Hook
 from ssl_vit.engine.precision import AUTO_ENV, auto_precision, bf16_is_fast
 

@@ -1,5 +1,5 @@
 """SDPA against timm's plain attention, per token count, dtype and pass: the measurements behind
-``ssl_vit/engine/attention.py`` (what ``model.fused_attn=auto`` picks for the trained backbone and for the
+``ssl_vit/core/attention.py`` (what ``model.fused_attn=auto`` picks for the trained backbone and for the
 no-grad momentum backbone).
 
 One timm ``Attention`` block (qkv projection, heads, output projection; head dim 64), input ``(B, N, D)``,

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from ssl_vit.diagnostics import KnnMonitorHook, default_hooks
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
 
     base_sets = [f"train.max_steps={a.steps}", "eval.final_knn=false", "log.progress=false", "log.knn_every=0",
                  "train.checkpoint_every=0", *a.sets]

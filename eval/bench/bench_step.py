@@ -9,7 +9,7 @@
   variant is being timed on; ``--ref-workers N`` on a GPU machine, whose cores are otherwise idle).
 * **sslvit**: the trainer's own pieces -- ``build_model`` (backbone + ``MoCoV3``) + ``make_optimizer`` +
   the batched tensor two-view stream -- one backbone forward for both views, the momentum branch under
-  ``no_grad`` with its own attention choice (``fused_attn=auto``: ``ssl_vit/engine/attention.py``; on CPU in
+  ``no_grad`` with its own attention choice (``fused_attn=auto``: ``ssl_vit/core/attention.py``; on CPU in
   bf16 the trained backbone runs timm's plain attention and the momentum backbone SDPA), the momentum update
   as one ``torch._foreach_lerp_``, fused AdamW, batched augmentation.
 
@@ -269,7 +269,7 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 7, device="cpu") -> float:
 def count_flops(step) -> int:
     """Matmul FLOPs of one step (forward, backward, momentum branch). FlopCounterMode does not see PyTorch's
     CPU SDPA kernels, so attention is counted on timm's plain path (the same math) and then restored."""
-    from ssl_vit.models.vit import fused_attention
+    from ssl_vit.core.attention import fused_attention
     with fused_attention(step.model, enabled=False), FlopCounterMode(display=False) as fc:
         step()
     return fc.get_total_flops()

@@ -1,4 +1,4 @@
-"""Print the per-stem parameters / FLOPs table (Markdown) documented in ``ssl_vit/models/stems.py``.
+"""Print the per-stem parameters / FLOPs table (Markdown) documented in ``docs/stems.md``.
 
 Counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (``ssl_vit/models/flops.py``):
 conv/matmul FLOPs for one image, eval mode. ``tests/models/test_stems.py`` checks the documented table

@@ -135,7 +135,7 @@ def write_table(runs: Path, out: Path) -> None:
              "heads 512 wide, base lr 3e-3, 9 epochs); its full-length kNN top-1 and wall time are in the README "
              "(`sslvit pretrain --recipe fmnist_vit_tiny`)."]
     sys.path.insert(0, str(ROOT))
-    from ssl_vit.engine.atomic import atomic_write_text
+    from ssl_vit.core.atomic import atomic_write_text
     atomic_write_text(out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -117,7 +117,7 @@ def write_outputs(rows, curves, out: Path, cmdline: str, cpu_s: float) -> None:
               "diverse), after the final norm and at the stem output, at the last diagnostics step.",
               "Spike steps: steps where the robust z-score detector fired on the loss or a gradient norm "
               "(diagnostics every 2 steps)."]
-    from ssl_vit.engine.atomic import atomic_write_text
+    from ssl_vit.core.atomic import atomic_write_text
     atomic_write_text(out / "stems.md", "\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -140,8 +140,8 @@ def write_outputs(rows, curves, out: Path, cmdline: str, cpu_s: float) -> None:
     ax[2].set_xlabel("step")
     ax[2].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    from ssl_vit.diagnostics.report import _save          # the reports' small-PNG writer (palette, atomic)
-    _save(fig, out / "stems.png")
+    from ssl_vit.diagnostics.report import save_png       # the reports' small-PNG writer (palette, atomic)
+    save_png(fig, out / "stems.png")
     plt.close(fig)
 
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     write_outputs(rows, curves, out, cmdline, cpu_s)
     summary = {"recipe": a.recipe, "sets": a.sets, "runs": os.path.relpath(runs, ROOT), "lrs": LRS,
                "cpu_seconds": round(cpu_s, 1), "wall_seconds": round(wall_s, 1), "rows": rows}
-    from ssl_vit.engine.atomic import atomic_write_text
+    from ssl_vit.core.atomic import atomic_write_text
     atomic_write_text(summary_path, json.dumps(summary, indent=1) + "\n")
     print((out / "stems.md").read_text())
     return 0

@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--random-subnets", type=int, default=10)
     args = ap.parse_args()
     from ssl_vit.checkpoints import load_backbone
-    from ssl_vit.engine.atomic import atomic_path, atomic_write_text
+    from ssl_vit.core.atomic import atomic_path, atomic_write_text
     from ssl_vit.search.scoring import HeldOutKnn
 
     out = Path(args.out)

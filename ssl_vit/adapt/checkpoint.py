@@ -22,8 +22,11 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from ssl_vit.adapt.inject import state_sha256
+from ssl_vit.adapt.methods import build_adapted_model
 from ssl_vit.checkpoints.formats import load_safetensors
-from ssl_vit.engine.atomic import atomic_save
+from ssl_vit.config.loading import from_dict
+from ssl_vit.config.schema import AdaptConfig
+from ssl_vit.core.atomic import atomic_save
 from ssl_vit.errors import SslvitError
 
 ADAPTER_FORMAT = "sslvit.adapter.v1"
@@ -44,9 +47,6 @@ def load_adapter(path: Path, backbone: nn.Module) -> Tuple[nn.Module, Dict]:
     """Rebuild the adapted model on ``backbone`` (not modified) and load the adapter's tensors.
 
     Raises :class:`SslvitError` (one line) when the file is not an adapter or the backbone is another one."""
-    from ssl_vit.adapt.methods import build_adapted_model
-    from ssl_vit.config.loading import from_dict
-    from ssl_vit.config.schema import AdaptConfig
 
     tensors, meta = load_safetensors(Path(path))
     if meta.get("format") != ADAPTER_FORMAT:

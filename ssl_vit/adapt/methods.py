@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import difflib
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
@@ -39,6 +38,7 @@ from ssl_vit.adapt.convpass import inject_convpass
 from ssl_vit.adapt.inject import vit_layout
 from ssl_vit.adapt.lora import inject_lora
 from ssl_vit.adapt.vpt import inject_vpt
+from ssl_vit.core.suggest import did_you_mean
 from ssl_vit.errors import SslvitError
 
 
@@ -67,8 +67,7 @@ METHODS: Dict[str, AdaptMethod] = {m.name: m for m in (
 
 def get_method(name: str) -> AdaptMethod:
     if name not in METHODS:
-        hint = difflib.get_close_matches(name, list(METHODS), n=1)
-        raise SslvitError(f"unknown adaptation method '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        raise SslvitError(f"unknown adaptation method '{name}'" + did_you_mean(name, METHODS)
                           + f"; valid: {', '.join(METHODS)}")
     return METHODS[name]
 

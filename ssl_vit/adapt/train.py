@@ -110,7 +110,7 @@ def in_memory(data, img_size: int, num_workers: int = 2):
     would decode the same pixels); tensors and large file sets are returned as they are."""
     if isinstance(data, TensorImages) or len(data) * 3 * img_size * img_size > IN_MEMORY_BYTES:
         return data
-    from ssl_vit.evaluation.features import LabelledFiles
+    from ssl_vit.data.labelled import LabelledFiles
     loader = DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=256, num_workers=num_workers)
     xs, ys = zip(*loader)
     return TensorImages(torch.cat(xs), torch.cat(ys).long(), list(data.classes), data.name)
@@ -127,7 +127,7 @@ def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generato
             j = idx[i:i + batch_size]
             yield data.images[j], data.targets[j]
         return
-    from ssl_vit.evaluation.features import LabelledFiles
+    from ssl_vit.data.labelled import LabelledFiles
     yield from DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=batch_size,
                           shuffle=order is not None, generator=order, drop_last=drop_last and n >= batch_size,
                           num_workers=num_workers)
@@ -136,7 +136,7 @@ def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generato
 @torch.inference_mode()
 def evaluate(model, data, input_spec: InputSpec, batch_size: int, device, precision, num_workers: int = 2) -> float:
     """Top-1 (percent) of ``model`` on ``data``, in eval mode."""
-    from ssl_vit.models.vit import fused_attention
+    from ssl_vit.core.attention import fused_attention
 
     was = model.training
     model.eval()

@@ -27,10 +27,12 @@ from typing import Dict, Iterable
 from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.checkpoints.load import load_backbone
 from ssl_vit.config.loading import to_dict
+from ssl_vit.core.atomic import atomic_write_text
+from ssl_vit.core.rundir import refuse_to_replace
 from ssl_vit.data.input_spec import InputSpec
-from ssl_vit.engine.atomic import atomic_write_text
-from ssl_vit.engine.rundir import refuse_to_replace
 from ssl_vit.errors import SslvitError
+from ssl_vit.models import registry, vit
+from ssl_vit.models.vit import resolve
 
 # timm names per width: only a label (every architecture argument is in model_kwargs and wins).
 _TIMM_NAMES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224",
@@ -39,7 +41,6 @@ _TIMM_NAMES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "
 
 def exportable(model_cfg) -> str:
     """'' when the backbone maps onto timm's VisionTransformer, else the reason it cannot."""
-    from ssl_vit.models import registry, vit
     if registry._BUILDERS.get(model_cfg.name) is not vit.build_vit:
         return f"backbone '{model_cfg.name}' is not built on timm's VisionTransformer"
     if model_cfg.stem != "patchify":
@@ -49,7 +50,6 @@ def exportable(model_cfg) -> str:
 
 
 def timm_spec(model_cfg, input_spec: InputSpec) -> Dict:
-    from ssl_vit.models.vit import resolve
     r = resolve(model_cfg)
     kwargs = dict(img_size=r.img_size, patch_size=r.patch_size, in_chans=r.in_chans, embed_dim=r.embed_dim,
                   depth=r.depth, num_heads=r.num_heads, mlp_ratio=float(r.mlp_ratio), qkv_bias=True,

@@ -24,9 +24,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ssl_vit.config.schema import ModelConfig
+from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
+from ssl_vit.models.stems import infer_stem
+from ssl_vit.models.vit import SIZES, sincos_pos_embed
 
 MOCOV3_FORMAT = "mocov3.official"
 DEIT_FORMAT = "deit"
@@ -100,10 +102,7 @@ def _square(n: int, what: str, source: str) -> int:
 def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: Optional[str] = None
                      ) -> Tuple[ModelConfig, Dict, List[str]]:
     """Shapes (+ the official ``arch``) -> (model config, data config, notes for the user)."""
-    from ssl_vit.models.vit import SIZES, sincos_pos_embed
 
-    from ssl_vit.config.schema import PatchEmbedConfig
-    from ssl_vit.models.stems import infer_stem
 
     notes: List[str] = []
     stem = None

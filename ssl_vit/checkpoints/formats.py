@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
+from ssl_vit.core.atomic import atomic_save
 from ssl_vit.data.input_spec import InputSpec
-from ssl_vit.engine.atomic import atomic_save
 from ssl_vit.errors import SslvitError
 
 TRAIN_FORMAT = "sslvit.train.v1"

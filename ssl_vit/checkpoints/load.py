@@ -30,14 +30,17 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from timm.layers import resample_abs_pos_embed, resample_patch_embed
 
 from ssl_vit.checkpoints import foreign
 from ssl_vit.checkpoints.formats import BACKBONE_FORMAT, TRAIN_FORMAT, load_pt, load_safetensors
-from ssl_vit.config.loading import apply_overrides, from_dict, to_dict
+from ssl_vit.config.loading import apply_overrides, diff_configs, from_dict, to_dict
 from ssl_vit.config.schema import Config, ModelConfig
 from ssl_vit.config.validate import validate
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
+from ssl_vit.models import create_backbone
+from ssl_vit.models.vit import SIZES, resolve, sincos_pos_embed
 
 _REMAKE = "re-export it from its run (sslvit export RUN --to timm OUT.safetensors) or pass the run's checkpoints/last.pt"
 
@@ -122,7 +125,7 @@ def checked_model_config(raw, p: Path, where: str) -> ModelConfig:
         raise SslvitError(f"'{p}' {where} must be a mapping, got a {type(raw).__name__}; {_REMAKE}")
     try:
         model_cfg = from_dict(ModelConfig, raw, "model.")
-        validate(replace(Config(), model=model_cfg))
+        validate(replace(Config(), model=model_cfg), need=("data", "models"))   # the rest are defaults
     except SslvitError as e:
         raise SslvitError(f"'{p}' {where} is invalid: {e}") from None
     return model_cfg
@@ -224,9 +227,7 @@ def adapt_state(sd: Dict[str, torch.Tensor], model_cfg: ModelConfig) -> Tuple[Di
     ``resample_abs_pos_embed``; a patch kernel of another size is resampled with timm's FlexiViT
     ``resample_patch_embed``.
     """
-    from timm.layers import resample_abs_pos_embed, resample_patch_embed
 
-    from ssl_vit.models.vit import sincos_pos_embed
 
     notes: List[str] = []
     sd = dict(sd)
@@ -267,8 +268,6 @@ def weights_hash(sd: Dict[str, torch.Tensor], model_cfg: ModelConfig) -> str:
 
 
 def load_backbone(path: str | Path, overrides: Iterable[str] = (), device_type: str = "cpu") -> LoadedBackbone:
-    from ssl_vit.models import create_backbone
-    from ssl_vit.models.vit import SIZES
 
     c = inspect_checkpoint(path)
     _finite_or_error(c.state, str(c.path))
@@ -277,13 +276,11 @@ def load_backbone(path: str | Path, overrides: Iterable[str] = (), device_type: 
         raise SslvitError(f"model.patch_size={model_cfg.patch_size} does not divide model.img_size="
                           f"{model_cfg.img_size}; pick an image size that is a multiple of the patch size")
     if model_cfg.name in SIZES:
-        from ssl_vit.models.vit import resolve
         r = resolve(model_cfg)
         if r.embed_dim % r.num_heads:
             raise SslvitError(f"model.num_heads={r.num_heads} does not divide the embedding dim {r.embed_dim}; "
                               f"pass --set model.num_heads=<a divisor of {r.embed_dim}>")
     sd, notes = adapt_state(c.state, model_cfg)
-    from ssl_vit.config.loading import diff_configs
     changed = diff_configs(to_dict(c.model_cfg), to_dict(model_cfg), "model.")
     if changed:
         notes = [f"overridden: {'; '.join(changed)}"] + notes

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import click
 
+from ssl_vit.adapt.methods import get_method
+from ssl_vit.adapt.train import run_adapt
 from ssl_vit.cli.common import Reads, alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.config.loading import dump_yaml, load_config
 from ssl_vit.config.schema import AdaptMethodName
+from ssl_vit.config.validate import validate_adapt
+from ssl_vit.core.rundir import delete_outputs, run_files
+from ssl_vit.data import parse_spec
 from ssl_vit.engine.cpu import cpu_threads
-from ssl_vit.engine.rundir import delete_outputs, run_files
 from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.results import write_results
 
 ADAPT_FILES = ("config.yaml", "metrics.jsonl", "results.json", "results.md", "adapter.safetensors")
 
@@ -54,17 +60,13 @@ def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overri
           --recipe fewshot_convpass
       sslvit adapt --method linear --checkpoint runs/fm --dataset fmnist --recipe vtab_cpu --set eval.max_train=2000
     """
-    from ssl_vit.adapt.train import run_adapt
-    from ssl_vit.config.loading import dump_yaml, load_config
-    from ssl_vit.config.validate import validate_adapt
-    from ssl_vit.data import parse_spec
-    from ssl_vit.evaluation.results import write_results
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     READS.check_sets(overrides)
     overrides = alias_flags(overrides, ("--method", "adapt.method", method))
     model_sets = [o for o in overrides if o.split("=", 1)[0].strip().startswith("model.")]
     cfg = load_config(recipe, [o for o in overrides if o not in model_sets], validate_cfg=False)
+    get_method(cfg.adapt.method)
     validate_adapt(cfg)
     parse_spec(dataset)
     out = Path(output_dir) if output_dir else default_output_dir("adapt")

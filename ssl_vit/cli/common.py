@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 bad usage or bad input (one line on stderr: the problem
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from typing import Any, Iterable, List, Optional, Tuple
 
 import click
 
+from ssl_vit.config import load_config
 from ssl_vit.config.loading import coerce, parse_set, setting_type, valid_keys
+from ssl_vit.engine.trainer import Preempted
 from ssl_vit.errors import SslvitError
 
 SET_HELP = ("Override a config key: --set section.key=value (repeatable), e.g. --set train.max_steps=100 "
@@ -163,7 +166,6 @@ def run_config(reads: Reads, recipe, output_dir, overrides, resume: bool, force:
     """A training command's arguments -> (Config, output dir). With ``--resume`` and no recipe, the run dir's
     config.yaml is the recipe. Bad combinations and a ``--set`` of a key the command does not read (``reads``)
     are one-line errors."""
-    from ssl_vit.config import load_config
 
     if force and not resume:
         raise SslvitError("--force only applies with --resume; drop --force or add --resume")
@@ -182,9 +184,7 @@ def run_config(reads: Reads, recipe, output_dir, overrides, resume: bool, force:
 def run_training(fn, cfg, out, resume: bool, force: bool, overwrite: bool = False):
     """Run ``pretrain`` / ``train_supervised``; on a preemption signal print how to resume and exit 128+sig.
     Prints where the run lives and returns its summary (None on ranks other than 0 under torchrun)."""
-    import os
 
-    from ssl_vit.engine.trainer import Preempted
     try:
         summary = fn(cfg, out, resume=resume, force=force, log=lambda m: click.echo(m, err=True), overwrite=overwrite)
     except Preempted as e:

@@ -1,8 +1,12 @@
 """`sslvit data`: write downstream datasets in the layouts the readers expect (VTAB-1k, few-shot)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from ssl_vit.data.build_fewshot import build_fewshot_fmnist
+from ssl_vit.data.build_vtab import build_vtab_task
 from ssl_vit.errors import SslvitError
 
 
@@ -44,9 +48,7 @@ def build_vtab_cmd(root, tasks, data_dir, seed, test_size, download, overwrite):
       sslvit data build-vtab --root data/vtab-1k
       sslvit adapt --method convpass --checkpoint runs/demo --dataset vtab:data/vtab-1k/fmnist_rot
     """
-    from pathlib import Path
 
-    from ssl_vit.data.build_vtab import build_vtab_task
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if not names:
         raise SslvitError("--tasks is empty; e.g. --tasks fmnist,fmnist_rot")
@@ -78,9 +80,7 @@ def build_fewshot_cmd(root, data_dir, shots, seeds, val_per_class, test_size, do
       sslvit data build-fewshot --root data/few-shot/fmnist
       sslvit adapt --method convpass --checkpoint runs/demo --dataset "fewshot:data/few-shot/fmnist?shots=4&seed=0"
     """
-    from pathlib import Path
 
-    from ssl_vit.data.build_fewshot import build_fewshot_fmnist
     meta = build_fewshot_fmnist(Path(root), _ints(shots, "shots"), _ints(seeds, "seeds"), val_per_class, test_size,
                                 data_dir=data_dir, download=download, overwrite=overwrite)
     c = meta["counts"]

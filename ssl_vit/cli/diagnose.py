@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ssl_vit.cli.common import Reads, default_output_dir, set_option
+from ssl_vit.diagnostics.report import read_run, write_comparison, write_run_report
 
 #: What `sslvit diagnose` reads: the report thresholds (diag.*) and the run facts it reports against (log, model,
 #: train); a --set of any other key is refused (it would have no effect).
@@ -30,7 +31,6 @@ def diagnose_cmd(run_dirs, output_dir, overrides):
       sslvit diagnose runs/fm
       sslvit diagnose runs/trainable runs/frozen --output-dir runs/compare
     """
-    from ssl_vit.diagnostics.report import read_run, write_comparison, write_run_report
 
     READS.check_sets(overrides)
     runs = [read_run(d, overrides) for d in run_dirs]

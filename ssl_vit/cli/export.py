@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ssl_vit.checkpoints.export import export_timm
 from ssl_vit.cli.common import Reads, overwrite_option, set_option
 
 #: `sslvit export` reads the backbone's model.* (--set model.num_heads=6 for a file without metadata); a --set of
@@ -32,7 +33,6 @@ def export_cmd(checkpoint, target, out, overwrite, overrides):
     Example:
       sslvit export runs/demo --to timm vit_micro_fmnist.safetensors
     """
-    from ssl_vit.checkpoints.export import export_timm
 
     READS.check_sets(overrides)
     res = export_timm(checkpoint, out, overrides, overwrite)

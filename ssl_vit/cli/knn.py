@@ -7,8 +7,12 @@ import click
 
 from ssl_vit.cli.common import Reads, alias_flags, checkpoint_option, default_output_dir, overwrite_option, set_option
 from ssl_vit.config.schema import EvalConfig
+from ssl_vit.config.validate import check_knn_temperature, validate_knn
+from ssl_vit.core.rundir import refuse_to_replace
 from ssl_vit.engine.cpu import cpu_threads
-from ssl_vit.engine.rundir import refuse_to_replace
+from ssl_vit.evaluation.knn import run_knn
+from ssl_vit.evaluation.results import RESULT_FILES, write_results
+from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
 #: What `sslvit knn` reads; a --set of any other key is refused (it would have no effect).
 READS = Reads("knn", ("model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.dataset", "eval.knn_k",
@@ -40,10 +44,6 @@ def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overwrite, override
       sslvit knn --checkpoint runs/demo --dataset fmnist
       sslvit knn --checkpoint runs/demo --dataset fmnist --k 10      # the same as --set eval.knn_k=10
     """
-    from ssl_vit.config.validate import check_knn_temperature, validate_knn
-    from ssl_vit.evaluation.knn import run_knn
-    from ssl_vit.evaluation.results import RESULT_FILES, write_results
-    from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
     READS.check_sets(overrides)
     if temperature is not None:

@@ -6,8 +6,11 @@ from pathlib import Path
 import click
 
 from ssl_vit.cli.common import Reads, checkpoint_option, default_output_dir, overwrite_option, set_option
+from ssl_vit.core.rundir import refuse_to_replace
 from ssl_vit.engine.cpu import cpu_threads
-from ssl_vit.engine.rundir import refuse_to_replace
+from ssl_vit.evaluation.linear_probe import run_linear_probe
+from ssl_vit.evaluation.results import RESULT_FILES, write_results
+from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
 #: What `sslvit linear-probe` reads; a --set of any other key is refused (it would have no effect).
 READS = Reads("linear-probe", ("seed", "model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.batch_size",
@@ -43,9 +46,6 @@ def linear_probe_cmd(checkpoint, dataset, output_dir, overwrite, overrides):
       sslvit linear-probe --checkpoint vit-s-300ep.pth.tar --dataset cifar10:/data/cifar --set probe.mode=protocol
       sslvit linear-probe --checkpoint timm_vit.safetensors --dataset fmnist --set model.num_heads=6
     """
-    from ssl_vit.evaluation.linear_probe import run_linear_probe
-    from ssl_vit.evaluation.results import RESULT_FILES, write_results
-    from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     READS.check_sets(overrides)

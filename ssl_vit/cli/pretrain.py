@@ -4,15 +4,16 @@ from __future__ import annotations
 import click
 
 from ssl_vit.cli.common import Reads, run_config, run_training, training_options
+from ssl_vit.config import available_recipes
+from ssl_vit.data import dataset_kinds
+from ssl_vit.models import backbone_names, stem_names
+from ssl_vit.runs import pretrain
 
 #: What `sslvit pretrain` reads (a --set of probe.*, search.* or adapt.* is refused: it would have no effect).
 READS = Reads("pretrain", ("seed", "data", "aug", "model", "method", "optim", "train", "log", "eval", "diag"))
 
 
 def _epilog() -> str:
-    from ssl_vit.config import available_recipes
-    from ssl_vit.data import dataset_kinds
-    from ssl_vit.models import backbone_names, stem_names
     return ("\b\nRecipes: " + ", ".join(available_recipes())
             + "\nBackbones (model.name): " + ", ".join(backbone_names())
             + "\nStems (model.stem): " + ", ".join(stem_names())
@@ -38,7 +39,6 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force, overwrite):
     Writes config.yaml, metrics.jsonl, tensorboard/ and checkpoints/{last.pt,last.safetensors} into the
     output dir, then prints the kNN top-1 of the final backbone.
     """
-    from ssl_vit.engine.trainer import pretrain
 
     cfg, out = run_config(READS, recipe, output_dir, overrides, resume, force, overwrite)
     summary = run_training(pretrain, cfg, out, resume, force, overwrite)

@@ -7,6 +7,8 @@ import click
 
 from ssl_vit.cli.common import Reads, default_output_dir, set_option
 from ssl_vit.cli.pretrain import READS as PRETRAIN_READS
+from ssl_vit.config import load_config
+from ssl_vit.search.run import run_search
 
 #: What `sslvit search` reads: what pretraining the superformer reads, and search.*.
 READS = Reads("search", (*PRETRAIN_READS.keys, "search"))
@@ -32,8 +34,6 @@ def search_cmd(recipe, output_dir, overrides):
       sslvit search --recipe vitas_fmnist --set search.max_gflops=0.03 --output-dir runs/vitas
       sslvit search --recipe vitas_fmnist --set search.supernet=runs/vitas/supernet --output-dir runs/vitas_b
     """
-    from ssl_vit.config import load_config
-    from ssl_vit.search.run import run_search
 
     READS.check_sets(overrides)
     cfg = load_config(recipe, overrides)

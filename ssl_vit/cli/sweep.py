@@ -1,6 +1,7 @@
 """`sslvit sweep`: a recipe over a grid of --set values and seeds, side by side, resumable, summarised."""
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,10 +9,15 @@ import click
 
 from ssl_vit.cli.common import Reads, default_output_dir, set_option
 from ssl_vit.cli.pretrain import READS as PRETRAIN_READS
+from ssl_vit.config import load_config
+from ssl_vit.errors import SslvitError
+from ssl_vit.sweep.grid import EVAL_DEFAULTS, SweepSpec, check_sets, expand, parse_grid, parse_seeds, validate
+from ssl_vit.sweep.records import check_output_dir, load_spec_file
+from ssl_vit.sweep.runner import default_threads, pretrain_command, run_sweep
+from ssl_vit.sweep.summary import PLOT, SUMMARY_JSON, SUMMARY_MD, write_summary
 
 #: Every run of a sweep is an `sslvit pretrain`: --set and --grid keys are what it reads.
 READS = Reads("sweep", PRETRAIN_READS.keys)
-from ssl_vit.errors import SslvitError
 
 
 @click.command("sweep")
@@ -63,10 +69,6 @@ def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_f
       sslvit sweep --output-dir runs/sweep --summarize-only   # re-read the runs, rewrite the summary
       tensorboard --logdir runs/sweep                         # every run's curves, overlaid
     """
-    from ssl_vit.sweep.grid import SweepSpec, expand, validate
-    from ssl_vit.sweep.runner import (check_output_dir, default_threads, load_spec_file, pretrain_command,
-                                      run_sweep)
-    from ssl_vit.sweep.summary import write_summary
 
     log = lambda m: click.echo(m, err=True)        # noqa: E731 -- progress on stderr, results on stdout
     given = bool(recipe or grid or seeds or overrides)
@@ -99,7 +101,6 @@ def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_f
     cfgs = validate(spec, threads)
     check_output_dir(out, spec)
     if dry_run:
-        import shlex
         for p in expand(spec):
             cmd = pretrain_command(spec, p, out / p.name, False, threads)
             click.echo(f"{p.name}: {' '.join(shlex.quote(c) for c in cmd[1:])}")
@@ -112,8 +113,6 @@ def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_f
 
 
 def _spec_from_args(recipe, grid, seeds, overrides):
-    from ssl_vit.config import load_config
-    from ssl_vit.sweep.grid import EVAL_DEFAULTS, SweepSpec, check_sets, parse_grid, parse_seeds
 
     if not recipe:
         raise SslvitError("no recipe given; pass --recipe NAME (e.g. --recipe smoke) with --grid, or only "
@@ -131,7 +130,6 @@ def _spec_from_args(recipe, grid, seeds, overrides):
 
 
 def _report(s, out) -> None:
-    from ssl_vit.sweep.summary import PLOT, SUMMARY_JSON, SUMMARY_MD
     counts = ", ".join(f"{n} {k}" for k, n in s["status_counts"].items())
     click.echo(f"sweep dir:   {out} ({SUMMARY_JSON}, {SUMMARY_MD}" + (f", {PLOT})" if s.get("plot") else ")"))
     click.echo(f"runs:        {s['n_runs']} ({counts}); {s['cpu_s_total']:.0f} CPU-s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ssl_vit.cli.common import Reads, run_config, run_training, training_options
+from ssl_vit.runs import train_supervised
 
 #: What `sslvit train` reads: pretrain's sections but method.* (supervised: cross-entropy, no momentum encoder;
 #: method.local_crops only to refuse multi-crop).
@@ -30,7 +31,6 @@ def train_cmd(recipe, output_dir, overrides, resume, force, overwrite):
     hints. Writes config.yaml, metrics.jsonl, tensorboard/, checkpoints/{last.pt,last.safetensors} and
     results.json (test top-1), and prints top1=<percent> last.
     """
-    from ssl_vit.engine.trainer import train_supervised
 
     cfg, out = run_config(READS, recipe, output_dir, overrides, resume, force, overwrite)
     summary = run_training(train_supervised, cfg, out, resume, force, overwrite)

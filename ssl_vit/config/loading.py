@@ -5,7 +5,6 @@ Every error is an :class:`SslvitError` with one line naming the key, the problem
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import typing
@@ -15,6 +14,10 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import yaml
 
 from ssl_vit.config.schema import Config
+from ssl_vit.config.validate import validate
+from ssl_vit.core.atomic import atomic_write_text
+from ssl_vit.core.lists import split_list
+from ssl_vit.core.suggest import did_you_mean
 from ssl_vit.errors import SslvitError
 
 RECIPES_ENV = "SSLVIT_RECIPES"
@@ -77,8 +80,7 @@ def find_recipe(name_or_path: str) -> Path:
         cand = d / f"{name_or_path}.yaml"
         if cand.is_file():
             return cand
-    hint = difflib.get_close_matches(name_or_path, available_recipes(), n=1)
-    raise SslvitError(f"unknown recipe '{name_or_path}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+    raise SslvitError(f"unknown recipe '{name_or_path}'" + did_you_mean(name_or_path, available_recipes())
                       + f"; available: {', '.join(available_recipes())}")
 
 
@@ -99,10 +101,6 @@ def valid_keys(cls=Config, prefix: str = "") -> List[str]:
     return keys
 
 
-def _type_name(t) -> str:
-    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
-
-
 def _one_of(choices) -> str:
     """('a', 'b', 'c') -> 'a, b or c'."""
     names = [str(c) for c in choices]
@@ -116,9 +114,7 @@ def _choice(value: Any, choices: Tuple, key: str, what: Optional[str] = None) ->
         return str(value).lower()
     if isinstance(value, str) and value in choices:
         return value
-    hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    raise SslvitError((what or f"{key} must be {_one_of(choices)}, not '{value}'")
-                      + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    raise SslvitError((what or f"{key} must be {_one_of(choices)}, not '{value}'") + did_you_mean(value, choices))
 
 
 def _is_number(v: Any) -> bool:
@@ -133,7 +129,7 @@ def _is_number(v: Any) -> bool:
 
 def _split_list(text: str) -> List[Any]:
     """'0.01,0.1' or '[0.01, 0.1]' -> [0.01, 0.1] (each item read as YAML)."""
-    return [safe_load(v) for v in text.strip("()[] ").split(",") if v.strip()]
+    return [safe_load(v) for v in split_list(text)]
 
 
 def coerce(value: Any, t, key: str) -> Any:
@@ -205,8 +201,7 @@ def coerce(value: Any, t, key: str) -> Any:
 
 def _unknown_key(key: str, section_cls, prefix: str) -> SslvitError:
     keys = valid_keys(section_cls, prefix)
-    hint = difflib.get_close_matches(key, keys, n=1)
-    return SslvitError(f"unknown config key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+    return SslvitError(f"unknown config key '{key}'" + did_you_mean(key, keys)
                        + f"; valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}")
 
 
@@ -338,14 +333,12 @@ def load_config(recipe: Optional[str] = None, overrides: Iterable[str] = (), val
         cfg = Config()
     cfg = apply_overrides(cfg, overrides)
     if validate_cfg:
-        from ssl_vit.config.validate import validate
         validate(cfg)
     return cfg
 
 
 def dump_yaml(cfg, path: Path, header: str = "") -> None:
     """Write the resolved config; ``header`` lines become YAML comments (run facts that are not config)."""
-    from ssl_vit.engine.atomic import atomic_write_text
     comments = "".join(f"# {line}\n" for line in header.splitlines())
     atomic_write_text(Path(path), comments + yaml.safe_dump(to_dict(cfg), sort_keys=False))
 

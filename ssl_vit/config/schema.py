@@ -106,7 +106,7 @@ class ModelConfig:
     mlp_ratio: Optional[float] = None
     drop_path_rate: float = 0.0
     pos_embed: Literal["sincos", "learned"] = "sincos"  # sincos (fixed 2-D, MoCo v3) | learned
-    fused_attn: Literal["auto", "true", "false"] = "auto"  # auto: SDPA, except on CPU below 32 tokens, and in bf16 on CPU for the trained backbone (engine/attention.py)
+    fused_attn: Literal["auto", "true", "false"] = "auto"  # auto: SDPA, except on CPU below 32 tokens, and in bf16 on CPU for the trained backbone (core/attention.py)
     qk_norm: bool = False                   # LayerNorm on queries and keys per head (timm qk_norm; bounds attention-logit growth, Wortsman et al. 2023); vit_* backbones only
     patch_embed: PatchEmbedConfig = field(default_factory=PatchEmbedConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
@@ -142,6 +142,8 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 300
     max_steps: Optional[int] = None         # when set, wins over epochs
+    time_budget_min: float = 0.0            # > 0: wall minutes of training; the schedule's length is fixed at the warm-up's
+                                            # end from its step time, train.max_steps / epochs the upper bound (engine/budget.py)
     batch_size: int = 4096                  # global batch (summed over ranks)
     checkpoint_every: int = 1000            # steps; 0 = only at the end
     keep_last: int = 2                      # periodic checkpoints kept besides last.pt and best.pt

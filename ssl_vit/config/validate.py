@@ -1,9 +1,39 @@
 """Range and consistency checks that types alone cannot express (choices are ``Literal`` fields and lists are
-tuples, both checked by the coercer, ``ssl_vit/config/loading.py``). One line per problem, with the fix."""
+tuples, both checked by the coercer, ``ssl_vit/config/loading.py``). One line per problem, with the fix.
+
+Names that only an upper layer knows (dataset specs, backbones, stems, methods) are checked by that layer: it
+registers its check with :func:`register_check` when it is imported (``ssl_vit/data/specs.py``,
+``ssl_vit/models/__init__.py``, ``ssl_vit/methods/__init__.py``), so this module imports nothing above
+``config/``. :func:`validate` runs them in a fixed order and refuses to run without them.
+"""
 from __future__ import annotations
+
+from typing import Callable, Dict
 
 from ssl_vit.config.schema import Config
 from ssl_vit.errors import SslvitError
+
+# stage -> the layers whose checks it runs, in this order: "names" before anything else, "model" once the
+# model's sizes are known to be valid (the stem is built on the meta device).
+CHECK_ORDER = {"names": ("data", "models", "methods"), "model": ("models",)}
+_CHECKS: Dict[str, Dict[str, Callable[[Config], None]]] = {stage: {} for stage in CHECK_ORDER}
+
+
+def register_check(stage: str, layer: str, check: Callable[[Config], None]) -> None:
+    """``check(cfg)`` raises a one-line :class:`SslvitError`; ``layer`` is the package that owns the names."""
+    _CHECKS[stage][layer] = check
+
+
+def _run_checks(stage: str, cfg: Config, need) -> None:
+    """The registered checks of ``stage`` in :data:`CHECK_ORDER`; a layer in ``need`` that has not registered is
+    an error (a check never goes missing silently)."""
+    missing = [layer for layer in CHECK_ORDER[stage] if layer in need and layer not in _CHECKS[stage]]
+    if missing:
+        raise RuntimeError(f"the config checks of {', '.join('ssl_vit.' + m for m in missing)} are not registered; "
+                           f"import ssl_vit.methods (which imports models and data) before validating a config")
+    for layer in CHECK_ORDER[stage]:
+        if layer in _CHECKS[stage]:
+            _CHECKS[stage][layer](cfg)
 
 
 # kNN vote weights are exp(cos / T) in float32: below ~0.012 they overflow (inf votes pick an arbitrary class);
@@ -59,10 +89,8 @@ def validate_probe(cfg: Config) -> None:
 
 
 def validate_adapt(cfg: Config) -> None:
-    """`sslvit adapt` settings (method names, grids, ranges)."""
-    from ssl_vit.adapt.methods import get_method
+    """`sslvit adapt` settings (grids, ranges; the method name is checked by ``adapt.methods.get_method``)."""
     a = cfg.adapt
-    get_method(a.method)
     _need(all(v > 0 for v in a.scales), f"adapt.scales values must be > 0, got {list(a.scales)}")
     _need(a.dim > 0 and a.lora_rank > 0 and a.vpt_tokens > 0, "adapt.dim, adapt.lora_rank and adapt.vpt_tokens must be > 0")
     _need(0 <= a.dropout < 1 and 0 <= a.drop_path_rate < 1, "adapt.dropout and adapt.drop_path_rate must be in [0, 1)")
@@ -73,18 +101,11 @@ def validate_adapt(cfg: Config) -> None:
     _need(a.batch_size > 0, "adapt.batch_size must be > 0")
     _need(0 < a.val_fraction < 1, f"adapt.val_fraction must be in (0, 1), got {a.val_fraction}")
 
-def validate(cfg: Config) -> None:
-    from ssl_vit.data.specs import parse_spec
-    from ssl_vit.methods import METHODS
-    from ssl_vit.models import check_backbone_name, get_stem
-
-    parse_spec(cfg.data.dataset)
-    if cfg.eval.dataset:
-        parse_spec(cfg.eval.dataset)
+def validate(cfg: Config, need=("data", "models", "methods")) -> None:
+    """Every check; ``need``: the layers whose name checks must have registered (all of them for a recipe)."""
+    _run_checks("names", cfg, need)    # dataset specs, backbone and stem names, method name
     _need(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
     m = cfg.model
-    check_backbone_name(m.name)
-    get_stem(m.stem)
     _need(m.img_size > 0 and m.patch_size > 0, "model.img_size and model.patch_size must be positive")
     _need(m.img_size % m.patch_size == 0,
           f"model.patch_size={m.patch_size} does not divide model.img_size={m.img_size}; pick a divisor "
@@ -92,9 +113,7 @@ def validate(cfg: Config) -> None:
     _need(m.in_chans in (1, 3), f"model.in_chans must be 1 or 3, not {m.in_chans}")
     _need(m.patch_embed.stem_channels >= 0 and m.patch_embed.stem_stride >= 0,
           "model.patch_embed.stem_channels and model.patch_embed.stem_stride must be >= 0 (0: auto)")
-    if m.stem != "patchify":
-        from ssl_vit.models.stems import check_stem
-        check_stem(m)                      # stride / width problems as one line, before any data is read
+    _run_checks("model", cfg, need)    # stem stride / width problems as one line, before any data is read
     _need(0.0 <= m.drop_path_rate < 1.0, "model.drop_path_rate must be in [0, 1)")
     if m.embed_dim is not None and m.num_heads is not None:
         _need(m.embed_dim % m.num_heads == 0, f"model.embed_dim={m.embed_dim} is not divisible by model.num_heads={m.num_heads}")
@@ -105,7 +124,6 @@ def validate(cfg: Config) -> None:
     _need(all(w is None or w >= 0 for w in (b.ce_weight, b.kd_weight, b.hint_weight)),
           "model.bootstrap.ce_weight, kd_weight and hint_weight must be >= 0")
     _need(cfg.aug.crop_padding >= 0, f"aug.crop_padding must be >= 0, got {cfg.aug.crop_padding}")
-    _need(cfg.method.name in METHODS, f"unknown method '{cfg.method.name}'; valid: {', '.join(sorted(METHODS))}")
     _need(cfg.method.temperature > 0, "method.temperature must be > 0")
     _need(0 <= cfg.method.momentum <= 1 and 0 <= cfg.method.momentum_final <= 1, "method.momentum values must be in [0, 1]")
     o = cfg.optim
@@ -117,6 +135,7 @@ def validate(cfg: Config) -> None:
     _need(t.batch_size >= 2, "train.batch_size must be >= 2 (BatchNorm in the heads needs 2+ samples)")
     _need(t.epochs > 0 or (t.max_steps or 0) > 0, "train.epochs or train.max_steps must be > 0")
     _need(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
+    _need(t.time_budget_min >= 0, f"train.time_budget_min must be >= 0 (0: off), got {t.time_budget_min}")
     _need(t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: only at the end)")
     _need(t.keep_last >= 0, "train.keep_last must be >= 0")
     _need(t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1")

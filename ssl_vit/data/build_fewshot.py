@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ssl_vit.data import fmnist
 from ssl_vit.data.build_vtab import atomic_dir
 from ssl_vit.data.fewshot import SEEDS, SHOTS, train_list_name
 from ssl_vit.errors import SslvitError
@@ -37,7 +38,6 @@ def build_fewshot_fmnist(root: Path, shots: Sequence[int] = SHOTS, seeds: Sequen
                          val_per_class: int = 20, test_size: int = 2000, seed_base: int = 0,
                          data_dir: Optional[str] = None, download: bool = False, overwrite: bool = False) -> Dict:
     """Build the folder ``root``; -> the ``task.json`` contents."""
-    from ssl_vit.data import fmnist
     if not shots or min(shots) < 1 or not seeds or min(seeds) < 0 or val_per_class < 1:
         raise SslvitError("shots must be >= 1, seeds >= 0 and val_per_class >= 1")
     tx, ty = fmnist.load_fmnist("train", data_dir, data_dir, download)

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Tuple
 
+from ssl_vit.data.imagefolder import check_image
 from ssl_vit.data.images import FileImages
 from ssl_vit.errors import SslvitError
 
@@ -33,7 +34,6 @@ _DECODED_OK: set = set()     # (path, size, mtime_ns) decoded fine in this proce
 
 def _decodes(path: str) -> str:
     """check_image with a per-process memo keyed on the file's size and mtime ('' = fine)."""
-    from ssl_vit.data.imagefolder import check_image
     try:
         st = os.stat(path)
     except OSError:

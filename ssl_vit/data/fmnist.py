@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
+import torchvision
 
 from ssl_vit.errors import SslvitError
 
@@ -62,7 +63,6 @@ def load_fmnist(split: str, root: Optional[str] = None, data_dir: Optional[str] 
     img_path, lbl_path = _find(img_name, dirs), _find(lbl_name, dirs)
     if img_path is None or lbl_path is None:
         if download:
-            import torchvision
             target = Path(data_dir or root or "data")
             try:
                 ds = torchvision.datasets.FashionMNIST(str(target), train=split == "train", download=True)

@@ -18,10 +18,13 @@ from typing import Iterator, List, Tuple
 import torch
 from torch.utils.data import DataLoader
 
+from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.data.input_spec import InputSpec
-from ssl_vit.data.streams import BatchOrder, derive_seed
+from ssl_vit.data.labelled import LabelledFiles
+from ssl_vit.data.streams import BatchOrder
 from ssl_vit.errors import SslvitError
+from ssl_vit.transforms.pipeline import eval_transform
 from ssl_vit.transforms.supervised import CropFlip
 
 
@@ -61,8 +64,6 @@ class LabelledStream:
                 idx = self.order.indices(step)
                 yield self.data.images[idx], self.labels[idx]                # (B, C, H, W) uint8, (B,)
                 step += 1
-        from ssl_vit.evaluation.features import LabelledFiles
-        from ssl_vit.transforms.pipeline import eval_transform
         files = LabelledFiles(self.data, eval_transform(int(self.augment.input_spec.img_size)))
         loader = DataLoader(files, batch_sampler=_IndexBatches(self.order, start_step), num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")

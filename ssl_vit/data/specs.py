@@ -15,12 +15,19 @@ Other kinds register themselves with :func:`register_dataset` (one function per 
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Union
 from urllib.parse import parse_qsl
 
+import torch
+
+from ssl_vit.config.schema import DataConfig
+from ssl_vit.config.validate import register_check
+from ssl_vit.core.suggest import did_you_mean
+from ssl_vit.data import fmnist
+from ssl_vit.data.imagefolder import load_imagefolder
 from ssl_vit.data.images import FileImages, TensorImages
+from ssl_vit.data.torchvision_sets import load_cifar, load_stl10
 from ssl_vit.errors import SslvitError
 
 Dataset = Union[TensorImages, FileImages]
@@ -60,9 +67,8 @@ def _parse_options(kind: str, query: str, spec: str) -> Dict[str, str]:
     options: Dict[str, str] = {}
     for key, value in pairs:
         if key not in valid:
-            hint = difflib.get_close_matches(key, valid, n=1)
-            raise SslvitError(f"dataset spec '{spec}': unknown option '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint
-                              else "") + f"; valid options for {kind}: {', '.join(valid)}")
+            raise SslvitError(f"dataset spec '{spec}': unknown option '{key}'" + did_you_mean(key, valid)
+                              + f"; valid options for {kind}: {', '.join(valid)}")
         if key in options:
             raise SslvitError(f"dataset spec '{spec}': option '{key}' is given twice; keep one")
         if value == "":
@@ -97,7 +103,6 @@ def eval_splits(spec: Union[str, DatasetSpec]) -> tuple:
 
 
 def load_dataset(spec: Union[str, DatasetSpec], split: str, data_cfg=None) -> Dataset:
-    from ssl_vit.config.schema import DataConfig
     data_cfg = data_cfg or DataConfig()
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     data = _LOADERS[spec.kind](spec, split, data_cfg)
@@ -117,7 +122,6 @@ def fixed_subset(data: Dataset, spec: DatasetSpec) -> Dataset:
                           f"'{spec.kind}?subset=6000&subset_seed=0'") from None
     if not 0 < n <= len(data):
         raise SslvitError(f"dataset spec '{spec}': subset={n} must be in 1..{len(data)} (the split's size)")
-    import torch
     g = torch.Generator().manual_seed(seed)
     return data.subset(torch.randperm(len(data), generator=g)[:n].sort().values)
 
@@ -125,7 +129,6 @@ def fixed_subset(data: Dataset, spec: DatasetSpec) -> Dataset:
 # ----------------------------------------------------------------------------- built-in kinds
 @register_dataset("fmnist")
 def _fmnist(spec: DatasetSpec, split: str, cfg) -> TensorImages:
-    from ssl_vit.data import fmnist
     images, targets = fmnist.load_fmnist(split, spec.root, cfg.data_dir, cfg.download)
     return TensorImages(images, targets, list(fmnist.CLASSES), "fmnist", fmnist.MEAN, fmnist.STD)
 
@@ -136,23 +139,29 @@ def _root(spec: DatasetSpec, cfg) -> Optional[str]:
 
 @register_dataset("cifar10")
 def _cifar10(spec, split, cfg):
-    from ssl_vit.data.torchvision_sets import load_cifar
     return load_cifar("cifar10", _root(spec, cfg), split, cfg.download)
 
 
 @register_dataset("cifar100")
 def _cifar100(spec, split, cfg):
-    from ssl_vit.data.torchvision_sets import load_cifar
     return load_cifar("cifar100", _root(spec, cfg), split, cfg.download)
 
 
 @register_dataset("stl10")
 def _stl10(spec, split, cfg):
-    from ssl_vit.data.torchvision_sets import load_stl10
     return load_stl10(_root(spec, cfg), split, cfg.download)
 
 
 @register_dataset("imagefolder", eval_splits=("train", "val"))
 def _imagefolder(spec, split, cfg):
-    from ssl_vit.data.imagefolder import load_imagefolder
     return load_imagefolder(_root(spec, cfg), split, cfg.on_bad_image)
+
+
+def check_dataset_specs(cfg) -> None:
+    """``data.dataset`` and ``eval.dataset`` parse (run by ``config.validate``)."""
+    parse_spec(cfg.data.dataset)
+    if cfg.eval.dataset:
+        parse_spec(cfg.eval.dataset)
+
+
+register_check("names", "data", check_dataset_specs)

@@ -13,24 +13,20 @@
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import Iterator, List, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_vit.core.seeding import derive_seed
+from ssl_vit.data.imagefolder import pil_loader
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.transforms.batched import TwoViewAugment
 from ssl_vit.transforms.multicrop import MultiCropAugment
-
-
-def derive_seed(*parts) -> int:
-    """A stable 63-bit seed from any tuple of ints/strings (independent of PYTHONHASHSEED)."""
-    h = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+from ssl_vit.transforms.pipeline import view_transform
 
 
 class BatchOrder:
@@ -81,7 +77,6 @@ class _SeededTwoViewFiles(Dataset):
     """``dataset[(index, seed)] -> (view1, view2)``; decoding failures follow ``on_bad_image``."""
 
     def __init__(self, files: FileImages, t1, t2, on_bad_image: str):
-        from ssl_vit.data.imagefolder import pil_loader
         self.files, self.t1, self.t2, self.on_bad = files, t1, t2, on_bad_image
         self.loader = pil_loader
 
@@ -146,7 +141,6 @@ def two_view_stream(data, aug_cfg, input_spec: InputSpec, order: BatchOrder, dev
     if local_crops:
         raise SslvitError(f"method.local_crops={local_crops} needs an in-memory dataset (the batched augmentation; "
                           f"'{data.name}' is read from files); set method.local_crops=0")
-    from ssl_vit.transforms.pipeline import view_transform
     t = [view_transform(aug_cfg, input_spec.img_size, list(input_spec.mean), list(input_spec.std), v,
                         input_spec.in_chans) for v in (0, 1)]
     files = FileImages(data.samples, data.classes, data.name, data.mean, data.std, input_spec.in_chans, data.img_size)

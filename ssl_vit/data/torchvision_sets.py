@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ def _no_md5(cls):
 
 
 _CIFAR10 = _no_md5(torchvision.datasets.CIFAR10)
-_CIFAR100 = _no_md5(torchvision.datasets.CIFAR100)
+CIFAR100_ANY_COPY = _no_md5(torchvision.datasets.CIFAR100)
 _STL10 = _no_md5(torchvision.datasets.STL10)
 
 
@@ -58,7 +57,7 @@ def _open(cls, kind: str, root: str, download: bool, **kw):
 def load_cifar(kind: str, root: str, split: str, download: bool = False) -> TensorImages:
     if split not in ("train", "test"):
         raise SslvitError(f"{kind} has splits 'train' and 'test', not '{split}'")
-    cls = _CIFAR10 if kind == "cifar10" else _CIFAR100
+    cls = _CIFAR10 if kind == "cifar10" else CIFAR100_ANY_COPY
     ds = _open(cls, kind, root, download, train=split == "train")
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (N,H,W,C)->(N,C,H,W)
     mean, std = STATS[kind]
@@ -75,7 +74,3 @@ def load_stl10(root: str, split: str, download: bool = False) -> TensorImages:
     mean, std = STATS["stl10"]
     classes = list(getattr(ds, "classes", None) or [str(i) for i in range(10)])
     return TensorImages(images, targets, classes, "stl10", mean, std)
-
-
-def default_root(data_dir: Optional[str], name: str) -> Optional[str]:
-    return str(Path(data_dir) / name) if data_dir else None

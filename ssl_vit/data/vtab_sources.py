@@ -29,9 +29,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torchvision.datasets as tvd
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch.utils.data import ConcatDataset
 
+from ssl_vit.data import fmnist
+from ssl_vit.data.torchvision_sets import CIFAR100_ANY_COPY
 from ssl_vit.errors import SslvitError
 
 
@@ -84,7 +88,6 @@ ROTATIONS = ("0deg", "90deg", "180deg", "270deg")
 
 
 def _fmnist(data_dir, download):
-    from ssl_vit.data import fmnist
     tr_x, tr_y = fmnist.load_fmnist("train", data_dir, data_dir, download)
     te_x, te_y = fmnist.load_fmnist("test", data_dir, data_dir, download)
     return fmnist, (tr_x, tr_y.numpy()), (te_x, te_y.numpy())
@@ -143,11 +146,9 @@ def _open(name: str, cls, data_dir: Optional[str], download: bool, **kw):
 def _tv(name: str, cls_name: str, pool_kw: Sequence[dict], test_kw: Optional[dict], classes: Callable,
         origin: str, label: Callable = int, extra: Optional[dict] = None):
     def make(data_dir: Optional[str], download: bool, seed: int) -> Source:
-        import torchvision.datasets as tvd
-        from torch.utils.data import ConcatDataset
         cls = getattr(tvd, cls_name)
         if name == "cifar":   # sslvit's md5-free CIFAR-100 (accepts any well-formed copy, see torchvision_sets)
-            from ssl_vit.data.torchvision_sets import _CIFAR100 as cls
+            cls = CIFAR100_ANY_COPY
         parts = [_open(name, cls, data_dir, download, **{**(extra or {}), **kw}) for kw in pool_kw]
         pool = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         test = _open(name, cls, data_dir, download, **{**(extra or {}), **test_kw}) if test_kw is not None else None
@@ -190,7 +191,6 @@ def _clevr(task: str):
         if not folder.is_dir() and data_dir and (Path(data_dir) / "scenes").is_dir():
             folder = Path(data_dir)                                   # --data-dir points at CLEVR_v1.0 itself
         if not folder.is_dir():
-            import torchvision.datasets as tvd
             _open(f"clevr_{task}", tvd.CLEVRClassification, data_dir, download)   # downloads, or explains
         n = 8 if task == "count" else 6
         names = [str(c + 3) for c in range(n)] if task == "count" else [f"bin{i}" for i in range(n)]

@@ -25,6 +25,13 @@ from __future__ import annotations
 import importlib
 from typing import List
 
+from ssl_vit.diagnostics.alarms import AlarmHook
+from ssl_vit.diagnostics.grad_norms import GradNormHook
+from ssl_vit.diagnostics.knn_monitor import KnnMonitorHook
+from ssl_vit.diagnostics.representation import RepresentationHook
+from ssl_vit.diagnostics.spikes import SpikeHook
+from ssl_vit.diagnostics.tb_layout import LayoutHook
+
 # public name -> module; imported on first use, so `sslvit diagnose` (report.py) does not pay for the hooks'
 # imports (lightly -> torchvision)
 _EXPORTS = {
@@ -55,12 +62,6 @@ def default_hooks(cfg) -> List:
     """
     if not cfg.diag.enabled:
         return []
-    from ssl_vit.diagnostics.alarms import AlarmHook
-    from ssl_vit.diagnostics.grad_norms import GradNormHook
-    from ssl_vit.diagnostics.knn_monitor import KnnMonitorHook
-    from ssl_vit.diagnostics.representation import RepresentationHook
-    from ssl_vit.diagnostics.spikes import SpikeHook
-    from ssl_vit.diagnostics.tb_layout import LayoutHook
     return [LayoutHook(), GradNormHook(cfg), SpikeHook(cfg), KnnMonitorHook(cfg), RepresentationHook(cfg), AlarmHook(cfg)]
 
 

@@ -29,6 +29,8 @@ import torch
 
 from ssl_vit.data.labelled import has_labels, labelled_only, load_eval_splits
 from ssl_vit.engine.hooks import Hook, RunState
+from ssl_vit.evaluation.features import extract_features
+from ssl_vit.evaluation.knn import knn_top1
 
 _SUBSET_SEED = 1234
 
@@ -70,9 +72,6 @@ class KnnMonitorHook(Hook):
         return bank, bank.targets, query, query.targets
 
     def measure(self, run: RunState) -> Optional[float]:
-        from ssl_vit.evaluation.features import extract_features
-        from ssl_vit.evaluation.knn import knn_top1
-
         if self._data is None:
             self._data = self._load()
             if self._data is None:

@@ -30,12 +30,16 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import yaml
 
+from ssl_vit.config import apply_overrides, config_from_dict
+from ssl_vit.config.schema import Config
+from ssl_vit.core.atomic import atomic_path, atomic_write_text
 from ssl_vit.diagnostics.alarms import Collapse
 from ssl_vit.diagnostics.knn_monitor import find_dips
-from ssl_vit.engine.atomic import atomic_path, atomic_write_text
-from ssl_vit.models.registry import resolve_model_config
+from ssl_vit.diagnostics.spikes import RobustSpikeDetector
 from ssl_vit.errors import SslvitError
+from ssl_vit.models.registry import resolve_model_config
 
 FIRST_LAYER = "grad_norm/patch_embed"
 
@@ -73,8 +77,6 @@ def _num(v) -> Optional[float]:
 
 def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
     """Read a run directory made by ``sslvit pretrain`` (complete or still running)."""
-    from ssl_vit.config import apply_overrides, config_from_dict
-    from ssl_vit.config.schema import Config
 
     d = Path(run_dir)
     if not d.is_dir():
@@ -114,7 +116,6 @@ def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
     cfg, has_cfg = Config(), False
     cpath = d / "config.yaml"
     if cpath.is_file():
-        import yaml
         try:
             cfg, has_cfg = config_from_dict(yaml.safe_load(cpath.read_text()) or {}), True
         except (SslvitError, yaml.YAMLError, OSError, TypeError):
@@ -272,7 +273,6 @@ def largest_excursion(run: RunData) -> Optional[Dict[str, Any]]:
     """The highest robust z-score of any tracked signal on the *logged* points, spike or not (how close the
     run came to a spike). Same detector and thresholds as live; signals logged every ``log.diag_every``
     steps are scored on that grid."""
-    from ssl_vit.diagnostics.spikes import RobustSpikeDetector
 
     d = run.cfg.diag
     best = None
@@ -395,7 +395,7 @@ def _verdict(sm: Summary, run: RunData) -> str:
 
 # ----------------------------------------------------------------------------------------- plots
 def _figure(nrows: int, ncols: int, w: float = 11, h: float = 6.5):
-    from matplotlib.figure import Figure      # no pyplot: Agg rendering, no global state
+    from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global state
     fig = Figure(figsize=(w, h), dpi=80, layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
@@ -407,15 +407,16 @@ def _finish_grid(fig, ax, title: str, path: Path) -> Path:
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
+    """``fig`` as a PNG at ``path``, written atomically (a 256-colour palette when that is smaller)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     data = buf.getvalue()
     try:                                      # 256-colour palette: ~3x smaller files, same look for line plots
-        from PIL import Image
+        from PIL import Image  # lazy and optional: Pillow only shrinks the PNG
         small = io.BytesIO()
         Image.open(io.BytesIO(data)).convert("RGB").quantize(256).save(small, format="PNG", optimize=True)
         data = small.getvalue() if small.tell() < len(data) else data
@@ -495,13 +496,13 @@ def plot_run(run: RunData, sm: Summary, out_dir: Path) -> List[Path]:
 
 
 def _cmap(n: int):
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     cm = colormaps["viridis"]
     return lambda i: cm(i / max(n - 1, 1) * 0.85)
 
 
 def plot_comparison(runs: List[RunData], sums: List[Summary], out_dir: Path) -> List[Path]:
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     colors = colormaps["tab10"]
     fig, ax = _figure(2, 2)
     panels = [("train/loss", "loss", False), ("diag/grad_norm/patch_embed", "first-layer (patch_embed) grad norm", True),
@@ -522,7 +523,7 @@ def plot_comparison(runs: List[RunData], sums: List[Summary], out_dir: Path) -> 
         a.set_xlabel("step")
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
-    out = [_save(fig, out_dir / "compare.png")]
+    out = [save_png(fig, out_dir / "compare.png")]
 
     fig, ax = _figure(1, len(runs), w=5.5 * len(runs), h=3.8)
     for i, (run, sm) in enumerate(zip(runs, sums)):
@@ -538,7 +539,7 @@ def plot_comparison(runs: List[RunData], sums: List[Summary], out_dir: Path) -> 
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=7)
     fig.suptitle("gradient norm: first layer vs last block (MoCo v3 Fig. 4); red lines: spikes")
-    out.append(_save(fig, out_dir / "compare_first_vs_last.png"))
+    out.append(save_png(fig, out_dir / "compare_first_vs_last.png"))
     return out
 
 

@@ -36,6 +36,7 @@ from typing import Any, Deque, Dict, List, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ssl_vit.engine.hooks import Action, Hook, RunState
 
@@ -181,7 +182,6 @@ class SpikeHook(Hook):
 
 
 def _any_rank(flag: bool, device) -> bool:
-    import torch.distributed as dist
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)

@@ -18,14 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from ssl_vit.checkpoints.formats import TRAIN_FORMAT, load_pt, save_backbone
+from ssl_vit.core.atomic import atomic_path, atomic_write_text
 from ssl_vit.data.input_spec import InputSpec
-from ssl_vit.engine.atomic import atomic_path, atomic_write_text
 from ssl_vit.errors import SslvitError
 
 
@@ -83,7 +84,6 @@ class CheckpointManager:
             try:
                 os.link(src, tmp)
             except OSError:
-                import shutil
                 shutil.copyfile(src, tmp)
 
     def _prune(self) -> None:

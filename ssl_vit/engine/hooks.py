@@ -1,5 +1,5 @@
 """What the loop lets observers see and ask for. Diagnostics implement :class:`Hook`; the loop does not
-know which hooks exist (the caller passes them: ``trainer.pretrain`` / ``train_supervised`` put the
+know which hooks exist (the caller passes them: ``ssl_vit.runs.pretrain`` / ``train_supervised`` put the
 diagnostics first).
 
 Per step (0-based ``step``) the loop (``ssl_vit/engine/trainer.py``) does::

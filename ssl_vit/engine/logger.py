@@ -26,7 +26,7 @@ class RunLogger:
             self.path.write_text("".join(k + "\n" for k in kept))
         self._f = open(self.path, "a", buffering=1)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard is heavy
             self.tb = SummaryWriter(str(Path(out_dir) / "tensorboard"), purge_step=purge_step)
 
     def log(self, step: int, values: Dict[str, float], **extra) -> None:

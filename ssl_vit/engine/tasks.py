@@ -13,6 +13,7 @@ is the loop's.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -20,8 +21,17 @@ import torch
 
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import load_eval_splits
+from ssl_vit.data.labelled_stream import labelled_stream
+from ssl_vit.data.specs import load_dataset
+from ssl_vit.data.streams import two_view_stream
 from ssl_vit.engine.precision import Precision
 from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.features import extract_features
+from ssl_vit.evaluation.knn import run_knn
+from ssl_vit.evaluation.results import write_results
+from ssl_vit.methods import METHODS
+from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
+from ssl_vit.methods.supervised import SupervisedClassifier, logits_module
 
 
 class PretrainTask:
@@ -29,7 +39,6 @@ class PretrainTask:
     uses_momentum = True
 
     def stream(self, cfg, train, input_spec: InputSpec, order, device):
-        from ssl_vit.data.streams import two_view_stream
         return two_view_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers,
                                cfg.data.on_bad_image, cfg.method.local_crops)
 
@@ -43,15 +52,11 @@ class PretrainTask:
             if cfg.method.name != "mocov3":
                 raise SslvitError(f"model.bootstrap.enabled works with method.name=mocov3 only, not "
                                   f"'{cfg.method.name}'")
-            from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
             return BootstrapMoCoV3(backbone, embed_dim, cfg.method, cfg.model.bootstrap)
-        from ssl_vit.methods import METHODS
         return METHODS[cfg.method.name](backbone, embed_dim, cfg.method)
 
     def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
                  step: int) -> Dict:
-        from ssl_vit.evaluation.knn import run_knn
-        from ssl_vit.evaluation.results import write_results
         res = run_knn(model.backbone, input_spec, cfg.eval.dataset or cfg.data.dataset, cfg.data, k=cfg.eval.knn_k,
                       temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
                       max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device, precision=precision,
@@ -74,7 +79,6 @@ def num_classes_of(train) -> int:
 def test_top1(logits_model: torch.nn.Module, data, input_spec: InputSpec, batch_size: int, device,
               precision: Optional[Precision] = None) -> float:
     """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
-    from ssl_vit.evaluation.features import extract_features
     logits = extract_features(logits_model, data, input_spec, batch_size=batch_size, device=device,
                               precision=precision)                           # (N, K)
     return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
@@ -85,7 +89,6 @@ class SupervisedTask:
     uses_momentum = False
 
     def stream(self, cfg, train, input_spec: InputSpec, order, device):
-        from ssl_vit.data.labelled_stream import labelled_stream
         return labelled_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers)
 
     def loss(self, model, batch, m) -> torch.Tensor:
@@ -93,7 +96,6 @@ class SupervisedTask:
         return model(*batch)
 
     def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
-        from ssl_vit.methods.supervised import SupervisedClassifier
         if cfg.method.local_crops:
             raise SslvitError(f"method.local_crops={cfg.method.local_crops} is a pretraining (MoCo v3) option; "
                               f"`sslvit train` has no multi-crop: set method.local_crops=0")
@@ -101,11 +103,6 @@ class SupervisedTask:
 
     def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
                  step: int) -> Dict:
-        import time
-
-        from ssl_vit.data.specs import load_dataset
-        from ssl_vit.evaluation.results import write_results
-        from ssl_vit.methods.supervised import logits_module
         t0 = time.perf_counter()
         dataset = cfg.data.dataset
         test = load_eval_splits(dataset, cfg.data, max_test=cfg.eval.max_test).test
@@ -119,7 +116,6 @@ class SupervisedTask:
             res["top1_agent"] = test_top1(logits_module(model, agent=True), test, input_spec, **kw)
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
-            from ssl_vit.evaluation.knn import run_knn
             knn = run_knn(model.backbone, input_spec, dataset, cfg.data, k=cfg.eval.knn_k,
                           temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
                           max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device,

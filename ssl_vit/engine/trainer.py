@@ -26,25 +26,28 @@ from tqdm.auto import tqdm
 from ssl_vit.checkpoints.load import load_state_strict
 from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
+from ssl_vit.core.attention import plan_attention
+from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import load_dataset
-from ssl_vit.data.streams import BatchOrder, derive_seed
-from ssl_vit.engine.attention import plan_attention
+from ssl_vit.data.streams import BatchOrder
+from ssl_vit.engine.budget import TimeBudget
 from ssl_vit.engine.checkpointing import CheckpointManager
-from ssl_vit.engine.cpu import busy_cpu_warning, cpu_threads
+from ssl_vit.engine.cpu import busy_cpu_warning
 from ssl_vit.engine.distributed import DistContext, gather_no_grad, init_distributed
 from ssl_vit.engine.hooks import Action, Hook, Hooks, Rollback, RunState, StepRecord
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.method_terms import MethodTermsHook
 from ssl_vit.engine.optim import lr_mults, make_optimizer, param_groups, set_lr  # noqa: F401 (make_optimizer: re-export)
 from ssl_vit.engine.precision import Precision, precision_name, resolve_device
-from ssl_vit.engine.rundir import claim_run_dir
-from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
+from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.tasks import TASKS
 from ssl_vit.errors import RunStopped, SslvitError
 from ssl_vit.methods.base import Method
 from ssl_vit.models import create_backbone, resolve_model_config
+
+_clock = time.perf_counter     # the time budget's clock (tests replace it with a counter)
 
 # Sections whose change makes a checkpoint a different experiment (resume refuses without --force).
 _RESUME_LOCKED = ("seed", "data", "aug", "model", "method")
@@ -106,7 +109,7 @@ def build_model(cfg: Config, device: torch.device, task=None, train=None) -> tor
     backbone = create_backbone(cfg.model, device.type)
     feat_dim = getattr(backbone, "num_features", None) or resolve_model_config(cfg.model).embed_dim
     model = task.build(cfg, backbone, feat_dim, train).to(device)
-    if str(cfg.model.fused_attn).lower() == "auto":    # SDPA or plain per pass and dtype (engine/attention.py)
+    if str(cfg.model.fused_attn).lower() == "auto":    # SDPA or plain per pass and dtype (core/attention.py)
         plan_attention(model, device.type, precision_name(cfg.train.precision, device))
     if cfg.train.compile:
         compile_backbones(model)
@@ -116,30 +119,11 @@ def build_model(cfg: Config, device: torch.device, task=None, train=None) -> tor
 def compile_backbones(model: torch.nn.Module) -> None:
     """``train.compile``: compile every ViT inside ``model`` in place (``nn.Module.compile``, so state-dict
     keys and checkpoints are unchanged); a graph that fails to compile runs eagerly instead."""
-    import torch._dynamo
+    import torch._dynamo  # lazy: torch._dynamo is heavy and only train.compile needs it
     torch._dynamo.config.suppress_errors = True
     for m in model.modules():
         if m is not model and isinstance(m, VisionTransformer):
             m.compile()
-
-
-def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-             hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
-    """Run (or resume) MoCo v3 pretraining; returns a summary dict (final step, kNN top-1, paths). A dir that
-    holds a run needs ``resume`` or ``overwrite`` (:func:`~ssl_vit.engine.rundir.claim_run_dir`). The
-    diagnostics (``ssl_vit.diagnostics.default_hooks``) run before ``hooks``."""
-    from ssl_vit.diagnostics import default_hooks     # the entry point composes; fit() knows no diagnostics
-    with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "pretrain", resume, overwrite, log):
-        return fit(cfg, output_dir, "pretrain", resume, force, default_hooks(cfg) + list(hooks or []), log)
-
-
-def train_supervised(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-                     hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
-    """Run (or resume) supervised training from scratch (bootstrapped with ``model.bootstrap.enabled``);
-    returns a summary dict (final step, test top-1, paths). Run-dir claim and hooks as in :func:`pretrain`."""
-    from ssl_vit.diagnostics import default_hooks
-    with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "train", resume, overwrite, log):
-        return fit(cfg, output_dir, "train", resume, force, default_hooks(cfg) + list(hooks or []), log)
 
 
 def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume: bool = False, force: bool = False,
@@ -179,7 +163,7 @@ class _Loop:
     input_spec: InputSpec
     stream: Any                                 # .batches(start_step) -> iterator of batches
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int                            # fixed at set-up, or at the warm-up's end under a time budget
     warmup: int
     peak_lr: float
     min_lr: float
@@ -192,6 +176,7 @@ class _Loop:
     ckpts: CheckpointManager
     log: Callable[[str], None]
     logger: Optional[RunLogger] = None
+    budget: Optional[TimeBudget] = None         # train.time_budget_min > 0
     nonfinite: int = 0                          # consecutive non-finite steps
     stopped: bool = False                       # a hook returned Action.STOP
 
@@ -207,9 +192,12 @@ def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision
     total_steps = cfg.train.max_steps or cfg.train.epochs * spe
     if cfg.optim.warmup_steps is not None:
         warmup = cfg.optim.warmup_steps
+    elif cfg.train.time_budget_min:  # the total is not known yet: the warm-up is its epochs' worth of steps
+        warmup = round(cfg.optim.warmup_epochs * spe)
     else:  # warm-up keeps its share of the schedule when train.max_steps shortens or lengthens it
         warmup = round(cfg.optim.warmup_epochs / max(cfg.train.epochs, 1) * total_steps)
     warmup = min(warmup, total_steps)
+    budget = TimeBudget(cfg.train.time_budget_min * 60, total_steps, warmup) if cfg.train.time_budget_min else None
     peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch_size, cfg.optim.lr_scaling)
     min_lr = scaled_lr(cfg.optim.min_lr, cfg.train.batch_size, cfg.optim.lr_scaling)
 
@@ -226,7 +214,7 @@ def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision
     ckpts = CheckpointManager(out / "checkpoints", cfg.train.keep_last, enabled=ctx.is_main)
     return _Loop(cfg, task, ctx, device, precision, out, input_spec, stream, spe, total_steps, warmup, peak_lr, min_lr,
                  model, train_model, [p for g in groups for p in g["params"]], optimizer, lr_mults(optimizer),
-                 Hooks(hooks + [MethodTermsHook()]), ckpts, log)
+                 Hooks(hooks + [MethodTermsHook()]), ckpts, log, budget=budget)
 
 
 # ---- resume -------------------------------------------------------------------------------------------
@@ -261,12 +249,23 @@ def _resume(loop: _Loop, resume: bool, force: bool) -> Dict:
         loop.precision.scaler.load_state_dict(state["scaler"])
     loop.hooks.load_state_dict(state.get("hooks", {}))
     start_step = int(state["step"])
+    if loop.budget is not None:
+        _resume_budget(loop, state, start_step)
     if is_main:
         log(f"resuming from step {start_step} ({ckpt_dir})" + (f"; changed: {'; '.join(sched)}" if sched else "")
             + (f"; forced despite: {'; '.join(locked)}" if locked else ""))
         if start_step >= loop.total_steps:
             log(f"checkpoint is at step {start_step} >= total steps {loop.total_steps}; nothing to train")
     return state
+
+
+def _resume_budget(loop: _Loop, state: Dict, start_step: int) -> None:
+    """A time-budgeted run keeps the schedule length it resolved; one resumed inside its warm-up times it again."""
+    if state.get("budget_total"):
+        loop.budget.total = loop.total_steps = int(state["budget_total"])
+    elif start_step >= loop.warmup:
+        raise SslvitError(f"train.time_budget_min sizes a run at the end of its warm-up, and this checkpoint (step "
+                          f"{start_step}) is past it without a resolved length; set train.max_steps instead")
 
 
 def _start(loop: _Loop, state: Dict, resume: bool) -> RunState:
@@ -310,11 +309,17 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
     pbar = tqdm(total=loop.total_steps, initial=start_step, disable=not (ctx.is_main and cfg.log.progress),
                 desc=loop.task.name, unit="step", dynamic_ncols=True)
     window = _LossWindow()
+    if loop.budget is not None and loop.budget.total is None:
+        loop.budget.begin(start_step, _clock())
     with _StopOnSignal() as sig:
-        for step in range(start_step, loop.total_steps):
+        step = start_step
+        while step < loop.total_steps:           # the total can change once, at the end of a budget's warm-up
             action = _step(loop, run, step, batches)
+            step += 1
             if action is None:                   # non-finite loss / gradients: skipped, nothing logged
                 continue
+            if loop.budget is not None and (total := loop.budget.observe(run.step, _clock())):
+                _resize(loop, run, total, pbar)
             window.add(run.loss)
             action = max(action, _agree(loop, loop.hooks.after_step(run, step)))
             _write_record(loop, run, window, pbar)
@@ -332,6 +337,20 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
             raise Preempted(f"stopped by signal {sig.signum} at step {end_step}; checkpoint saved in {loop.ckpts.dir}. "
                             f"Resume with: sslvit {loop.task.name} --output-dir {loop.out} --resume", sig.signum)
     return end_step
+
+
+def _resize(loop: _Loop, run: RunState, total: int, pbar) -> None:
+    """The time budget's schedule length (every rank the shortest any rank measured): loop, hooks, progress bar."""
+    if loop.ctx.enabled:
+        t = torch.tensor([total], device=loop.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        total = loop.budget.total = int(t.item())
+    loop.total_steps = run.total_steps = pbar.total = total
+    pbar.refresh()
+    if loop.ctx.is_main:
+        loop.log(loop.budget.message(loop.steps_per_epoch))
+    loop.logger.log(run.step, {}, event="budget", total_steps=total, step_ms=round(1000 * loop.budget.step_s, 2),
+                    warmup_steps=loop.warmup)
 
 
 def _step(loop: _Loop, run: RunState, step: int, batches) -> Optional[Action]:
@@ -453,7 +472,8 @@ def _save(loop: _Loop, run: RunState, step: int, periodic: bool = False) -> None
     loop.ckpts.save({"step": step, "epoch": step / loop.steps_per_epoch, "config": to_dict(cfg),
                      "data_config": loop.input_spec.to_dict(), "model": sd, "optimizer": loop.optimizer.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else {},
-                     "hooks": loop.hooks.state_dict(), "world_size": loop.ctx.world_size, "lr_scale": run.lr_scale},
+                     "hooks": loop.hooks.state_dict(), "world_size": loop.ctx.world_size, "lr_scale": run.lr_scale,
+                     "budget_total": loop.budget.total if loop.budget is not None else None},
                     {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")},
                     to_dict(cfg.model), loop.input_spec, periodic=periodic, monitor=run.monitor)
 

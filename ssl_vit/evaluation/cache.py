@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -36,10 +37,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ssl_vit.core.atomic import atomic_save
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.data.input_spec import InputSpec
-from ssl_vit.engine.atomic import atomic_save
 from ssl_vit.engine.precision import Precision
+from ssl_vit.evaluation import features as feature_extraction  # looked up per call: tests count the calls
 
 # Bump when extraction or the eval input conversion changes meaning (old entries are then ignored).
 TRANSFORM_VERSION = "eval-v1:to_model_input(bilinear,antialias);files:resize+centercrop"
@@ -127,7 +129,6 @@ class FeatureCache:
         ``pooling`` names what ``model`` outputs when it is not the backbone's own CLS feature
         (:func:`~ssl_vit.evaluation.pooling.pooling_name`); it is part of the key. ``num_workers``: DataLoader
         workers of an extraction (file datasets; not part of the key)."""
-        from ssl_vit.evaluation.features import extract_features
 
         parts = {"weights": weights_hash or state_hash(model),
                  "data_cfg": input_spec.to_dict(),                # (key name kept: old entries stay valid)
@@ -152,8 +153,9 @@ class FeatureCache:
                 except (SafetensorError, OSError, KeyError, RuntimeError):
                     pass                                                             # corrupt: re-extract
         t1 = time.perf_counter()
-        f = extract_features(model, data, input_spec, batch_size=batch_size, device=device,
-                             precision=precision, num_workers=num_workers, progress=progress, desc=desc)
+        f = feature_extraction.extract_features(model, data, input_spec, batch_size=batch_size, device=device,
+                                                precision=precision, num_workers=num_workers, progress=progress,
+                                                desc=desc)
         dt = time.perf_counter() - t1
         if path is not None:
             meta = {"key_parts": json.dumps(parts, sort_keys=True, default=str),
@@ -162,7 +164,6 @@ class FeatureCache:
             try:
                 atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
             except Exception as e:  # noqa: BLE001 - a read-only cache must not fail the evaluation
-                import warnings
                 warnings.warn(f"feature cache not written ({e}); set eval.cache_dir to a writable folder")
         self.events.append(CacheEvent(key or "", split, False, len(data), time.perf_counter() - t0,
                                       len(data) / max(dt, 1e-9)))

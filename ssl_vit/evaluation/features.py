@@ -5,33 +5,18 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ssl_vit.data.images import FileImages, TensorImages
+# fused_attention and LabelledFiles are also imported from here by adapt/train.py, evaluation/linear_probe.py and
+# search/flops.py (pending: oneloop merge; then from ssl_vit.core.attention and ssl_vit.data.labelled)
+from ssl_vit.core.attention import fused_attention
+from ssl_vit.data.images import TensorImages
 from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.data.labelled import LabelledFiles
 from ssl_vit.engine.precision import Precision, autocast
-from ssl_vit.errors import SslvitError
-from ssl_vit.models.vit import fused_attention
 from ssl_vit.transforms.eval import to_model_input
-
-
-class LabelledFiles(Dataset):
-    """``(path, label)`` files -> ``(uint8 tensor, label)`` through ``transform`` (decoded as RGB)."""
-
-    def __init__(self, files: FileImages, transform):
-        from ssl_vit.data.imagefolder import pil_loader
-        self.files, self.t, self.load = files, transform, pil_loader
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        path, label = self.files.samples[i]
-        try:
-            return self.t(self.load(path, 3)), label
-        except Exception as e:  # noqa: BLE001
-            raise SslvitError(f"cannot decode image '{path}' ({type(e).__name__}); remove it") from None
+from ssl_vit.transforms.pipeline import eval_transform
 
 
 @torch.inference_mode()
@@ -53,7 +38,6 @@ def extract_features(model: nn.Module, data, input_spec: InputSpec, batch_size: 
         batches = (data.images[i:i + batch_size] for i in range(0, len(data), batch_size))
         total = (len(data) + batch_size - 1) // batch_size
     else:
-        from ssl_vit.transforms.pipeline import eval_transform
         loader = DataLoader(LabelledFiles(data, eval_transform(int(input_spec.img_size))), batch_size=batch_size,
                             num_workers=num_workers, shuffle=False)
         batches = (x for x, _ in loader)

@@ -34,12 +34,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.attention import fused_attention
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import has_labels, labelled_only, load_eval_splits
 from ssl_vit.engine.precision import Precision
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, fit_classifier
-from ssl_vit.models.vit import fused_attention
 
 
 # ----------------------------------------------------------------------------------------- fast mode
@@ -173,7 +173,7 @@ def _train_batches(data, input_spec: InputSpec, cfg: ProbeConfig, epoch: int, se
         torch.manual_seed(seed * 1000003 + epoch)                   # torchvision draws from the global RNG
         from torchvision.transforms import v2
 
-        from ssl_vit.evaluation.features import LabelledFiles
+        from ssl_vit.data.labelled import LabelledFiles
         train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(input_spec.img_size), scale=tuple(cfg.crop_scale),
                                                                  antialias=True), v2.RandomHorizontalFlip()])
         loader = torch.utils.data.DataLoader(LabelledFiles(data, train_t),

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Dict
 
-from ssl_vit.engine.atomic import atomic_write_text
+from ssl_vit.core.atomic import atomic_write_text
 
 RESULT_FILES = ("results.json", "results.md")      # what write_results writes into its dir
 

@@ -3,9 +3,19 @@ feature cache, and the columns that describe the backbone in results.json."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, Iterable
 
+import yaml
+
+from ssl_vit.checkpoints import load_backbone
+from ssl_vit.config import apply_overrides
+from ssl_vit.config.schema import Config
+from ssl_vit.config.validate import validate_probe
+from ssl_vit.data import parse_spec
+from ssl_vit.engine.precision import Precision, resolve_device
 from ssl_vit.evaluation.cache import FeatureCache
+from ssl_vit.models.vit import SIZES, resolve
 
 
 @dataclass
@@ -20,12 +30,6 @@ class EvalSetup:
 def prepare_eval(checkpoint, dataset: str, overrides: Iterable[str] = (), log: Callable[[str], None] = lambda m: None
                  ) -> EvalSetup:
     """Load the backbone (``model.*`` overrides), apply the other overrides to its config, pick device/precision."""
-    from ssl_vit.checkpoints import load_backbone
-    from ssl_vit.config import apply_overrides
-    from ssl_vit.config.schema import Config
-    from ssl_vit.config.validate import validate_probe
-    from ssl_vit.data import parse_spec
-    from ssl_vit.engine.precision import Precision, resolve_device
 
     overrides = list(overrides)
     parse_spec(dataset)
@@ -44,7 +48,6 @@ def prepare_eval(checkpoint, dataset: str, overrides: Iterable[str] = (), log: C
 
 def backbone_label(m) -> str:
     """'vit_pico d128 L6 h4 p7 28px' (+ the stem when it is not patchify)."""
-    from ssl_vit.models.vit import SIZES, resolve
     r = resolve(m) if m.name in SIZES else m
     return f"{m.name} d{r.embed_dim} L{r.depth} h{r.num_heads} p{m.patch_size} {m.img_size}px" + \
         (f" {m.stem}" if m.stem != "patchify" else "")
@@ -61,8 +64,6 @@ def describe_backbone(loaded) -> Dict:
 
 def _run_dir_method(source: str):
     """A run's checkpoints/last.safetensors: the method is in the run's config.yaml."""
-    import yaml
-    from pathlib import Path
     cfg = Path(source).parent.parent / "config.yaml"
     try:
         return (yaml.safe_load(cfg.read_text()) or {}).get("method", {}).get("name")

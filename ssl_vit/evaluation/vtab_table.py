@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qsl
 
+from ssl_vit.core.atomic import atomic_write_bytes, atomic_write_text
 from ssl_vit.data.vtab import GROUPS, group_of
-from ssl_vit.engine.atomic import atomic_write_bytes, atomic_write_text
 from ssl_vit.errors import SslvitError
 
 GROUP_ORDER = ("Natural", "Specialized", "Structured", "Other")
@@ -191,9 +191,9 @@ def fewshot_csv(curves: Dict) -> str:
 
 
 def fewshot_png(curves: Dict) -> bytes:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     names = list(dict.fromkeys(c["dataset"] for c in curves["curves"]))
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ssl_vit.methods.base import Method
 from ssl_vit.methods.bootstrap_losses import hint_weight, supervised_bootstrap_loss, weights_from_config
+from ssl_vit.models.bootstrap import BootstrapAgent, vit_features_and_tokens
 
 
 class SupervisedClassifier(Method):
@@ -35,7 +36,6 @@ class SupervisedClassifier(Method):
         self.head = nn.Linear(embed_dim, num_classes)
         self.bootstrap = bootstrap if bootstrap is not None and bootstrap.enabled else None
         if self.bootstrap is not None:
-            from ssl_vit.models.bootstrap import BootstrapAgent
             self.agent = BootstrapAgent(backbone, self.bootstrap.mode)
             self.agent_head = nn.Linear(embed_dim, num_classes)
             self.weights = weights_from_config(self.bootstrap)
@@ -68,7 +68,6 @@ class SupervisedClassifier(Method):
             loss = F.cross_entropy(self.head(f), y)
             self.terms = {"ce_vit": loss.detach()}
         else:
-            from ssl_vit.models.bootstrap import vit_features_and_tokens
             f, tokens = vit_features_and_tokens(self.backbone, x)                 # (B, D), [(B, N, D)] * depth
             fa, maps = self.agent(x)                                              # (B, D), [(B, D, gh, gw)] * depth
             hw = self.current_hint_weight()

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ssl_vit.models.vit import fused_attention
+from ssl_vit.core.attention import fused_attention
 
 # (backbone, img_size, patch_size, in_chans): Fashion-MNIST (the ablation's model), CIFAR, ImageNet ViT-S
 TABLE_SETTINGS: Sequence[Tuple[str, int, int, int]] = (("vit_micro", 28, 7, 1), ("vit_pico", 32, 4, 3),

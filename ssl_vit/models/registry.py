@@ -6,12 +6,12 @@ with ``num_classes=0``; timm's ``num_classes=10`` adds timm's classifier head).
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable, Dict, Optional
 
 import torch.nn as nn
 
 from ssl_vit.config.schema import ModelConfig
+from ssl_vit.core.suggest import did_you_mean
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import vit as vit_mod
 
@@ -35,8 +35,7 @@ def backbone_names():
 
 def check_backbone_name(name: str) -> None:
     if name not in _BUILDERS:
-        hint = difflib.get_close_matches(name, backbone_names(), n=1)
-        raise SslvitError(f"unknown backbone '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        raise SslvitError(f"unknown backbone '{name}'" + did_you_mean(name, backbone_names())
                           + f"; valid: {', '.join(backbone_names())}")
 
 

@@ -18,79 +18,8 @@ produces the D-dim tokens) and whose earlier modules are the *conv layers*. ``mo
     scaled_relu_no_bn    the same, conv(+bias)-ReLU: ReLU without BN's affine scaling   (ablation)
     scaled_relu_no_relu  the same, conv-BN: the scaling without the ReLU               (ablation)
 
-Strides for small images (``model.patch_embed.stem_stride``, 0 = auto; it must divide p):
-
-* ``conv``: the convs downsample by ``s`` = the largest power of two dividing p, one 3x3 stride-2
-  layer per factor 2 (p=16: four, exactly MoCo v3's ViT-S/B stem; p=4: two); the projection then has
-  kernel = stride = p/s (1x1 when s = p). An odd p (7 at 28 px) has s = 1: one 3x3 stride-1
-  conv-BN-ReLU layer, then a 7x7 stride-7 projection.
-* ``scaled_relu*``: s = 2 when p is even (the paper: 7x7 stride-2 conv, projection p/2), else 1; with
-  s = 1 (p = 7 at 28 px) the first conv is 3x3 stride 1 (a 7x7 kernel only made sense for the
-  downsampling conv at 224 px) and the projection is 7x7 stride 7.
-
-Widths (``model.patch_embed.stem_channels``, 0 = auto): ``conv`` starts at D/8 (MoCo v3) and doubles per
-layer; ``scaled_relu*`` use ``clamp(D/4, 8, 64)`` channels in every conv (64 as in the paper for
-ViT-S and wider; narrower for the 64-128-d CPU models, whose token count is tiny).
-
-Depth: ``conv`` replaces one transformer block (MoCo v3's ``vit_conv_small`` has 11 blocks), so a named
-size loses one block unless ``model.patch_embed.reduce_depth=false`` or ``model.depth`` is set
-explicitly (an explicit depth is used as given). The other stems keep the depth (the paper adds its
-stem to the unchanged ViT).
-
-"Frozen" (MoCo v3 sec. 4.2, the random patch projection), per stem:
-
-* ``model.patch_embed.frozen`` (default true) -- the **patch projection** keeps its random init
-  (MoCo v3's xavier-uniform with ``fan_in = C_in k k``): patchify's only conv; for conv stems the last
-  conv of ``proj`` (``conv``: the 1x1 / p/s projection; ``scaled_relu*``: the patchify projection).
-  The conv layers before it still train.
-* ``model.patch_embed.stem_frozen`` (default false) -- the **conv layers** (conv weights, biases and
-  BatchNorm's affine scale/shift) keep their init too; BatchNorm still normalises with batch
-  statistics and updates its running statistics (buffers, not parameters). No effect on patchify.
-
-Init: conv layers He-normal (``fan_in``, ReLU gain), so the no-BN ablation does not differ from the
-others by a shrinking activation scale; BN weight 1, bias 0. (Official MoCo v3 leaves its conv stem
-at PyTorch's default init; with BN after each conv the forward pass is scale-invariant anyway.)
-
-BatchNorm in a stem: the running statistics are buffers, so they are in ``state_dict()``, in every
-checkpoint and restored with it; the feature extractor runs the backbone in ``eval()`` mode (running
-statistics). sslvit's MoCo v3 forward runs the backbone once on both views, so training BN statistics
-are over 2B images (the official code runs each view separately: B). Under data-parallel training on
-GPU the stem's BN is torch's SyncBatchNorm (all BN layers are converted); on CPU (gloo) only the
-heads' BatchNorm1d is synchronised, a stem's BatchNorm2d uses per-rank statistics.
-
-Export to timm works for ``patchify`` only (timm's ``VisionTransformer`` has no conv stem); the others
-are refused with a one-line error (``ssl_vit.checkpoints.export``).
-
-Cost per image (``torch.utils.flop_counter.FlopCounterMode``: conv/matmul FLOPs = 2 x MACs; BN, ReLU,
-softmax, LayerNorm are not counted), from ``.venv/bin/python eval/bench/stem_flops.py``, checked by
-``tests/models/test_stems.py``. ``backbone`` = the whole ViT (``conv``: one block fewer):
-
-<!-- stem-flops-table -->
-| setting | stem | stem params | stem MFLOPs | backbone params | backbone MFLOPs | vs patchify |
-|---|---|---:|---:|---:|---:|---:|
-| vit_micro 28px p7 1ch | patchify | 3,200 | 0.10 | 204,416 | 7.08 | +0.0% |
-| vit_micro 28px p7 1ch | conv | 25,240 | 0.92 | 176,472 | 6.15 | -13.1% |
-| vit_micro 28px p7 1ch | scaled_relu | 55,088 | 9.06 | 256,304 | 16.04 | +126.5% |
-| vit_micro 28px p7 1ch | scaled_relu_no_bn | 55,040 | 9.06 | 256,256 | 16.04 | +126.5% |
-| vit_micro 28px p7 1ch | scaled_relu_no_relu | 55,088 | 9.06 | 256,304 | 16.04 | +126.5% |
-| vit_pico 32px p4 3ch | patchify | 6,272 | 0.79 | 1,204,608 | 167.12 | +0.0% |
-| vit_pico 32px p4 3ch | conv | 9,360 | 1.34 | 1,009,424 | 139.95 | -16.3% |
-| vit_pico 32px p4 3ch | scaled_relu | 39,840 | 13.94 | 1,238,176 | 180.28 | +7.9% |
-| vit_pico 32px p4 3ch | scaled_relu_no_bn | 39,744 | 13.94 | 1,238,080 | 180.28 | +7.9% |
-| vit_pico 32px p4 3ch | scaled_relu_no_relu | 39,840 | 13.94 | 1,238,176 | 180.28 | +7.9% |
-| vit_small 224px p16 3ch | patchify | 295,296 | 115.61 | 21,665,664 | 9,197.00 | +0.0% |
-| vit_small 224px p16 3ch | conv | 1,021,488 | 870.65 | 20,617,392 | 9,195.26 | -0.0% |
-| vit_small 224px p16 3ch | scaled_relu | 1,656,768 | 2,702.28 | 23,027,136 | 11,783.67 | +28.1% |
-| vit_small 224px p16 3ch | scaled_relu_no_bn | 1,656,576 | 2,702.28 | 23,026,944 | 11,783.67 | +28.1% |
-| vit_small 224px p16 3ch | scaled_relu_no_relu | 1,656,768 | 2,702.28 | 23,027,136 | 11,783.67 | +28.1% |
-<!-- /stem-flops-table -->
-
-Example::
-
-    from ssl_vit.models import create_backbone
-    from ssl_vit.config import ModelConfig
-    vit = create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, stem="scaled_relu"))
-    vit.patch_embed(torch.randn(8, 1, 28, 28)).shape        # (8, 16, 64): the patchify grid, 4x4 tokens
+Strides and widths for small images, depth, what "frozen" means per stem, init, BatchNorm, export, and
+the measured cost per image (parameters / FLOPs per stem and setting): ``docs/stems.md``.
 """
 from __future__ import annotations
 
@@ -102,6 +31,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 
 from ssl_vit.errors import SslvitError
+from ssl_vit.models.vit import SIZES
 
 _STEMS: Dict[str, Callable] = {"patchify": PatchEmbed}
 
@@ -318,7 +248,6 @@ def check_stem(model_cfg) -> None:
 
 
 def _embed_dim(model_cfg) -> int:
-    from ssl_vit.models.vit import SIZES
     return model_cfg.embed_dim or SIZES.get(model_cfg.name, {}).get("embed_dim", 64)
 
 

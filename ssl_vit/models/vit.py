@@ -31,7 +31,6 @@ Example::
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Dict, Optional
 
@@ -41,6 +40,7 @@ from timm.layers import build_sincos2d_pos_embed, to_2tuple
 from timm.models import VisionTransformer
 
 from ssl_vit.config.schema import ModelConfig
+from ssl_vit.core.attention import set_attention, token_count
 from ssl_vit.models import stems
 
 # embed_dim, depth, num_heads (mlp_ratio 4). MoCo v3's ViT-S has 12 heads (timm's has 6).
@@ -125,35 +125,6 @@ def freeze_patch_projection(model: VisionTransformer, frozen: bool = True, stem_
 # Below this many tokens timm's plain attention trains faster than SDPA on CPU; above it SDPA wins.
 # Measured here (fp32, 2 threads, full MoCo v3 step): 17 tokens plain 4 % faster; 50 tokens SDPA 18 % faster.
 CPU_SDPA_MIN_TOKENS = 32
-
-
-def token_count(model: nn.Module) -> int:
-    """Tokens of a timm ViT at its configured image size (patches + prefix tokens); 0 when unknown."""
-    pe = getattr(model, "patch_embed", None)
-    patches = int(getattr(pe, "num_patches", 0) or 0)
-    return patches + int(getattr(model, "num_prefix_tokens", 1)) if patches else 0
-
-
-def set_attention(model: nn.Module, fused: bool) -> None:
-    """SDPA (``fused``) or timm's plain attention in every attention layer of ``model``."""
-    for m in model.modules():
-        if hasattr(m, "fused_attn"):
-            m.fused_attn = fused
-
-
-@contextmanager
-def fused_attention(model: nn.Module, enabled: bool = True):
-    """Switch timm's attention modules to PyTorch SDPA (``enabled=False``: to the plain path) for the
-    duration; restore their setting afterwards."""
-    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    before = [m.fused_attn for m in attn]
-    for m in attn:
-        m.fused_attn = enabled
-    try:
-        yield model
-    finally:
-        for m, f in zip(attn, before):
-            m.fused_attn = f
 
 
 def set_fused_attn(model: nn.Module, mode, device_type: str = "cpu") -> None:

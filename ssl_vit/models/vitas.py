@@ -63,6 +63,7 @@ from timm.models import VisionTransformer
 from timm.models.vision_transformer import Block
 
 from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig, ViTASConfig
+from ssl_vit.core.seeding import derive_seed
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import vit as vit_mod
 from ssl_vit.models.registry import create_backbone, register_backbone
@@ -146,7 +147,6 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
 
     def subnet_for_step(self, step: int, seed: int) -> SubNet:
         """The training sub-network of ``step``: a pure function of ``(seed, step)``."""
-        from ssl_vit.data.streams import derive_seed
         if self.sampling == "sandwich" and step % 3 < 2:
             return self.space.largest() if step % 3 == 0 else self.space.smallest()
         return self.space.sample(random.Random(derive_seed("vitas-subnet", seed, step)))

@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ssl_vit.core.lists import split_list
 from ssl_vit.errors import SslvitError
 
 BlockChoice = Optional[Tuple[int, float]]      # (heads, mlp_ratio) or None = identity
@@ -40,7 +41,7 @@ BlockChoice = Optional[Tuple[int, float]]      # (heads, mlp_ratio) or None = id
 def parse_list(text: str, key: str, cast=int) -> Tuple:
     """'48,64' -> (48, 64) (one-line error naming the key otherwise)."""
     try:
-        vals = tuple(cast(v) for v in str(text).replace(" ", "").strip("[]()").split(",") if v != "")
+        vals = tuple(cast(v) for v in split_list(str(text).replace(" ", "")))
     except ValueError:
         raise SslvitError(f"{key} must be comma-separated numbers like 2,4, got {text!r}") from None
     if not vals:

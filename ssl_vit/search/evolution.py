@@ -28,8 +28,8 @@ from typing import Callable, Dict, List, Optional
 
 from tqdm.auto import tqdm
 
-from ssl_vit.data.streams import derive_seed
-from ssl_vit.engine.atomic import atomic_write_text
+from ssl_vit.core.atomic import atomic_write_text
+from ssl_vit.core.seeding import derive_seed
 from ssl_vit.errors import SslvitError
 from ssl_vit.models.vitas_space import SearchSpace, SubNet
 from ssl_vit.search.nsga2 import nsga2_select, rank_and_crowding

@@ -15,10 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
+from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.config.loading import dump_yaml, to_dict
 from ssl_vit.config.schema import Config, SearchConfig, ViTASConfig
+from ssl_vit.core.atomic import atomic_path, atomic_write_text
 from ssl_vit.data.input_spec import InputSpec
-from ssl_vit.engine.atomic import atomic_path, atomic_write_text
+from ssl_vit.models.vitas import parse_blocks
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.search.nsga2 import non_dominated_fronts
 
@@ -45,9 +47,9 @@ def write_pareto(out: Path, evaluated: Dict[str, Dict], max_gflops: float) -> Li
                     f"{n.patch_size} | {' '.join(k.split('-', 2)[2].split('|'))} |")
     atomic_write_text(out / "pareto.md", f"# Pareto front ({len(front)} of {len(evaluated)} evaluated, budget "
                                          f"{max_gflops} GFLOPs)\n\n" + "\n".join(rows) + "\n")
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     fig, ax = plt.subplots(figsize=(6, 4))
     gens = [v["generation"] for v in evaluated.values()]
     sc = ax.scatter([v["gflops"] for v in evaluated.values()], [v["top1"] for v in evaluated.values()], c=gens,
@@ -67,7 +69,6 @@ def write_pareto(out: Path, evaluated: Dict[str, Dict], max_gflops: float) -> Li
 
 def subnet_recipe(train_cfg: Config, sub_model_cfg) -> Config:
     """The superformer's training config with the sub-network as the backbone (retrain from scratch)."""
-    from ssl_vit.models.vitas import parse_blocks
     specs = parse_blocks(sub_model_cfg.vitas.blocks)
     if len(set(specs)) == 1:        # uniform: a plain vit_* with explicit sizes (exportable with `sslvit export`)
         model = replace(sub_model_cfg, name="vit_micro", num_heads=specs[0][0], mlp_ratio=specs[0][1],
@@ -79,7 +80,6 @@ def subnet_recipe(train_cfg: Config, sub_model_cfg) -> Config:
 
 def write_best(out: Path, rank: int, key: str, info: Dict, recipe: Config, state_dict,
                input_spec: InputSpec) -> Dict:
-    from ssl_vit.checkpoints.formats import save_backbone
     yaml_path, st_path = out / f"best_{rank}.yaml", out / f"best_{rank}.safetensors"
     dump_yaml(recipe, yaml_path, header=f"ViTAS search result #{rank}: {key}\nheld-out kNN top-1 {info['top1']:.2f} % "
                                         f"(inherited weights), {info['gflops']:.4f} GFLOPs\n"

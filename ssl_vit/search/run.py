@@ -19,11 +19,14 @@ from typing import Callable, Dict
 
 import torch
 
+from ssl_vit.checkpoints import load_backbone
 from ssl_vit.config.loading import to_dict
 from ssl_vit.config.schema import Config
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.results import write_results
+from ssl_vit.models.vitas import ViTASSuperformer
 from ssl_vit.models.vitas_space import SubNet
+from ssl_vit.runs import pretrain
 from ssl_vit.search.evolution import EvolutionarySearch
 from ssl_vit.models.flops import count_gflops
 from ssl_vit.search.outputs import subnet_recipe, write_best, write_history, write_pareto
@@ -46,9 +49,6 @@ def validate_search(cfg: Config) -> None:
 
 
 def run_search(cfg: Config, out: Path, log: Callable[[str], None] = print) -> Dict:
-    from ssl_vit.checkpoints import load_backbone
-    from ssl_vit.engine.trainer import pretrain
-    from ssl_vit.models.vitas import ViTASSuperformer
 
     validate_search(cfg)
     t0 = time.perf_counter()

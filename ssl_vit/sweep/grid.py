@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ssl_vit.config import load_config
+from ssl_vit.config.loading import apply_overrides, parse_set
 from ssl_vit.errors import SslvitError
 
 #: Prepended to every run's overrides: the final kNN of ``pretrain`` on the full test split (a recipe's
@@ -170,7 +172,6 @@ def parse_seeds(text: Optional[str]) -> Optional[List[int]]:
 
 def check_sets(sets: Sequence[str], axes: Sequence[Axis]) -> None:
     """Fixed overrides must not set what the grid or the sweep sets."""
-    from ssl_vit.config.loading import parse_set
     for s in sets:
         key, _ = parse_set(s)
         if key in RESERVED:
@@ -245,8 +246,6 @@ def config_value(cfg, key: str):
 def validate(spec: SweepSpec, threads: int) -> Dict[str, Any]:
     """Load every point's config through the config loader with its overrides (nothing runs). Returns
     ``{run name: Config}``; raises a one-line :class:`SslvitError` naming the bad key / value / point."""
-    from ssl_vit.config import load_config
-    from ssl_vit.config.loading import apply_overrides
 
     if not spec.grid:
         raise SslvitError("empty grid: give at least one --grid key=v1,v2, e.g. --grid optim.lr=1.5e-3,3e-3")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict
 
+from ssl_vit.core.atomic import atomic_path
+
 
 def plot_lr_sensitivity(summary: Dict[str, Any], path: Path) -> Path:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
 
-    from ssl_vit.engine.atomic import atomic_path
 
     fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
     ax = fig.subplots()

@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -68,7 +69,6 @@ def _child_setup(deathsig: bool):
         os.setpgrp()                      # its own process group: a terminal's Ctrl-C reaches the runner only
         if deathsig:
             try:
-                import ctypes
                 ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_DEATHSIG
             except (OSError, AttributeError):
                 pass

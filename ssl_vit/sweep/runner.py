@@ -21,7 +21,6 @@ Each run gets ``--set seed=S --set train.threads=T`` and ``OMP_NUM_THREADS=T`` (
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -32,141 +31,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+import ssl_vit
 from ssl_vit.errors import SslvitError
-from ssl_vit.sweep.grid import Point, SweepSpec, expand, numeric_key, resolved_values, run_overrides
+from ssl_vit.sweep.grid import Point, SweepSpec, expand, run_overrides
 from ssl_vit.sweep.procs import Job, JobResult, run_jobs
-
-SPEC_FILE = "sweep_spec.json"
-RUN_RECORD = "sweep_run.json"
-RUN_LOG = "run.log"
-LOCK_FILE = ".sweep.lock"
-#: exit codes of a run stopped by SIGINT / SIGTERM (``pretrain`` checkpoints, exits 128 + signal)
-_STOPPED = {130, 143, -2, -15}
-
-CommandFn = Callable[[SweepSpec, Point, Path, bool, int], List[str]]
-
-
-# ----------------------------------------------------------------------------------------- files
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: Dict[str, Any]) -> None:
-    from ssl_vit.engine.atomic import atomic_write_text
-    atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
-
-
-def load_spec_file(out: Path) -> Optional[Dict[str, Any]]:
-    """The stored sweep of ``out`` (None when there is none); a one-line error when it is unreadable."""
-    f = Path(out) / SPEC_FILE
-    if not f.is_file():
-        return None
-    data = _read_json(f)
-    if not isinstance(data, dict) or "recipe" not in data or "grid" not in data:
-        raise SslvitError(f"'{f}' is unreadable or not a sweep spec; use another --output-dir (or remove that file)")
-    return data
-
-
-def check_output_dir(out: Path, spec: Optional[SweepSpec]) -> Optional[SweepSpec]:
-    """Refuse an output dir that is a file, holds another sweep, or holds files but no sweep. Returns the
-    stored spec (None for a new / empty dir). With ``spec=None`` the dir must hold a sweep."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SslvitError(f"--output-dir '{out}' is a file; pass a directory")
-    stored = load_spec_file(out)
-    if stored is None:
-        if spec is None:
-            raise SslvitError(f"'{out}' holds no sweep ({SPEC_FILE} missing); pass the sweep's --output-dir, or "
-                              f"--recipe and --grid to start one")
-        if out.is_dir() and any(out.iterdir()):
-            raise SslvitError(f"--output-dir '{out}' is not empty and holds no sweep ({SPEC_FILE} missing); pass a "
-                              f"new or empty --output-dir")
-        return None
-    old = SweepSpec.from_dict(stored)
-    if spec is not None:
-        diff = old.difference(spec)
-        if diff:
-            raise SslvitError(f"--output-dir '{out}' holds a different sweep ({diff}); use another --output-dir, "
-                              f"or repeat the original command to continue it")
-    return old
-
-
-def sweep_command(spec: SweepSpec, out: Path) -> str:
-    """The ``sslvit sweep`` command line that (re)creates / continues this sweep."""
-    parts = ["sslvit", "sweep", "--recipe", spec.recipe]
-    for a in spec.grid:
-        parts += ["--grid", f"{a.key}={','.join(a.values)}"]
-    parts += ["--seeds", ",".join(str(s) for s in spec.seeds)]
-    for s in spec.sets:
-        parts += ["--set", s]
-    parts += ["--output-dir", str(out)]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-def write_spec(out: Path, spec: SweepSpec, cfgs: Dict[str, Any], jobs: int, threads: int) -> Dict[str, Any]:
-    """``sweep_spec.json``: the spec, the points (names, values, typed values) and the lr key."""
-    lr_key = numeric_key(spec, cfgs)
-    data = {**spec.to_dict(), "lr_key": lr_key, "jobs": jobs, "threads": threads,
-            "command_line": sweep_command(spec, out),
-            "points": [{"name": p.name, "seed": p.seed, "values": dict(p.values),
-                        "resolved": resolved_values(cfgs[p.name], spec.keys)} for p in expand(spec)]}
-    old = load_spec_file(out)
-    if old is not None:
-        data["created"] = old.get("created")
-    data.setdefault("created", None)
-    data["created"] = data["created"] or time.strftime("%Y-%m-%dT%H:%M:%S")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    _write_json(Path(out) / SPEC_FILE, data)
-    return data
-
-
-# ----------------------------------------------------------------------------------------- run states
-def has_checkpoint(run_dir: Path) -> bool:
-    d = Path(run_dir) / "checkpoints"
-    return d.is_dir() and any(d.glob("*.pt"))
-
-
-def holds_run(run_dir: Path) -> bool:
-    """Has an earlier attempt left run files (then ``pretrain`` needs ``--resume`` to continue / purge them)?"""
-    d = Path(run_dir)
-    return (has_checkpoint(d) or any((d / f).is_file() for f in ("config.yaml", "metrics.jsonl", "results.json"))
-            or ((d / "tensorboard").is_dir() and any(p.is_file() for p in (d / "tensorboard").rglob("*"))))
-
-
-def _pid_runs(pid: Optional[int], run_dir: Path) -> bool:
-    """Is ``pid`` alive and (where /proc tells) a process working on ``run_dir``?"""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError, ValueError, OverflowError):
-        return False
-    try:
-        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return True
-    return str(run_dir) in cmdline or Path(run_dir).name in cmdline
-
-
-def run_state(run_dir: Path) -> str:
-    """``ok`` | ``failed`` | ``running`` | ``partial`` (a checkpoint, not finished) | ``started`` (records, no
-    checkpoint) | ``pending`` (nothing)."""
-    run_dir = Path(run_dir)
-    rec = _read_json(run_dir / RUN_RECORD) or {}
-    if rec.get("status") == "ok" or (run_dir / "results.json").is_file():
-        return "ok"
-    if rec.get("status") == "running" and _pid_runs(rec.get("pid"), run_dir):
-        return "running"
-    if rec.get("status") == "failed":
-        return "failed"
-    if has_checkpoint(run_dir):
-        return "partial"
-    if holds_run(run_dir):
-        return "started"
-    return "pending"
+from ssl_vit.sweep.records import (
+    LOCK_FILE,
+    RUN_LOG,
+    RUN_RECORD,
+    STOPPED_CODES,
+    CommandFn,
+    check_output_dir,
+    holds_run,
+    read_json,
+    run_state,
+    write_json,
+    write_spec,
+)
+from ssl_vit.sweep.summary import write_summary
 
 
 def pretrain_command(spec: SweepSpec, point: Point, run_dir: Path, resume: bool, threads: int) -> List[str]:
@@ -180,7 +62,6 @@ def pretrain_command(spec: SweepSpec, point: Point, run_dir: Path, resume: bool,
 def run_env(threads: int) -> Dict[str, str]:
     """The environment of a run: this one, thread counts pinned, progress bars off, and this ``ssl_vit``
     first on the path (the run uses the same code as the sweep)."""
-    import ssl_vit
     root = str(Path(ssl_vit.__file__).resolve().parents[1])
     env = {**os.environ, "TQDM_DISABLE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -213,7 +94,7 @@ class _Lock:
         self.fh = None
 
     def __enter__(self):
-        import fcntl
+        import fcntl  # lazy: fcntl is POSIX only (the sweep lock)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.path, "a+")
         try:
@@ -257,7 +138,6 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
     """Run every point not finished yet (see the module doc), then write the summary. ``cfgs`` are the
     validated configs (:func:`ssl_vit.sweep.grid.validate`). ``command(spec, point, run_dir, resume,
     threads)`` builds a run's argv (tests inject a fake one)."""
-    from ssl_vit.sweep.summary import write_summary
 
     out = Path(out)
     threads = default_threads(jobs) if threads is None else threads
@@ -274,7 +154,7 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
             rd = out / p.name
             state = run_state(rd)
             if state == "running":
-                rec = _read_json(rd / RUN_RECORD) or {}
+                rec = read_json(rd / RUN_RECORD) or {}
                 raise SslvitError(f"run {p.name} is still running (pid {rec.get('pid')}, started by an earlier sweep); "
                                   f"wait for it or stop it (kill {rec.get('pid')}), then rerun")
             if state == "ok" or (state == "failed" and not retry_failed):
@@ -295,10 +175,10 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
 
         def on_start(job: Job, pid: int) -> None:
             rd = out / job.name
-            rec = _read_json(rd / RUN_RECORD) or {}
+            rec = read_json(rd / RUN_RECORD) or {}
             rec.update(name=job.name, status="running", pid=pid, log=RUN_LOG,
                        command=" ".join(shlex.quote(c) for c in job.cmd))
-            _write_json(rd / RUN_RECORD, rec)
+            write_json(rd / RUN_RECORD, rec)
             p = job.data["point"]
             how = {"partial": "resuming", "started": "restarting", "failed": "retrying"}.get(job.data["state"],
                                                                                              "started")
@@ -307,9 +187,9 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
         def on_finish(res: JobResult) -> None:
             nonlocal done
             rd = out / res.name
-            rec = _read_json(rd / RUN_RECORD) or {"name": res.name}
+            rec = read_json(rd / RUN_RECORD) or {"name": res.name}
             last = res.last_line()
-            status = ("ok" if res.exit == 0 else "interrupted" if (res.interrupted or res.exit in _STOPPED)
+            status = ("ok" if res.exit == 0 else "interrupted" if (res.interrupted or res.exit in STOPPED_CODES)
                       else "failed")
             attempts = rec.get("attempts", [])
             attempts.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - res.wall_s)),
@@ -318,13 +198,13 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
             rec.update(status=status, exit=res.exit, last_line=last, pid=None, attempts=attempts,
                        cpu_s=round(sum(a["cpu_s"] for a in attempts), 2),
                        wall_s=round(sum(a["wall_s"] for a in attempts), 2))
-            _write_json(rd / RUN_RECORD, rec)
+            write_json(rd / RUN_RECORD, rec)
             p = res.job.data["point"]
             if status != "interrupted":
                 done += 1
                 ran.append(res.name)
             if status == "ok":
-                knn = (_read_json(rd / "results.json") or {}).get("top1")
+                knn = (read_json(rd / "results.json") or {}).get("top1")
                 knn_txt = f"kNN {knn:.2f}" if isinstance(knn, (int, float)) else "kNN –"
                 log(f"[{p.index + 1}/{n}] finished {res.name}: {knn_txt}, {res.wall_s:.1f} s wall, "
                     f"{res.cpu_s:.1f} CPU-s; {done} of {n} done")

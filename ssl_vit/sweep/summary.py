@@ -30,7 +30,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ssl_vit.core.atomic import atomic_write_text
 from ssl_vit.errors import SslvitError
+from ssl_vit.sweep.grid import SweepSpec, short_names
+from ssl_vit.sweep.plot import plot_lr_sensitivity
+from ssl_vit.sweep.records import RUN_LOG, RUN_RECORD, load_spec_file, run_state, sweep_command
 
 SUMMARY_JSON, SUMMARY_MD, PLOT = "sweep.json", "sweep.md", "lr_sensitivity.png"
 
@@ -134,7 +138,6 @@ def lr_sensitivity(knn_by_lr: Dict[float, Optional[float]]) -> Optional[float]:
 
 
 def _status(run_dir: Path) -> Dict[str, Any]:
-    from ssl_vit.sweep.runner import RUN_RECORD, run_state
     rec = _read_json(run_dir / RUN_RECORD)
     state = run_state(run_dir)
     if state in ("partial", "started"):        # not finished, not running: stopped by Ctrl-C, or killed
@@ -146,8 +149,6 @@ def _status(run_dir: Path) -> Dict[str, Any]:
 
 def summarize(out: Path) -> Dict[str, Any]:
     """Everything sweep.json holds, from the files of sweep dir ``out``."""
-    from ssl_vit.sweep.grid import SweepSpec, short_names
-    from ssl_vit.sweep.runner import RUN_LOG, load_spec_file, sweep_command
 
     out = Path(out)
     stored = load_spec_file(out)
@@ -201,7 +202,6 @@ def _g(v) -> str:
 
 
 def markdown(s: Dict[str, Any]) -> str:
-    from ssl_vit.sweep.grid import short_names
     spec = s["spec"]
     keys = [a["key"] for a in spec["grid"]]
     short = short_names(keys)
@@ -243,11 +243,9 @@ def markdown(s: Dict[str, Any]) -> str:
 
 def write_summary(out: Path, plot: bool = True) -> Dict[str, Any]:
     """Write sweep.json, sweep.md (and lr_sensitivity.png); return the summary."""
-    from ssl_vit.engine.atomic import atomic_write_text
     out = Path(out)
     s = summarize(out)
     if plot and s["lr_key"]:
-        from ssl_vit.sweep.plot import plot_lr_sensitivity
         s["plot"] = str(plot_lr_sensitivity(s, out / PLOT))
     elif (out / PLOT).is_file():
         s["plot"] = str(out / PLOT)

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ssl_vit.cli import cli
-from ssl_vit.engine.rundir import LOCK_NAME
+from ssl_vit.core.rundir import LOCK_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def _smoke_sets(data: str, extra=()) -> List[str]:
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory, fmnist_dir) -> Fx:
     from ssl_vit.config import load_config
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     root = tmp_path_factory.mktemp("bad_inputs")
     data = f"fmnist:{fmnist_dir}"
     sets = _smoke_sets(data)[1::2]
@@ -223,7 +223,9 @@ CASES = [
         ("model.mlp_ratio=0", "model.mlp_ratio must be > 0"), ("model.drop_path_rate=nan", "finite"),
         ("model.bootstrap.kd_temperature=inf", "finite"), ("eval.knn_temperature=nan", "finite"),
         ("eval.knn_temperature=0.0001", "eval.knn_temperature must be in [0.02, 10]"),
-        ("diag.spike_z=inf", "finite")]],
+        ("diag.spike_z=inf", "finite"), ("train.time_budget_min=-1", "train.time_budget_min must be >= 0"),
+        ("train.time_budget_min=nan", "finite"),
+        ("train.time_budget_min=1", "needs a warm-up of at least 10 steps")]],
     Case("train-set-optim.lr=inf", pretrain_set("optim.lr=inf", cmd="train"), "finite"),
     Case("recipe-lr-.inf", lambda fx, _: ["pretrain", "--recipe", fx.lr_inf, "--output-dir", str(fx.case / "o")],
          "optim.lr: expected a finite number"),
@@ -407,14 +409,14 @@ def test_lock_held_by_a_real_second_process(fx, tmp_path):
     assert r.exit_code == 2 and f"in use by another sslvit process (pid {holder.pid}" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     # the holder is gone: the kernel released its lock, nothing stale is left behind
-    from ssl_vit.engine.rundir import claim_run_dir
+    from ssl_vit.core.rundir import claim_run_dir
     with claim_run_dir(run, "pretrain", resume=True, log=lambda m: None):
         pass
 
 
 def test_library_callers_are_refused_too_and_overwrite_starts_over(fx, tmp_path):
     from ssl_vit.config import load_config
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     from ssl_vit.errors import SslvitError
     fx.case = tmp_path
     run = Path(fx.run_copy())

@@ -58,7 +58,7 @@ def test_smoke_train_bootstrapped_writes_the_contract(tmp_path, tiny_overrides):
 
 
 def _train(cfg, out, hooks=None, resume=False):
-    from ssl_vit.engine.trainer import train_supervised
+    from ssl_vit.runs import train_supervised
     return train_supervised(cfg, out, resume=resume, hooks=hooks, log=lambda m: None)
 
 
@@ -86,7 +86,7 @@ def test_train_resume_is_bit_identical(tmp_path, tiny_overrides, mode):
 
 def test_plain_train_and_bootstrapped_pretrain_log_their_terms(tmp_path, tiny_overrides):
     from ssl_vit.config import load_config
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     base = tiny_overrides + ["train.threads=1", "train.max_steps=3", "diag.enabled=false", "eval.final_knn=false"]
     summary = _train(load_config("smoke", base), tmp_path / "plain")
     assert "top1_agent" not in summary["test"] and summary["test"]["metric"] == "test_top1"

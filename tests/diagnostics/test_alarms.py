@@ -12,7 +12,8 @@ from ssl_vit.config import Config, ModelConfig, apply_overrides
 from ssl_vit.diagnostics.alarms import Ceiling, ChanceLoss, Collapse, EarlySpike, message
 from ssl_vit.diagnostics.representation import attention_logits, max_attention_logit
 from ssl_vit.engine.optim import param_groups, set_lr
-from ssl_vit.engine.trainer import build_model, pretrain
+from ssl_vit.engine.trainer import build_model
+from ssl_vit.runs import pretrain
 from ssl_vit.errors import RunStopped
 from ssl_vit.models import create_backbone
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ssl_vit.config import load_config
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 
 REQUIRED = {"diag/grad_norm/total", "diag/grad_norm/patch_embed", "diag/spike", "diag/knn_top1", "diag/rankme",
             "diag/feature_std", "diag/token_diversity"}

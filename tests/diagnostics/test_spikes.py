@@ -9,7 +9,7 @@ from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import apply_overrides
 from ssl_vit.diagnostics.spikes import RobustSpikeDetector, find_spikes
 from ssl_vit.engine.hooks import Hook
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 
 
 def _smooth(n=500, seed=0):

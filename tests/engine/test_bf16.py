@@ -19,7 +19,7 @@ from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.engine.hooks import Hook
 from ssl_vit.engine.precision import Precision
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 from ssl_vit.evaluation.features import extract_features
 from ssl_vit.evaluation.knn import knn_top1
 from ssl_vit.evaluation.linear_probe import fast_probe

@@ -12,7 +12,7 @@ import torch
 
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.engine.checkpointing import CheckpointManager
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ def test_cpu_threads_restores_the_previous_count():
 def test_a_run_started_from_python_does_not_leak_its_thread_count(tiny_cfg, tmp_path):
     import torch
     from ssl_vit.config.loading import apply_overrides
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     before = torch.get_num_threads()
     cfg = apply_overrides(tiny_cfg, ["train.threads=1", "train.max_steps=1", "eval.final_knn=false"])
     pretrain(cfg, tmp_path, log=lambda m: None)

@@ -101,7 +101,7 @@ def test_pretrain_step_on_cuda_matches_cpu(precision, no_tf32):
 
 
 def test_fifty_step_pretrain_on_cuda(tmp_path, tiny_overrides):
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     over = [o for o in tiny_overrides if not o.startswith(("train.max_steps", "train.checkpoint_every"))]
     cfg = load_config("smoke", over + ["train.device=cuda", "train.precision=auto", "train.max_steps=50",
                                        "train.checkpoint_every=25", "log.tensorboard=false"])

@@ -21,7 +21,7 @@ def _worker(rank, world, port, cfg, out, mode="plain"):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     if mode == "plain":
         # rank 1 gets its own path: it must never create it (only rank 0 writes)
         pretrain(cfg, out if rank == 0 else f"{out}_rank{rank}", log=lambda m: None)
@@ -43,7 +43,7 @@ def test_two_ranks_equal_one_rank(tiny_cfg, tmp_path, precision, steps=2):
     cfg = apply_overrides(tiny_cfg, [f"train.max_steps={steps}", "train.batch_size=16", "eval.final_knn=false",
                                      "log.tensorboard=false", "optim.warmup_steps=0", f"train.precision={precision}"])
     torch.set_num_threads(1)
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     pretrain(cfg, tmp_path / "single", log=lambda m: None)
     mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path / "ddp")), nprocs=2, join=True)
     torch.set_num_threads(2)

@@ -5,7 +5,7 @@ import torch
 from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import apply_overrides
 from ssl_vit.engine.hooks import Hook
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
 from tests.conftest import StopAt
 

@@ -10,7 +10,7 @@ from timm.models import VisionTransformer
 
 from ssl_vit.config import MethodConfig, ModelConfig, apply_overrides, load_config
 from ssl_vit.config.schema import BootstrapConfig
-from ssl_vit.engine.trainer import pretrain
+from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
 from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
 from ssl_vit.methods.losses import contrastive_loss

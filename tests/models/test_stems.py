@@ -1,6 +1,7 @@
 """Conv stems (ssl_vit/models/stems.py): same token grid as patchify, the documented stride split and
 freezing, BN statistics through checkpoints, the documented FLOPs table, a smoke pretrain per stem."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone, resolve_model_config, stem_names
 from ssl_vit.models import stems as stems_mod
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CONV_STEMS = [s for s in stem_names() if s != "patchify"]
 # (img_size, patch_size) where the patch divides the image: 28 px with 4 and 7, 32 px with 4
@@ -167,7 +170,7 @@ def test_conv_stem_export_to_timm_is_refused_clearly(tmp_path):
 
 
 def _documented_rows():
-    doc = stems_mod.__doc__
+    doc = (ROOT / "docs" / "stems.md").read_text()
     table = doc[doc.index("<!-- stem-flops-table -->"):doc.index("<!-- /stem-flops-table -->")]
     rows = []
     for line in table.splitlines()[3:]:
@@ -212,7 +215,7 @@ SMOKE = [pytest.param(s, marks=pytest.mark.slow) if s.startswith("scaled_relu_")
 
 @pytest.mark.parametrize("stem", SMOKE)
 def test_smoke_pretrain_with_each_stem(stem, tiny_overrides, tmp_path):
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     cfg = load_config("smoke", tiny_overrides + [f"model.stem={stem}", "log.tensorboard=false"])
     summary = pretrain(cfg, tmp_path, log=lambda m: None)
     assert summary["step"] == 6 and 0 <= summary["knn"]["top1"] <= 100          # final kNN ran on the backbone

@@ -211,7 +211,7 @@ def test_bad_choices_are_one_line_errors():
 def test_superformer_pretraining_resumes_exactly(tmp_path, fmnist_dir):
     """6 steps straight == 3 steps + resume + 3 steps: the per-step sub-network comes from (seed, step)."""
     from ssl_vit.config import load_config
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
     from tests.conftest import StopAt
     sets = [f"data.dataset=fmnist:{fmnist_dir}", "train.max_steps=6", "train.threads=1", "train.checkpoint_every=0"]
     pretrain(load_config("vitas_smoke", sets), tmp_path / "a", log=lambda m: None)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from ssl_vit.sweep.grid import SweepSpec, parse_grid, validate
-from ssl_vit.sweep.runner import RUN_RECORD, run_sweep, write_spec
+from ssl_vit.sweep.records import RUN_RECORD, write_spec
+from ssl_vit.sweep.runner import run_sweep
 from ssl_vit.sweep.summary import lr_sensitivity, write_summary
 
 FAKE = str(Path(__file__).with_name("fake_run.py"))

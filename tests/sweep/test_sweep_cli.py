@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from ssl_vit.cli import cli
 from ssl_vit.sweep.grid import SweepSpec, expand, parse_grid, run_overrides, validate
-from ssl_vit.sweep.runner import write_spec
+from ssl_vit.sweep.records import write_spec
 from tests.conftest import StopAt
 
 
@@ -76,7 +76,7 @@ def test_help_teaches_with_an_example():
 
 def test_end_to_end_real_pretrain_runs_resume_and_skip(tmp_path, tiny_overrides):
     from ssl_vit.config import load_config
-    from ssl_vit.engine.trainer import pretrain
+    from ssl_vit.runs import pretrain
 
     out = tmp_path / "sweep"
     fixed = [o for o in tiny_overrides if not o.startswith(("train.max_steps", "train.checkpoint_every", "eval.max"))]

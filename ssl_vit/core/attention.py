@@ -1,5 +1,7 @@
-"""``model.fused_attn=auto`` per pass and dtype: SDPA or timm's plain attention, whichever was measured faster
-for what each backbone of a method does.
+"""The attention switch: SDPA or timm's plain attention in every attention layer of a module
+(:func:`set_attention`; :func:`fused_attention` for a block of code), and ``model.fused_attn=auto`` per pass
+and dtype: SDPA or timm's plain attention, whichever was measured faster for what each backbone of a method
+does.
 
 The backbone is built with the token-count rule of ``ssl_vit/models/vit.py`` (SDPA on GPUs; on CPU from
 ``CPU_SDPA_MIN_TOKENS`` tokens). Once the method and the precision are known, :func:`plan_attention` refines
@@ -31,15 +33,43 @@ Example::
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import torch.nn as nn
 
-from ssl_vit.models.vit import set_attention, token_count
-
 # bf16 on CPU, forward + backward: the plain path was faster from 17 to 577 tokens (ratio rising towards 1
 # with N), SDPA at 785 (its backward also never holds the N x N attention matrix).
 CPU_BF16_TRAIN_SDPA_MIN_TOKENS = 700
+
+
+def token_count(model: nn.Module) -> int:
+    """Tokens of a timm ViT at its configured image size (patches + prefix tokens); 0 when unknown."""
+    pe = getattr(model, "patch_embed", None)
+    patches = int(getattr(pe, "num_patches", 0) or 0)
+    return patches + int(getattr(model, "num_prefix_tokens", 1)) if patches else 0
+
+
+def set_attention(model: nn.Module, fused: bool) -> None:
+    """SDPA (``fused``) or timm's plain attention in every attention layer of ``model``."""
+    for m in model.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = fused
+
+
+@contextmanager
+def fused_attention(model: nn.Module, enabled: bool = True):
+    """Switch timm's attention modules to PyTorch SDPA (``enabled=False``: to the plain path) for the
+    duration; restore their setting afterwards."""
+    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    before = [m.fused_attn for m in attn]
+    for m in attn:
+        m.fused_attn = enabled
+    try:
+        yield model
+    finally:
+        for m, f in zip(attn, before):
+            m.fused_attn = f
 
 
 def sdpa_is_faster(device_type: str, precision: str, tokens: int, grad: bool) -> Optional[bool]:

@@ -1,4 +1,4 @@
-"""eval/collect_results.py: many results.json -> one Markdown / CSV table."""
+"""ssl_vit/evaluation/collect.py and its command line eval/collect_results.py: many results.json -> one table."""
 import csv
 import json
 from pathlib import Path
@@ -38,3 +38,17 @@ def test_collects_runs_into_one_table(tmp_path):
 def test_nothing_found_is_exit_2(tmp_path, capsys):
     assert _load().main([str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_collect_rows_skips_unreadable_files_with_a_warning(tmp_path):
+    from ssl_vit.evaluation.collect import collect_rows
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "results.json").write_text(json.dumps({"top1": 70.0, "dataset": "fmnist", "metric": "knn"}))
+    (tmp_path / "b" / "results.json").write_text(json.dumps({"top1": 75.0, "dataset": "fmnist", "metric": "knn"}))
+    (tmp_path / "c.json").write_text("{not json")
+    warnings = []
+    rows = collect_rows([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c.json"), str(tmp_path / "nope")],
+                        warn=warnings.append)
+    assert [r["top1"] for r in rows] == [75.0, 70.0]                     # top1 sorts descending
+    assert len(warnings) == 2 and "neither a results.json nor a folder" in warnings[0] and "c.json" in warnings[1]

@@ -1,10 +1,9 @@
-"""model.fused_attn=auto per pass and dtype (ssl_vit/engine/attention.py), applied by build_model."""
+"""model.fused_attn=auto per pass and dtype (ssl_vit/core/attention.py), applied by build_model."""
 import pytest
 import torch
 
 from ssl_vit.config import load_config
-from ssl_vit.engine.attention import CPU_BF16_TRAIN_SDPA_MIN_TOKENS, plan_attention, sdpa_is_faster
-from ssl_vit.models.vit import token_count
+from ssl_vit.core.attention import CPU_BF16_TRAIN_SDPA_MIN_TOKENS, plan_attention, sdpa_is_faster, token_count
 from ssl_vit.engine.trainer import build_model
 
 
