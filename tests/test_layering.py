@@ -13,8 +13,7 @@ PACKAGE = ROOT / "ssl_vit"
 #: Bottom to top. A module belongs to the layer of its longest matching prefix ("ssl_vit" alone: the root
 #: package's __init__, i.e. __version__).
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
-    ("core", ("ssl_vit", "ssl_vit.errors", "ssl_vit.core",
-              "ssl_vit.engine.precision")),  # pending: oneloop merge (precision.py moves to core/)
+    ("core", ("ssl_vit", "ssl_vit.errors", "ssl_vit.core")),
     ("config", ("ssl_vit.config",)),
     ("transforms", ("ssl_vit.transforms",)),
     ("data", ("ssl_vit.data",)),

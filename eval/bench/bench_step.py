@@ -407,7 +407,7 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from ssl_vit.engine.precision import Precision, bf16_is_fast
+    from ssl_vit.core.precision import Precision, bf16_is_fast
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

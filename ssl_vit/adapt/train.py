@@ -40,11 +40,11 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ssl_vit.adapt.methods import build_adapted_model, get_method
+from ssl_vit.core.precision import Precision
 from ssl_vit.data.images import TensorImages
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import labelled_only, load_eval_splits, require_labels, subsample
 from ssl_vit.engine.logger import RunLogger
-from ssl_vit.engine.precision import Precision
 from ssl_vit.engine.schedules import lr_at
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, StepEnd, fit_classifier
@@ -252,7 +252,7 @@ def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides
     from ssl_vit.adapt.methods import trainable_summary
     from ssl_vit.checkpoints import load_backbone
     from ssl_vit.config.loading import to_dict
-    from ssl_vit.engine.precision import resolve_device
+    from ssl_vit.core.precision import resolve_device
     from ssl_vit.evaluation.runner import describe_backbone
 
     t0 = time.perf_counter()

@@ -96,7 +96,7 @@ class RunState:
     out_dir: Path
     input_spec: InputSpec                     # the backbone's input (img_size, in_chans, mean, std)
     device: torch.device
-    precision: Any                            # ssl_vit.engine.precision.Precision (name, dtype, autocast)
+    precision: Any                            # ssl_vit.core.precision.Precision (name, dtype, autocast)
     total_steps: int
     warmup_steps: int = 0
     global_batch: int = 0                     # train.batch_size: the batch over all ranks

@@ -19,12 +19,12 @@ from typing import Dict, Optional
 
 import torch
 
+from ssl_vit.core.precision import Precision
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import load_eval_splits
 from ssl_vit.data.labelled_stream import labelled_stream
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import two_view_stream
-from ssl_vit.engine.precision import Precision
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.features import extract_features
 from ssl_vit.evaluation.knn import run_knn

@@ -27,6 +27,7 @@ from ssl_vit.checkpoints.load import load_state_strict
 from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
 from ssl_vit.core.attention import plan_attention
+from ssl_vit.core.precision import Precision, precision_name, resolve_device
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import load_dataset
@@ -39,7 +40,6 @@ from ssl_vit.engine.hooks import Action, Hook, Hooks, Rollback, RunState, StepRe
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.method_terms import MethodTermsHook
 from ssl_vit.engine.optim import lr_mults, make_optimizer, param_groups, set_lr  # noqa: F401 (make_optimizer: re-export)
-from ssl_vit.engine.precision import Precision, precision_name, resolve_device
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
 from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.tasks import TASKS

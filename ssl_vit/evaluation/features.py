@@ -11,10 +11,10 @@ from tqdm.auto import tqdm
 # fused_attention and LabelledFiles are also imported from here by adapt/train.py, evaluation/linear_probe.py and
 # search/flops.py (pending: oneloop merge; then from ssl_vit.core.attention and ssl_vit.data.labelled)
 from ssl_vit.core.attention import fused_attention
+from ssl_vit.core.precision import Precision, autocast
 from ssl_vit.data.images import TensorImages
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import LabelledFiles
-from ssl_vit.engine.precision import Precision, autocast
 from ssl_vit.transforms.eval import to_model_input
 from ssl_vit.transforms.pipeline import eval_transform
 
@@ -26,7 +26,7 @@ def extract_features(model: nn.Module, data, input_spec: InputSpec, batch_size: 
     """-> (N, D) float32 features (not normalised), in dataset order.
 
     Fast path: ``inference_mode``, whole-batch input conversion, large batches, ``precision``'s autocast
-    (None: fp32; bf16 only where the hardware is fast: :class:`~ssl_vit.engine.precision.Precision`), and PyTorch's
+    (None: fp32; bf16 only where the hardware is fast: :class:`~ssl_vit.core.precision.Precision`), and PyTorch's
     fused attention (SDPA) switched on for the duration: the backbone keeps timm's plain attention on CPU
     for its fast *backward*; for inference SDPA was as fast on a quiet CPU and 1.1-1.3x faster under
     load (eval/bench/bench_eval.py).

@@ -4,7 +4,7 @@ Shared by ``sslvit adapt`` (:func:`ssl_vit.adapt.train.train_candidate`: the who
 ``features``, an identity head) and the protocol linear probe
 (:func:`ssl_vit.evaluation.linear_probe.protocol_probe`: the frozen backbone as ``features``, a ``Linear``
 head). Per step: the learning rate of ``lr_at(epoch, step)`` on every parameter group, ``features`` under the
-:class:`~ssl_vit.engine.precision.Precision`'s autocast (without grad when frozen), the head and the loss in
+:class:`~ssl_vit.core.precision.Precision`'s autocast (without grad when frozen), the head and the loss in
 fp32, and a non-finite loss skips the step (counted, never applied). What to do at the end of an epoch
 (score a val or test set) is the caller's ``on_epoch``.
 
@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ssl_vit.engine.precision import Precision
+from ssl_vit.core.precision import Precision
 
 
 @dataclass

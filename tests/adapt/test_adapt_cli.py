@@ -56,8 +56,8 @@ def test_adapt_convpass_on_a_vtab_task_writes_the_contract(tmp_path, run_dir, mo
     # the adapter loads onto the run's backbone and reproduces the reported test accuracy
     from ssl_vit.adapt import load_adapter
     from ssl_vit.checkpoints import load_backbone
+    from ssl_vit.core.precision import Precision
     from ssl_vit.data import load_dataset
-    from ssl_vit.engine.precision import Precision
     model, meta = load_adapter(out / "adapter.safetensors", load_backbone(run_dir).model)
     assert meta["scale"] == res["scale"] and meta["num_classes"] == 47        # dtd: NOAH's class count
     acc = real(model, load_dataset(f"vtab:{task}", "test"), InputSpec(28, 1, (0.286,), (0.353,)), 64,

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import ModelConfig, apply_overrides
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.precision import Precision
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.engine.hooks import Hook
-from ssl_vit.engine.precision import Precision
 from ssl_vit.runs import pretrain
 from ssl_vit.evaluation.features import extract_features
 from ssl_vit.evaluation.knn import knn_top1

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ssl_vit.config import load_config
+from ssl_vit.core.precision import Precision
 from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.engine.optim import make_optimizer
-from ssl_vit.engine.precision import Precision
 from ssl_vit.engine.trainer import build_model
 
 pytestmark = pytest.mark.cuda
