@@ -87,8 +87,8 @@ def main(argv=None):
 
     from ssl_vit.checkpoints import load_backbone
     from ssl_vit.config import ModelConfig
+    from ssl_vit.core.input_spec import InputSpec
     from ssl_vit.core.precision import Precision
-    from ssl_vit.data.input_spec import InputSpec
     from ssl_vit.data.specs import eval_splits, load_dataset
     from ssl_vit.evaluation.features import extract_features
     from ssl_vit.evaluation.knn import knn_predict

@@ -40,9 +40,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ssl_vit.adapt.methods import build_adapted_model, get_method
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
 from ssl_vit.data.images import TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import labelled_only, load_eval_splits, require_labels, subsample
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.schedules import lr_at

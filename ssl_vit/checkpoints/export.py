@@ -28,8 +28,8 @@ from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.checkpoints.load import load_backbone
 from ssl_vit.config.loading import to_dict
 from ssl_vit.core.atomic import atomic_write_text
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.rundir import refuse_to_replace
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import registry, vit
 from ssl_vit.models.vit import resolve

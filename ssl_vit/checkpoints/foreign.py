@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models.stems import infer_stem
 from ssl_vit.models.vit import SIZES, sincos_pos_embed

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ssl_vit.core.atomic import atomic_save
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 
 TRAIN_FORMAT = "sslvit.train.v1"

@@ -37,7 +37,7 @@ from ssl_vit.checkpoints.formats import BACKBONE_FORMAT, TRAIN_FORMAT, load_pt, 
 from ssl_vit.config.loading import apply_overrides, diff_configs, from_dict, to_dict
 from ssl_vit.config.schema import Config, ModelConfig
 from ssl_vit.config.validate import validate
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 from ssl_vit.models.vit import SIZES, resolve, sincos_pos_embed

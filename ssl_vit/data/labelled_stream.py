@@ -18,9 +18,9 @@ from typing import Iterator, List, Tuple
 import torch
 from torch.utils.data import DataLoader
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.images import FileImages, TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import LabelledFiles
 from ssl_vit.data.streams import BatchOrder
 from ssl_vit.errors import SslvitError

@@ -19,10 +19,10 @@ from typing import Iterator, List, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.imagefolder import pil_loader
 from ssl_vit.data.images import FileImages, TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.transforms.batched import TwoViewAugment
 from ssl_vit.transforms.multicrop import MultiCropAugment

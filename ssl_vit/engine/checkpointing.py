@@ -26,7 +26,7 @@ import torch
 
 from ssl_vit.checkpoints.formats import TRAIN_FORMAT, load_pt, save_backbone
 from ssl_vit.core.atomic import atomic_path, atomic_write_text
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 
 

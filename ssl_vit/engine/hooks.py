@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 
 
 class Action(enum.IntEnum):

@@ -19,8 +19,8 @@ from typing import Dict, Optional
 
 import torch
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import load_eval_splits
 from ssl_vit.data.labelled_stream import labelled_stream
 from ssl_vit.data.specs import load_dataset

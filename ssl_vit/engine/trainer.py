@@ -27,9 +27,9 @@ from ssl_vit.checkpoints.load import load_state_strict
 from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
 from ssl_vit.core.attention import plan_attention
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision, precision_name, resolve_device
 from ssl_vit.core.seeding import derive_seed
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import BatchOrder
 from ssl_vit.engine.budget import TimeBudget

@@ -38,9 +38,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ssl_vit.core.atomic import atomic_save
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
 from ssl_vit.data.images import FileImages, TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.evaluation import features as feature_extraction  # looked up per call: tests count the calls
 
 # Bump when extraction or the eval input conversion changes meaning (old entries are then ignored).

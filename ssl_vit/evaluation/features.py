@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 # fused_attention and LabelledFiles are also imported from here by adapt/train.py, evaluation/linear_probe.py and
 # search/flops.py (pending: oneloop merge; then from ssl_vit.core.attention and ssl_vit.data.labelled)
 from ssl_vit.core.attention import fused_attention
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision, autocast
 from ssl_vit.data.images import TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import LabelledFiles
 from ssl_vit.transforms.eval import to_model_input
 from ssl_vit.transforms.pipeline import eval_transform

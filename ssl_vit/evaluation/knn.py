@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ssl_vit.config.schema import DataConfig
 from ssl_vit.config.validate import check_knn_temperature
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import load_eval_splits, require_labels
 from ssl_vit.evaluation.features import extract_features
 

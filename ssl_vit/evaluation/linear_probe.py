@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from ssl_vit.config.schema import ProbeConfig
 from ssl_vit.core.attention import fused_attention
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.labelled import has_labels, labelled_only, load_eval_splits
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, fit_classifier

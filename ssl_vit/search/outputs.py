@@ -19,7 +19,7 @@ from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.config.loading import dump_yaml, to_dict
 from ssl_vit.config.schema import Config, SearchConfig, ViTASConfig
 from ssl_vit.core.atomic import atomic_path, atomic_write_text
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.models.vitas import parse_blocks
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.search.nsga2 import non_dominated_fronts

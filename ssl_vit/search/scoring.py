@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.seeding import derive_seed
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import eval_splits, load_dataset
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.features import extract_features

@@ -1,4 +1,4 @@
-"""Turn any dataset's uint8 batch into what a backbone expects (its :class:`~ssl_vit.data.input_spec.InputSpec`).
+"""Turn any dataset's uint8 batch into what a backbone expects (its :class:`~ssl_vit.core.input_spec.InputSpec`).
 
 A backbone's input spec travels with it (checkpoint metadata, timm ``pretrained_cfg`` style), so a
 Fashion-MNIST backbone can be evaluated on CIFAR (RGB -> grey, 32 -> 28 px) and vice versa.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.transforms.batched import grayscale
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.transforms.batched import _Draw
 from ssl_vit.transforms.eval import to_model_input
 

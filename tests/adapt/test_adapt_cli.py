@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from ssl_vit.checkpoints import save_backbone
 from ssl_vit.cli import cli
 from ssl_vit.config import to_dict
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from tests.adapt.conftest import TINY
 from tests.data.trees import make_vtab_task
 

@@ -7,7 +7,7 @@ from safetensors import safe_open
 from ssl_vit.adapt import build_adapted_model, load_adapter, save_adapter, state_sha256
 from ssl_vit.config.loading import to_dict
 from ssl_vit.config.schema import AdaptConfig
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 
 

@@ -6,7 +6,7 @@ import torch
 
 from ssl_vit.checkpoints import load_backbone, load_pt, save_backbone
 from ssl_vit.config import ModelConfig, to_dict
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 

@@ -9,7 +9,7 @@ from timm.layers import resample_abs_pos_embed
 
 from ssl_vit.checkpoints import load_backbone, save_backbone
 from ssl_vit.config import ModelConfig, to_dict
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 from ssl_vit.models.vit import set_fused_attn, sincos_pos_embed

@@ -3,7 +3,7 @@ import tempfile
 
 import pytest
 
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 
 # Evaluation commands cache features under $SSLVIT_CACHE_DIR; keep the tests' entries out of ~/.cache.
 os.environ.setdefault("SSLVIT_CACHE_DIR", tempfile.mkdtemp(prefix="sslvit-test-cache-"))

@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 
 from ssl_vit.checkpoints import load_pt
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 
 
 def run_cli(*args, cwd=None):

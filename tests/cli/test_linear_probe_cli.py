@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ssl_vit.checkpoints import save_backbone
 from ssl_vit.config import ModelConfig, to_dict
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 
 CONTRACT = {"top1", "dataset", "checkpoint", "n_train", "n_test", "wall_s"}
 

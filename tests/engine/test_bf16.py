@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import ModelConfig, apply_overrides
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.engine.hooks import Hook
 from ssl_vit.runs import pretrain

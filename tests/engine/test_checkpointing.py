@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.engine.checkpointing import CheckpointManager
 from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError

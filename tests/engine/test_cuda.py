@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ssl_vit.config import load_config
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.engine.optim import make_optimizer
 from ssl_vit.engine.trainer import build_model
 

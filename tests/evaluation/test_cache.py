@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ssl_vit.config import ModelConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
 from ssl_vit.data.images import TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.evaluation import features as features_mod
 from ssl_vit.evaluation.cache import FeatureCache
 from ssl_vit.models import create_backbone

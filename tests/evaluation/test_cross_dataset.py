@@ -4,7 +4,7 @@ import torch
 
 from ssl_vit.checkpoints import LoadedBackbone
 from ssl_vit.config import ModelConfig, load_config
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.evaluation.cache import FeatureCache
 from ssl_vit.evaluation.knn import run_knn
 from ssl_vit.evaluation.linear_probe import run_linear_probe

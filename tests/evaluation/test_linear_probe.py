@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.data.images import TensorImages
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.evaluation.linear_probe import fast_probe, protocol_probe, train_logreg_grid
 
 

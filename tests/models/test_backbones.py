@@ -10,8 +10,8 @@ from timm.layers import DropPath, create_feature_extractor, get_graph_node_names
 from ssl_vit.checkpoints import load_backbone, save_backbone
 from ssl_vit.config import ModelConfig, to_dict
 from ssl_vit.config.schema import PatchEmbedConfig, ViTASConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.data import fmnist
-from ssl_vit.data.input_spec import InputSpec
 from ssl_vit.models import backbone_names, create_backbone, resolve_model_config, stem_names
 from ssl_vit.models.timm_entries import NO_FEATURES, NO_FX
 

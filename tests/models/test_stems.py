@@ -9,7 +9,7 @@ import torch
 from ssl_vit.checkpoints import load_backbone, load_pt, save_backbone
 from ssl_vit.config import ModelConfig, load_config, to_dict
 from ssl_vit.config.schema import PatchEmbedConfig
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone, resolve_model_config, stem_names
 from ssl_vit.models import stems as stems_mod

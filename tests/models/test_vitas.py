@@ -9,7 +9,7 @@ import torch
 from timm.models import VisionTransformer
 
 from ssl_vit.config.schema import ModelConfig, ViTASConfig
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.models import create_backbone
 from ssl_vit.models.flops import count_gflops
 from ssl_vit.models.vitas import ViTASSuperformer, export_subnet

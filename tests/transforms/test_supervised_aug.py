@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from ssl_vit.data.input_spec import InputSpec
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.transforms.supervised import CropFlip
 
 CFG = InputSpec(8, 1, (0.5,), (0.25,))
