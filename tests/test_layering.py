@@ -32,11 +32,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
 #: where they are used, each with a comment on its line saying why.
 LAZY_OK = ("matplotlib", "lightly", "torch.utils.tensorboard", "torch._dynamo", "PIL", "fcntl")
 #: Files whose function-local imports are not checked yet.
-LAZY_PENDING = {
-    "ssl_vit/adapt/train.py",             # pending: oneloop merge
-    "ssl_vit/evaluation/linear_probe.py",  # pending: oneloop merge
-    "ssl_vit/models/flops.py",            # pending: oneloop merge
-}
+LAZY_PENDING: Set[str] = set()
 
 
 def _module_name(path: Path) -> str:

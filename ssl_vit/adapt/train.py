@@ -38,16 +38,24 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import InterpolationMode, v2
 
-from ssl_vit.adapt.methods import build_adapted_model, get_method
+from ssl_vit.adapt.checkpoint import save_adapter
+from ssl_vit.adapt.inject import state_sha256
+from ssl_vit.adapt.methods import build_adapted_model, get_method, trainable_summary
+from ssl_vit.checkpoints import load_backbone
+from ssl_vit.config.loading import to_dict
+from ssl_vit.core.attention import fused_attention
 from ssl_vit.core.input_spec import InputSpec
-from ssl_vit.core.precision import Precision
+from ssl_vit.core.precision import Precision, resolve_device
 from ssl_vit.data.images import TensorImages
-from ssl_vit.data.labelled import labelled_only, load_eval_splits, require_labels, subsample
+from ssl_vit.data.labelled import LabelledFiles, labelled_only, load_eval_splits, require_labels, subsample
+from ssl_vit.data.specs import load_dataset, parse_spec
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.schedules import lr_at
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, StepEnd, fit_classifier
+from ssl_vit.evaluation.runner import describe_backbone
 from ssl_vit.transforms.eval import to_model_input
 
 IN_MEMORY_BYTES = 2 << 30       # file datasets up to this size (decoded, at the model's size) are decoded once
@@ -71,8 +79,6 @@ def _labelled(data, what: str):
 def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max_train: int = 0,
                     max_test: int = 0) -> ProtocolSplits:
     """The four sets of the protocol for any dataset spec (see the module docstring)."""
-    from ssl_vit.data.specs import load_dataset, parse_spec
-
     kind = parse_spec(spec).kind
     if kind in ("vtab", "fewshot"):
         names = dict(select_train="train800", select_val="val200", final_train="train800val200", test="test") \
@@ -100,7 +106,6 @@ def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max
 
 def squash_transform(img_size: int):
     """Resize to ``(img_size, img_size)`` without cropping (the VTAB code's bicubic resize) -> uint8 tensor."""
-    from torchvision.transforms import InterpolationMode, v2
     return v2.Compose([v2.ToImage(), v2.Resize((img_size, img_size), interpolation=InterpolationMode.BICUBIC,
                                                antialias=True)])
 
@@ -110,7 +115,6 @@ def in_memory(data, img_size: int, num_workers: int = 2):
     would decode the same pixels); tensors and large file sets are returned as they are."""
     if isinstance(data, TensorImages) or len(data) * 3 * img_size * img_size > IN_MEMORY_BYTES:
         return data
-    from ssl_vit.data.labelled import LabelledFiles
     loader = DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=256, num_workers=num_workers)
     xs, ys = zip(*loader)
     return TensorImages(torch.cat(xs), torch.cat(ys).long(), list(data.classes), data.name)
@@ -127,7 +131,6 @@ def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generato
             j = idx[i:i + batch_size]
             yield data.images[j], data.targets[j]
         return
-    from ssl_vit.data.labelled import LabelledFiles
     yield from DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=batch_size,
                           shuffle=order is not None, generator=order, drop_last=drop_last and n >= batch_size,
                           num_workers=num_workers)
@@ -136,8 +139,6 @@ def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generato
 @torch.inference_mode()
 def evaluate(model, data, input_spec: InputSpec, batch_size: int, device, precision, num_workers: int = 2) -> float:
     """Top-1 (percent) of ``model`` on ``data``, in eval mode."""
-    from ssl_vit.core.attention import fused_attention
-
     was = model.training
     model.eval()
     correct = total = 0
@@ -247,14 +248,6 @@ def select_on_val(backbone, acfg, splits: ProtocolSplits, run: AdaptRun) -> Tupl
 def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides: Iterable[str] = (),
               log: Callable[[str], None] = lambda m: None) -> Dict:
     """Load the backbone, select on val, retrain, test once, save the adapter. -> the results dict."""
-    from ssl_vit.adapt.checkpoint import save_adapter
-    from ssl_vit.adapt.inject import state_sha256
-    from ssl_vit.adapt.methods import trainable_summary
-    from ssl_vit.checkpoints import load_backbone
-    from ssl_vit.config.loading import to_dict
-    from ssl_vit.core.precision import resolve_device
-    from ssl_vit.evaluation.runner import describe_backbone
-
     t0 = time.perf_counter()
     acfg = cfg.adapt
     overrides = list(model_overrides)

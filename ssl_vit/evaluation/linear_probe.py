@@ -32,14 +32,19 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from ssl_vit.config.schema import ProbeConfig
 from ssl_vit.core.attention import fused_attention
 from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
-from ssl_vit.data.labelled import has_labels, labelled_only, load_eval_splits
+from ssl_vit.data.images import TensorImages
+from ssl_vit.data.labelled import LabelledFiles, has_labels, labelled_only, load_eval_splits
 from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.cache import FeatureCache
 from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, fit_classifier
+from ssl_vit.evaluation.pooling import pooling_name, probe_features
+from ssl_vit.transforms.eval import to_model_input
 
 
 # ----------------------------------------------------------------------------------------- fast mode
@@ -159,9 +164,6 @@ def random_resized_crop_flip(x: torch.Tensor, scale, g: torch.Generator, ratio=(
 
 def _train_batches(data, input_spec: InputSpec, cfg: ProbeConfig, epoch: int, seed: int, num_workers: int):
     """Yield (model input (B, C, S, S), labels) for one epoch of augmented training images."""
-    from ssl_vit.data.images import TensorImages
-    from ssl_vit.transforms.eval import to_model_input
-
     g = torch.Generator().manual_seed(seed * 1000003 + epoch)
     if isinstance(data, TensorImages):
         perm = torch.randperm(len(data), generator=g)
@@ -171,9 +173,6 @@ def _train_batches(data, input_spec: InputSpec, cfg: ProbeConfig, epoch: int, se
             yield random_resized_crop_flip(x, tuple(cfg.crop_scale), g), data.targets[idx]
     else:
         torch.manual_seed(seed * 1000003 + epoch)                   # torchvision draws from the global RNG
-        from torchvision.transforms import v2
-
-        from ssl_vit.data.labelled import LabelledFiles
         train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(input_spec.img_size), scale=tuple(cfg.crop_scale),
                                                                  antialias=True), v2.RandomHorizontalFlip()])
         loader = torch.utils.data.DataLoader(LabelledFiles(data, train_t),
@@ -245,9 +244,6 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, precisi
                      log: Callable[[str], None] = lambda m: None) -> Dict:
     """Features (cached) of the train/test splits -> fast or protocol probe. ``precision``: autocast of the
     backbone (None: fp32). Returns the results dict."""
-    from ssl_vit.evaluation.cache import FeatureCache
-    from ssl_vit.evaluation.pooling import pooling_name, probe_features
-
     t0 = time.perf_counter()
     cache = cache if cache is not None else FeatureCache(None)
     n_events = len(cache.events)

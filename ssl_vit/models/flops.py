@@ -22,7 +22,10 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ssl_vit.config.schema import ModelConfig
 from ssl_vit.core.attention import fused_attention
+from ssl_vit.models.registry import create_backbone
+from ssl_vit.models.stems import stem_names
 
 # (backbone, img_size, patch_size, in_chans): Fashion-MNIST (the ablation's model), CIFAR, ImageNet ViT-S
 TABLE_SETTINGS: Sequence[Tuple[str, int, int, int]] = (("vit_micro", 28, 7, 1), ("vit_pico", 32, 4, 3),
@@ -55,10 +58,6 @@ def n_params(module: nn.Module) -> int:
 
 def stem_cost_rows(settings: Iterable[Tuple[str, int, int, int]] = TABLE_SETTINGS) -> List[Dict]:
     """One row per (setting, stem): stem / backbone params and FLOPs for one image, in eval mode."""
-    from ssl_vit.config.schema import ModelConfig
-    from ssl_vit.models.registry import create_backbone
-    from ssl_vit.models.stems import stem_names
-
     rows: List[Dict] = []
     for name, img, patch, chans in settings:
         group = []
