@@ -8,8 +8,6 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-# fused_attention and LabelledFiles are also imported from here by adapt/train.py, evaluation/linear_probe.py and
-# search/flops.py (pending: oneloop merge; then from ssl_vit.core.attention and ssl_vit.data.labelled)
 from ssl_vit.core.attention import fused_attention
 from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision, autocast
