@@ -321,7 +321,7 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
             if loop.budget is not None and (total := loop.budget.observe(run.step, _clock())):
                 _resize(loop, run, total, pbar)
             window.add(run.loss)
-            action = max(action, _agree(loop, loop.hooks.after_step(run, step)))
+            action = max(action, _agree(loop, loop.hooks.after_step(run, step - 1)))   # the step just taken
             _write_record(loop, run, window, pbar)
             if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < loop.total_steps:
                 _save(loop, run, run.step, periodic=True)
