@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import ssl_vit.methods  # noqa: F401  registers the name checks of data/, models/, methods/ (config.validate)
+from ssl_vit.core.precision import AUTO_ENV, auto_precision, bf16_is_fast
 from ssl_vit.engine.hooks import Action, Hook
-from ssl_vit.engine.precision import AUTO_ENV, auto_precision, bf16_is_fast
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(int(os.environ.get("SSLVIT_TEST_THREADS", "2")))   # 1 on a busy machine (see ssl_vit/engine/cpu.py)

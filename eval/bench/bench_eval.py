@@ -47,10 +47,11 @@ import torch  # noqa: E402
 class _PerSample(torch.utils.data.Dataset):
     """The torchvision way: one image at a time through ToDtype + Normalize."""
 
-    def __init__(self, images, targets, data_cfg):
+    def __init__(self, images, targets, input_spec):
         from torchvision.transforms import v2
         self.images, self.targets = images, targets
-        self.t = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(data_cfg["mean"], data_cfg["std"])])
+        self.t = v2.Compose([v2.ToDtype(torch.float32, scale=True),
+                             v2.Normalize(list(input_spec.mean), list(input_spec.std))])
 
     def __len__(self):
         return len(self.images)
@@ -59,10 +60,10 @@ class _PerSample(torch.utils.data.Dataset):
         return self.t(self.images[i]), int(self.targets[i])
 
 
-def naive_extract(model, images, targets, data_cfg, batch_size=256, device=None):
+def naive_extract(model, images, targets, input_spec, batch_size=256, device=None):
     model.eval()
     device = device or next(model.parameters()).device
-    loader = torch.utils.data.DataLoader(_PerSample(images, targets, data_cfg), batch_size=batch_size, num_workers=0)
+    loader = torch.utils.data.DataLoader(_PerSample(images, targets, input_spec), batch_size=batch_size, num_workers=0)
     out = []
     with torch.no_grad():
         for x, _ in loader:
@@ -86,23 +87,25 @@ def main(argv=None):
 
     from ssl_vit.checkpoints import load_backbone
     from ssl_vit.config import ModelConfig
+    from ssl_vit.core.input_spec import InputSpec
+    from ssl_vit.core.precision import Precision
     from ssl_vit.data.specs import eval_splits, load_dataset
-    from ssl_vit.engine.precision import Precision
     from ssl_vit.evaluation.features import extract_features
     from ssl_vit.evaluation.knn import knn_predict
     from ssl_vit.models import create_backbone
 
     if args.checkpoint:
         loaded = load_backbone(args.checkpoint)
-        model, data_cfg, name = loaded.model, loaded.data_cfg, loaded.source
+        model, input_spec, name = loaded.model, loaded.input_spec, loaded.source
     else:
         model = create_backbone(ModelConfig(name="vit_pico", img_size=28, patch_size=7, in_chans=1))
-        data_cfg, name = {"img_size": 28, "in_chans": 1, "mean": [0.286], "std": [0.353]}, "fresh vit_pico"
+        input_spec, name = InputSpec(28, 1, (0.286,), (0.353,)), "fresh vit_pico"
     tr_split, te_split = eval_splits(args.dataset)
     train = load_dataset(args.dataset, tr_split)
     data = train.subset(torch.arange(min(args.n, len(train))))
     model = model.to(device)
-    dtype = Precision.resolve("auto", device).dtype
+    precision = Precision.resolve("auto", device)
+    dtype = precision.dtype
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"backbone: {name}; {len(data)} images; device {where}; threads {torch.get_num_threads()}; autocast {dtype}",
           flush=True)
@@ -112,18 +115,18 @@ def main(argv=None):
 
         def run():
             with torch.inference_mode():
-                return torch.cat([model(to_model_input(data.images[i:i + bs].to(device), data_cfg)).cpu()
+                return torch.cat([model(to_model_input(data.images[i:i + bs].to(device), input_spec)).cpu()
                                   for i in range(0, len(data), bs)])
         return run
 
     base = "naive: no_grad, per-sample transforms, batch 256"
     ours = f"sslvit extract_features (batch {args.batch_size}, SDPA)"
     variants = {
-        base: lambda: naive_extract(model, data.images, data.targets, data_cfg, device=device),
+        base: lambda: naive_extract(model, data.images, data.targets, input_spec, device=device),
         "+ inference_mode, batched input conversion (batch 256)": plain(256),
         f"+ batch {args.batch_size}": plain(args.batch_size),
-        ours: lambda: extract_features(model, data, data_cfg, batch_size=args.batch_size, device=device,
-                                       autocast_dtype=dtype),
+        ours: lambda: extract_features(model, data, input_spec, batch_size=args.batch_size, device=device,
+                                       precision=precision),
     }
     times = {k: [] for k in variants}
     ref = None

@@ -190,9 +190,9 @@ def load_images(bc: BenchConfig, n: int):
 class SslvitStep:
     def __init__(self, bc: BenchConfig, data, device, compile_=False, precision: str = "auto"):
         from ssl_vit.data.streams import BatchOrder, two_view_stream
-        from ssl_vit.engine.trainer import build_model, make_optimizer, _data_config
+        from ssl_vit.engine.trainer import build_model, input_spec_of, make_optimizer
         self.cfg = cfg = sslvit_config(bc, compile_, precision)
-        dc = _data_config(cfg, data)
+        dc = input_spec_of(cfg, data)
         order = BatchOrder(len(data), bc.batch_size, cfg.seed)
         self.batches = two_view_stream(data, cfg.aug, dc, order, device, cfg.seed, 0).batches(0)
         self.model = build_model(cfg, device)
@@ -269,7 +269,7 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 7, device="cpu") -> float:
 def count_flops(step) -> int:
     """Matmul FLOPs of one step (forward, backward, momentum branch). FlopCounterMode does not see PyTorch's
     CPU SDPA kernels, so attention is counted on timm's plain path (the same math) and then restored."""
-    from ssl_vit.evaluation.features import fused_attention
+    from ssl_vit.core.attention import fused_attention
     with fused_attention(step.model, enabled=False), FlopCounterMode(display=False) as fc:
         step()
     return fc.get_total_flops()
@@ -407,7 +407,7 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from ssl_vit.engine.precision import Precision, bf16_is_fast
+    from ssl_vit.core.precision import Precision, bf16_is_fast
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

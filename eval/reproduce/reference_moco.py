@@ -37,8 +37,8 @@ from bench_step import ReferenceMoCoV3, reference_batches  # noqa: E402
 from lightly.utils.scheduler import cosine_schedule  # noqa: E402
 
 from ssl_vit.config.schema import AugConfig  # noqa: E402
+from ssl_vit.core.precision import auto_precision  # noqa: E402
 from ssl_vit.data.specs import load_dataset  # noqa: E402
-from ssl_vit.engine.precision import auto_precision  # noqa: E402
 from ssl_vit.evaluation.knn import knn_top1  # noqa: E402
 
 

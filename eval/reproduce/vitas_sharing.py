@@ -70,7 +70,7 @@ def main() -> None:
             rng = random.Random(123)
             nets = [sf.space.largest(), sf.space.smallest()] + [sf.space.sample(rng).canonical(sf.identity_shifting)
                                                                 for _ in range(args.random_subnets)]
-        scorer = HeldOutKnn(cfg.data.dataset, cfg.data, loaded.data_cfg, 3000, 1000, cfg.seed)
+        scorer = HeldOutKnn(cfg.data.dataset, cfg.data, loaded.input_spec, 3000, 1000, cfg.seed)
         res = {}
         for n in nets:
             sf.set_subnet(n)

@@ -36,12 +36,27 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from torchvision.transforms import InterpolationMode, v2
 
+from ssl_vit.adapt.checkpoint import save_adapter
+from ssl_vit.adapt.inject import state_sha256
+from ssl_vit.adapt.methods import build_adapted_model, get_method, trainable_summary
+from ssl_vit.checkpoints import load_backbone
+from ssl_vit.config.loading import to_dict
+from ssl_vit.core.attention import fused_attention
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision, resolve_device
 from ssl_vit.data.images import TensorImages
+from ssl_vit.data.labelled import LabelledFiles, labelled_only, load_eval_splits, require_labels, subsample
+from ssl_vit.data.specs import load_dataset, parse_spec
+from ssl_vit.engine.logger import RunLogger
+from ssl_vit.engine.schedules import lr_at
 from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, StepEnd, fit_classifier
+from ssl_vit.evaluation.runner import describe_backbone
+from ssl_vit.transforms.eval import to_model_input
 
 IN_MEMORY_BYTES = 2 << 30       # file datasets up to this size (decoded, at the model's size) are decoded once
 
@@ -58,27 +73,22 @@ class ProtocolSplits:
 
 
 def _labelled(data, what: str):
-    if data.targets is None or len(data) == 0:
-        raise SslvitError(f"{what} has no labelled images; sslvit adapt needs a labelled dataset")
-    keep = data.targets >= 0
-    return data if bool(keep.all()) else data.subset(torch.nonzero(keep).flatten())
+    return labelled_only(require_labels(data, what, "sslvit adapt"))
 
 
 def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max_train: int = 0,
                     max_test: int = 0) -> ProtocolSplits:
     """The four sets of the protocol for any dataset spec (see the module docstring)."""
-    from ssl_vit.data.specs import eval_splits, load_dataset, parse_spec
-    from ssl_vit.evaluation.knn import _limit
-
     kind = parse_spec(spec).kind
     if kind in ("vtab", "fewshot"):
         names = dict(select_train="train800", select_val="val200", final_train="train800val200", test="test") \
             if kind == "vtab" else dict(select_train="train", select_val="val", final_train="train", test="test")
         sets = {k: _labelled(load_dataset(spec, n, data_cfg), f"'{spec}' split '{n}'") for k, n in names.items()}
-        sets["test"] = _limit(sets["test"], max_test, 1)
+        sets["test"] = subsample(sets["test"], max_test, 1)
     else:
-        tr, te = eval_splits(spec)
-        train = _labelled(_limit(load_dataset(spec, tr, data_cfg), max_train, 0), f"'{spec}' split '{tr}'")
+        ev = load_eval_splits(spec, data_cfg, max_train, max_test)
+        tr, te = ev.train_split, ev.test_split
+        train = _labelled(ev.train, f"'{spec}' split '{tr}'")
         n_val = max(1, int(round(len(train) * val_fraction)))
         if len(train) - n_val < 2:
             raise SslvitError(f"'{spec}' has {len(train)} training images, too few to hold out a val set; use a "
@@ -86,7 +96,7 @@ def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
         sets = dict(select_train=train.subset(perm[n_val:].sort().values),
                     select_val=train.subset(perm[:n_val].sort().values), final_train=train,
-                    test=_labelled(_limit(load_dataset(spec, te, data_cfg), max_test, 1), f"'{spec}' split '{te}'"))
+                    test=_labelled(ev.test, f"'{spec}' split '{te}'"))
         names = dict(select_train=f"{tr} minus {n_val} held out", select_val=f"{n_val} held out of {tr}",
                      final_train=tr, test=te)
     num_classes = 1 + max(int(s.targets.max()) for s in sets.values())
@@ -96,7 +106,6 @@ def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max
 
 def squash_transform(img_size: int):
     """Resize to ``(img_size, img_size)`` without cropping (the VTAB code's bicubic resize) -> uint8 tensor."""
-    from torchvision.transforms import InterpolationMode, v2
     return v2.Compose([v2.ToImage(), v2.Resize((img_size, img_size), interpolation=InterpolationMode.BICUBIC,
                                                antialias=True)])
 
@@ -106,7 +115,6 @@ def in_memory(data, img_size: int, num_workers: int = 2):
     would decode the same pixels); tensors and large file sets are returned as they are."""
     if isinstance(data, TensorImages) or len(data) * 3 * img_size * img_size > IN_MEMORY_BYTES:
         return data
-    from ssl_vit.evaluation.features import LabelledFiles
     loader = DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=256, num_workers=num_workers)
     xs, ys = zip(*loader)
     return TensorImages(torch.cat(xs), torch.cat(ys).long(), list(data.classes), data.name)
@@ -123,24 +131,20 @@ def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generato
             j = idx[i:i + batch_size]
             yield data.images[j], data.targets[j]
         return
-    from ssl_vit.evaluation.features import LabelledFiles
     yield from DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=batch_size,
                           shuffle=order is not None, generator=order, drop_last=drop_last and n >= batch_size,
                           num_workers=num_workers)
 
 
 @torch.inference_mode()
-def evaluate(model, data, data_cfg: Dict, batch_size: int, device, precision, num_workers: int = 2) -> float:
+def evaluate(model, data, input_spec: InputSpec, batch_size: int, device, precision, num_workers: int = 2) -> float:
     """Top-1 (percent) of ``model`` on ``data``, in eval mode."""
-    from ssl_vit.evaluation.features import fused_attention
-    from ssl_vit.transforms.eval import to_model_input
-
     was = model.training
     model.eval()
     correct = total = 0
     with fused_attention(model):
-        for x, y in batches(data, batch_size, int(data_cfg["img_size"]), num_workers=num_workers):
-            x = to_model_input(x.to(device), data_cfg)                               # (B, C, S, S)
+        for x, y in batches(data, batch_size, int(input_spec.img_size), num_workers=num_workers):
+            x = to_model_input(x.to(device), input_spec)                              # (B, C, S, S)
             with precision.autocast():
                 pred = model(x).argmax(1)
             correct += int((pred.cpu() == y).sum())
@@ -164,80 +168,78 @@ class Candidate:
 
 def candidates(acfg) -> List[Candidate]:
     """The (scale, conv init) grid searched on val for ``acfg.method``."""
-    from ssl_vit.adapt.methods import get_method
     m = get_method(acfg.method)
     scales = list(acfg.scales) if m.uses_scale else [None]
     inits = list(acfg.conv_init) if m.uses_conv_init else [None]
     return [Candidate(s, i) for s in scales for i in inits]
 
 
-def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, data_cfg: Dict, epochs: int,
-                    device, precision, seed: int, val=None, eval_batch: int = 512, num_workers: int = 2,
-                    logger=None, tag: str = "", progress: bool = False,
-                    log: Callable[[str], None] = lambda m: None):
-    """Build the adapted model and train it for ``epochs`` of an ``acfg.epochs``-long schedule.
-    -> (model, val top-1 after each epoch (empty without ``val``), skipped non-finite steps)."""
-    from ssl_vit.adapt.methods import build_adapted_model
-    from ssl_vit.engine.schedules import lr_at
-    from ssl_vit.transforms.eval import to_model_input
+@dataclass
+class AdaptRun:
+    """What the training of every candidate shares (device, precision, logging, evaluation)."""
+    input_spec: InputSpec           # the backbone's input (img_size, in_chans, mean, std)
+    device: torch.device
+    precision: Precision
+    seed: int
+    eval_batch: int = 512
+    num_workers: int = 2
+    logger: Optional[RunLogger] = None
+    progress: bool = False
+    log: Callable[[str], None] = lambda m: None
 
+
+def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, epochs: int, run: AdaptRun,
+                    val=None, tag: str = ""):
+    """Build the adapted model and train it for ``epochs`` of an ``acfg.epochs``-long schedule
+    (:func:`~ssl_vit.evaluation.fit.fit_classifier`; scored on ``val`` after every epoch when given).
+    -> (model, val top-1 after each epoch (empty without ``val``), skipped non-finite steps)."""
     model = build_adapted_model(backbone, acfg.method, num_classes, acfg,
-                                1.0 if cand.scale is None else cand.scale, cand.conv_init or "xavier", seed)
+                                1.0 if cand.scale is None else cand.scale, cand.conv_init or "xavier", run.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=acfg.lr, weight_decay=acfg.weight_decay)
     bs = acfg.batch_size
     per_epoch = max(1, len(train) // bs) if len(train) >= bs else 1
     total, warmup = acfg.epochs * per_epoch, int(round(acfg.warmup_epochs * per_epoch))
-    size = int(data_cfg["img_size"])
-    history: List[float] = []
-    step = skipped = 0
-    torch.manual_seed(seed)                                         # dropout / drop-path draws
-    bar = tqdm(range(epochs), desc=f"{acfg.method} {tag}", disable=not progress, leave=False, unit="epoch")
-    for epoch in bar:
-        model.train()
-        order = torch.Generator().manual_seed(seed * 1000003 + epoch)
-        for x, y in batches(train, bs, size, order, drop_last=True, num_workers=num_workers):
-            lr = lr_at(step, total, acfg.lr, warmup, acfg.min_lr)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = to_model_input(x.to(device), data_cfg), y.to(device).long()     # (B, C, S, S), (B,)
-            with precision.autocast():
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                opt.step()
-            else:
-                skipped += 1
-            if logger is not None and step % 10 == 0:
-                logger.log(step, {f"adapt/{tag}/loss": loss.item(), f"adapt/{tag}/lr": lr})
-            step += 1
-        if val is not None:
-            acc = evaluate(model, val, data_cfg, eval_batch, device, precision, num_workers)
-            history.append(acc)
-            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{acc:.1f}")
-            if logger is not None:
-                logger.log(step, {f"adapt/{tag}/val_top1": acc}, epoch=epoch + 1)
-    if skipped:
-        log(f"warning: {tag}: {skipped} steps with a non-finite loss were skipped")
-    return model, history, skipped
+    size = int(run.input_spec.img_size)
+
+    def epoch_batches(epoch: int):
+        order = torch.Generator().manual_seed(run.seed * 1000003 + epoch)
+        for x, y in batches(train, bs, size, order, drop_last=True, num_workers=run.num_workers):
+            yield to_model_input(x.to(run.device), run.input_spec), y                   # (B, C, S, S), (B,)
+
+    def on_step(s: StepEnd) -> None:
+        if run.logger is not None and s.step % 10 == 0:
+            run.logger.log(s.step, {f"adapt/{tag}/loss": s.loss.item(), f"adapt/{tag}/lr": s.lr})
+
+    def on_epoch(e: EpochEnd) -> Optional[float]:
+        if val is None:
+            return None
+        acc = evaluate(model, val, run.input_spec, run.eval_batch, run.device, run.precision, run.num_workers)
+        if run.logger is not None:
+            run.logger.log(e.step, {f"adapt/{tag}/val_top1": acc}, epoch=e.epoch + 1)
+        return acc
+
+    fit = FitConfig(epochs, lambda epoch, step: lr_at(step, total, acfg.lr, warmup, acfg.min_lr), run.precision,
+                    run.device, seed=run.seed, progress=run.progress, desc=f"{acfg.method} {tag}")
+    res = fit_classifier(Classifier(model, nn.Identity()), opt, epoch_batches, fit, on_step=on_step,
+                         on_epoch=on_epoch)
+    if res.skipped:
+        run.log(f"warning: {tag}: {res.skipped} steps with a non-finite loss were skipped")
+    return model, res.history, res.skipped
 
 
-def select_on_val(backbone, acfg, splits: ProtocolSplits, data_cfg, device, precision, seed, eval_batch, workers,
-                  logger, progress, log) -> Tuple[Candidate, int, float, List[Dict]]:
+def select_on_val(backbone, acfg, splits: ProtocolSplits, run: AdaptRun) -> Tuple[Candidate, int, float, List[Dict]]:
     """Grid over candidates x epochs on (select_train, select_val). -> (candidate, epoch, val top-1, table)."""
     table, best = [], None
     for cand in candidates(acfg):
-        _, hist, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.select_train, data_cfg,
-                                           acfg.epochs, device, precision, seed, splits.select_val, eval_batch,
-                                           workers, logger, f"select_{cand.tag}", progress, log)
+        _, hist, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.select_train,
+                                           acfg.epochs, run, splits.select_val, f"select_{cand.tag}")
         e = max(range(len(hist)), key=lambda i: (hist[i], -i))
         table.append({"scale": cand.scale, "conv_init": cand.conv_init, "best_epoch": e + 1,
                       "best_val_top1": round(hist[e], 3), "last_val_top1": round(hist[-1], 3),
                       "val_history": [round(h, 2) for h in hist], "skipped_steps": skipped})
-        log(f"select {acfg.method} {cand.tag}: best val top-1 {hist[e]:.2f} at epoch {e + 1}/{acfg.epochs} "
-            f"(last {hist[-1]:.2f})")
+        run.log(f"select {acfg.method} {cand.tag}: best val top-1 {hist[e]:.2f} at epoch {e + 1}/{acfg.epochs} "
+                f"(last {hist[-1]:.2f})")
         if best is None or hist[e] > best[2]:
             best = (cand, e + 1, hist[e])
     return best[0], best[1], best[2], table
@@ -246,15 +248,6 @@ def select_on_val(backbone, acfg, splits: ProtocolSplits, data_cfg, device, prec
 def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides: Iterable[str] = (),
               log: Callable[[str], None] = lambda m: None) -> Dict:
     """Load the backbone, select on val, retrain, test once, save the adapter. -> the results dict."""
-    from ssl_vit.adapt.checkpoint import save_adapter
-    from ssl_vit.adapt.inject import state_sha256
-    from ssl_vit.adapt.methods import trainable_summary
-    from ssl_vit.checkpoints import load_backbone
-    from ssl_vit.config.loading import to_dict
-    from ssl_vit.engine.logger import RunLogger
-    from ssl_vit.engine.precision import Precision, resolve_device
-    from ssl_vit.evaluation.runner import describe_backbone
-
     t0 = time.perf_counter()
     acfg = cfg.adapt
     overrides = list(model_overrides)
@@ -268,32 +261,30 @@ def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides
             log(f"note: {note}")
     backbone = loaded.model.to(device)
     backbone_hash = state_sha256(backbone.state_dict())
-    data_cfg = loaded.data_cfg
-    size, workers = int(data_cfg["img_size"]), cfg.data.num_workers
+    input_spec = loaded.input_spec
+    size, workers = int(input_spec.img_size), cfg.data.num_workers
     splits = protocol_splits(dataset, cfg.data, acfg.val_fraction, cfg.seed, cfg.eval.max_train, cfg.eval.max_test)
     for k in ("select_train", "select_val", "final_train"):
         setattr(splits, k, in_memory(getattr(splits, k), size, workers))
     logger = RunLogger(out_dir, enabled=True, tensorboard=cfg.log.tensorboard)
-    common = dict(device=device, precision=precision, seed=cfg.seed, eval_batch=cfg.eval.batch_size,
-                  num_workers=workers, logger=logger, progress=cfg.log.progress, log=log)
+    run = AdaptRun(input_spec, device, precision, cfg.seed, cfg.eval.batch_size, workers, logger, cfg.log.progress,
+                   log)
     try:
         if acfg.select_on_val:
-            cand, epoch, val_top1, table = select_on_val(
-                backbone, acfg, splits, data_cfg, device, precision, cfg.seed, cfg.eval.batch_size, workers, logger,
-                cfg.log.progress, log)
+            cand, epoch, val_top1, table = select_on_val(backbone, acfg, splits, run)
             log(f"chose {cand.tag} and epoch {epoch}/{acfg.epochs} on {splits.names['select_val']} "
                 f"(val top-1 {val_top1:.2f}); retraining on {splits.names['final_train']}")
         else:
             cand, epoch, val_top1, table = candidates(acfg)[0], acfg.epochs, None, []
-        model, _, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.final_train, data_cfg,
-                                            epoch, tag="final", **common)
-        top1 = evaluate(model, splits.test, data_cfg, cfg.eval.batch_size, device, precision, workers)
+        model, _, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.final_train, epoch,
+                                            run, tag="final")
+        top1 = evaluate(model, splits.test, input_spec, cfg.eval.batch_size, device, precision, workers)
         logger.log(0, {"adapt/test_top1": top1})
     finally:
         logger.close()
     params = trainable_summary(model)
     info = dict(method=acfg.method, scale=cand.scale, conv_init=cand.conv_init, num_classes=splits.num_classes,
-                adapt_config=to_dict(acfg), model_config=to_dict(loaded.model_cfg), data_config=data_cfg,
+                adapt_config=to_dict(acfg), model_config=to_dict(loaded.model_cfg), data_config=input_spec.to_dict(),
                 checkpoint=loaded.source, dataset=dataset)
     if acfg.save_adapter:
         save_adapter(Path(out_dir) / "adapter.safetensors", model, backbone_hash, info)

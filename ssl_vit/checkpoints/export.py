@@ -28,6 +28,7 @@ from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.checkpoints.load import load_backbone
 from ssl_vit.config.loading import to_dict
 from ssl_vit.core.atomic import atomic_write_text
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.rundir import refuse_to_replace
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import registry, vit
@@ -48,13 +49,13 @@ def exportable(model_cfg) -> str:
     return ""
 
 
-def timm_spec(model_cfg, data_cfg: Dict) -> Dict:
+def timm_spec(model_cfg, input_spec: InputSpec) -> Dict:
     r = resolve(model_cfg)
     kwargs = dict(img_size=r.img_size, patch_size=r.patch_size, in_chans=r.in_chans, embed_dim=r.embed_dim,
                   depth=r.depth, num_heads=r.num_heads, mlp_ratio=float(r.mlp_ratio), qkv_bias=True,
                   class_token=True, global_pool="token")
-    pretrained_cfg = {"input_size": [r.in_chans, r.img_size, r.img_size], "mean": list(data_cfg["mean"]),
-                      "std": list(data_cfg["std"]), "num_classes": 0, "crop_pct": 1.0 if r.img_size < 64 else 0.875,
+    pretrained_cfg = {"input_size": [r.in_chans, r.img_size, r.img_size], "mean": list(input_spec.mean),
+                      "std": list(input_spec.std), "num_classes": 0, "crop_pct": 1.0 if r.img_size < 64 else 0.875,
                       "interpolation": "bilinear", "first_conv": "patch_embed.proj", "classifier": "head"}
     return {"model_name": _TIMM_NAMES.get(r.embed_dim, "vit_tiny_patch16_224"), "model_kwargs": kwargs,
             "pretrained_cfg": pretrained_cfg}
@@ -72,10 +73,10 @@ def export_timm(checkpoint, out: str | Path, overrides: Iterable[str] = (), over
     if why:
         raise SslvitError(f"cannot export '{loaded.source}' to timm: {why}; only plain patchify ViTs (vit_* with "
                           f"model.stem=patchify) can be exported")
-    spec = timm_spec(loaded.model_cfg, loaded.data_cfg)
+    spec = timm_spec(loaded.model_cfg, loaded.input_spec)
     sd = loaded.model.state_dict()
     # The file is also an sslvit backbone file (metadata), so sslvit commands accept it as well.
-    save_backbone(out, sd, to_dict(loaded.model_cfg), loaded.data_cfg,
+    save_backbone(out, sd, to_dict(loaded.model_cfg), loaded.input_spec,
                   {"timm_model_name": spec["model_name"], "timm_model_kwargs": json.dumps(spec["model_kwargs"]),
                    "source": loaded.source})
     json_path = out.with_suffix(".json")

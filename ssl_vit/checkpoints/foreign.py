@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models.stems import infer_stem
 from ssl_vit.models.vit import SIZES, sincos_pos_embed
@@ -156,4 +157,4 @@ def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: O
     std = list(IMAGENET_STD) if in_chans == 3 else [sum(IMAGENET_STD) / 3] * in_chans
     notes.append(f"{fmt} checkpoint: {embed_dim}-d, depth {depth}, patch {patch}, {in_chans} channel(s), "
                  f"{img_size} px, ImageNet mean/std assumed")
-    return cfg, {"img_size": img_size, "in_chans": in_chans, "mean": mean, "std": std}, notes
+    return cfg, InputSpec(img_size, in_chans, tuple(mean), tuple(std)), notes

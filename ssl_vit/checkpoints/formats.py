@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ssl_vit.core.atomic import atomic_save
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 
 TRAIN_FORMAT = "sslvit.train.v1"
@@ -88,10 +89,13 @@ def load_pt(path: Path) -> Dict[str, Any]:
     return obj
 
 
-def save_backbone(path: Path, state_dict: Dict[str, torch.Tensor], model_cfg: Dict, data_cfg: Dict,
+def save_backbone(path: Path, state_dict: Dict[str, torch.Tensor], model_cfg: Dict, input_spec: InputSpec,
                   extra: Dict[str, str] | None = None) -> None:
+    """Backbone tensors + metadata: format, ``model_config``, ``data_config`` (the :class:`InputSpec` as a
+    mapping) and ``extra``."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    meta = {"format": BACKBONE_FORMAT, "model_config": json.dumps(model_cfg), "data_config": json.dumps(data_cfg),
+    meta = {"format": BACKBONE_FORMAT, "model_config": json.dumps(model_cfg),
+            "data_config": json.dumps(input_spec.to_dict()),
             **(extra or {})}
     atomic_save(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 

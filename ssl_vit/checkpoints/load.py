@@ -17,7 +17,7 @@ Example::
 
     loaded = load_backbone("moco_v3_vit_small.pth.tar", ["model.img_size=112"])
     feats = loaded.model(x)                       # (B, 384)
-    loaded.data_cfg                               # {"img_size": 112, "in_chans": 3, "mean": [...], "std": [...]}
+    loaded.input_spec                             # InputSpec(img_size=112, in_chans=3, mean=(...), std=(...))
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from ssl_vit.checkpoints.formats import BACKBONE_FORMAT, TRAIN_FORMAT, load_pt, 
 from ssl_vit.config.loading import apply_overrides, diff_configs, from_dict, to_dict
 from ssl_vit.config.schema import Config, ModelConfig
 from ssl_vit.config.validate import validate
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 from ssl_vit.models.vit import SIZES, resolve, sincos_pos_embed
@@ -48,7 +49,7 @@ _REMAKE = "re-export it from its run (sslvit export RUN --to timm OUT.safetensor
 class LoadedBackbone:
     model: nn.Module
     model_cfg: ModelConfig
-    data_cfg: Dict
+    input_spec: InputSpec       # what the backbone takes as input
     source: str                 # path actually read
     fmt: str                    # detected format
     config: Config | None = None  # full training config, when the file has it
@@ -60,7 +61,7 @@ class LoadedBackbone:
 class CheckpointContents:
     state: Dict[str, torch.Tensor]          # backbone state dict, timm key names
     model_cfg: ModelConfig
-    data_cfg: Dict
+    input_spec: InputSpec
     fmt: str
     config: Optional[Config]
     path: Path
@@ -135,9 +136,9 @@ def _number_list(v) -> bool:
         isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
 
 
-def check_data_config(d, p: Path, where: str = "data_config") -> Dict:
-    """The input a backbone expects: ``img_size`` > 0, ``in_chans`` 1 or 3, ``mean`` / ``std`` lists of 1 or
-    ``in_chans`` finite numbers, ``std`` > 0 (images are divided by it)."""
+def check_data_config(d, p: Path, where: str = "data_config") -> InputSpec:
+    """The input a backbone expects, from a file's mapping: ``img_size`` > 0, ``in_chans`` 1 or 3, ``mean`` /
+    ``std`` lists of 1 or ``in_chans`` finite numbers, ``std`` > 0 (images are divided by it)."""
     def bad(msg: str) -> SslvitError:
         return SslvitError(f"'{p}' {where}: {msg}; {_REMAKE}")
     if not isinstance(d, dict):
@@ -155,7 +156,7 @@ def check_data_config(d, p: Path, where: str = "data_config") -> Dict:
             raise bad(f"{k} must be a list of {'1' if chans == 1 else '1 or 3'} finite number(s), got {d[k]!r}")
     if any(s <= 0 for s in d["std"]):
         raise bad(f"std must be > 0 (images are divided by it), got {d['std']!r}")
-    return d
+    return InputSpec.from_dict(d)
 
 
 def _finite_or_error(sd: Dict[str, torch.Tensor], source: str) -> None:
@@ -175,8 +176,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointContents:
         tensors, meta = load_safetensors(p)
         if meta.get("format") == BACKBONE_FORMAT:
             model_cfg = checked_model_config(_meta_json(meta, "model_config", p), p, "metadata 'model_config'")
-            data_cfg = check_data_config(_meta_json(meta, "data_config", p), p, "metadata 'data_config'")
-            return CheckpointContents(tensors, model_cfg, data_cfg, BACKBONE_FORMAT, None, p)
+            input_spec = check_data_config(_meta_json(meta, "data_config", p), p, "metadata 'data_config'")
+            return CheckpointContents(tensors, model_cfg, input_spec, BACKBONE_FORMAT, None, p)
         found = foreign.detect(tensors)
         if found is None:
             raise SslvitError(f"'{p}' has no sslvit metadata (format={meta.get('format')!r}) and is not a timm ViT "
@@ -207,15 +208,16 @@ def inspect_checkpoint(path: str | Path) -> CheckpointContents:
 
 def _foreign_contents(found, p: Path) -> CheckpointContents:
     fmt, sd, info = found
-    model_cfg, data_cfg, notes = foreign.infer_vit_config(sd, str(p), fmt, info.get("arch"))
+    model_cfg, input_spec, notes = foreign.infer_vit_config(sd, str(p), fmt, info.get("arch"))
     prefix = foreign.MOCO_PREFIX if fmt == foreign.MOCOV3_FORMAT else ""
-    return CheckpointContents(sd, model_cfg, data_cfg, fmt, None, p, notes, prefix)
+    return CheckpointContents(sd, model_cfg, input_spec, fmt, None, p, notes, prefix)
 
 
-def read_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, Dict, str, Config | None, Path]:
-    """-> (backbone state dict with timm keys, model config, data config, format, full config, path)."""
+def read_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], ModelConfig, InputSpec, str, Config | None,
+                                               Path]:
+    """-> (backbone state dict with timm keys, model config, input spec, format, full config, path)."""
     c = inspect_checkpoint(path)
-    return c.state, c.model_cfg, c.data_cfg, c.fmt, c.config, c.path
+    return c.state, c.model_cfg, c.input_spec, c.fmt, c.config, c.path
 
 
 def adapt_state(sd: Dict[str, torch.Tensor], model_cfg: ModelConfig) -> Tuple[Dict[str, torch.Tensor], List[str]]:
@@ -282,14 +284,14 @@ def load_backbone(path: str | Path, overrides: Iterable[str] = (), device_type: 
     changed = diff_configs(to_dict(c.model_cfg), to_dict(model_cfg), "model.")
     if changed:
         notes = [f"overridden: {'; '.join(changed)}"] + notes
-    data_cfg = dict(c.data_cfg)
+    input_spec = c.input_spec
     if model_cfg.img_size != c.model_cfg.img_size:
-        data_cfg["img_size"] = model_cfg.img_size
+        input_spec = input_spec.resized(model_cfg.img_size)
     if model_cfg.in_chans != c.model_cfg.in_chans:
         raise SslvitError(f"model.in_chans={model_cfg.in_chans} differs from the checkpoint's {c.model_cfg.in_chans}; "
                           f"leave it: evaluation converts grey <-> RGB to the backbone's channels")
     model = create_backbone(model_cfg, device_type)
     source = str(c.path) + (f" ({c.fmt}, keys under '{c.key_prefix}')" if c.key_prefix else "")
     load_state_strict(model, sd, source)
-    return LoadedBackbone(model, model_cfg, data_cfg, str(c.path), c.fmt, c.config, c.notes + notes,
+    return LoadedBackbone(model, model_cfg, input_spec, str(c.path), c.fmt, c.config, c.notes + notes,
                           weights_hash(sd, model_cfg))

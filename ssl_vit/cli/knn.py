@@ -56,9 +56,11 @@ def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overwrite, override
     cfg = s.cfg
     validate_knn(cfg.eval)
     with cpu_threads(cfg.train.threads):
-        res = run_knn(s.loaded.model, s.loaded.data_cfg, cfg.eval.dataset, cfg.data, cfg.eval.knn_k,
-                      cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, s.device,
-                      s.precision.dtype, progress=cfg.log.progress, cache=s.cache, weights_hash=s.loaded.weights_hash)
+        res = run_knn(s.loaded.model, s.loaded.input_spec, cfg.eval.dataset, cfg.data, k=cfg.eval.knn_k,
+                      temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
+                      max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=s.device,
+                      precision=s.precision, progress=cfg.log.progress, cache=s.cache,
+                      weights_hash=s.loaded.weights_hash)
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, metric="knn", precision=s.precision.name)
     write_results(out, res, "kNN")
     click.echo(f"results: {out / 'results.json'}")

@@ -53,7 +53,7 @@ def linear_probe_cmd(checkpoint, dataset, output_dir, overwrite, overrides):
     refuse_to_replace([out / f for f in RESULT_FILES], overwrite, "results of an earlier evaluation")
     s = prepare_eval(checkpoint, dataset, overrides, log)
     with cpu_threads(s.cfg.train.threads):
-        res = run_linear_probe(s.loaded, dataset, s.cfg, s.cache, s.device, s.precision.dtype, log)
+        res = run_linear_probe(s.loaded, dataset, s.cfg, s.cache, s.device, s.precision, log)
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, precision=s.precision.name)
     write_results(out, res, f"linear probe ({res['mode']})")
     if res["mode"] == "protocol":

@@ -8,7 +8,7 @@ augmented as one batch, the same code path.
 
 Example::
 
-    stream = labelled_stream(train, aug_cfg, data_cfg, order, device, seed=0)
+    stream = labelled_stream(train, aug_cfg, input_spec, order, device, seed=0)
     x, y = next(stream.batches(start_step=0))       # (B, C, S, S) float32, (B,) int64
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Iterator, List, Tuple
 import torch
 from torch.utils.data import DataLoader
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.data.labelled import LabelledFiles
@@ -63,7 +64,7 @@ class LabelledStream:
                 idx = self.order.indices(step)
                 yield self.data.images[idx], self.labels[idx]                # (B, C, H, W) uint8, (B,)
                 step += 1
-        files = LabelledFiles(self.data, eval_transform(int(self.augment.data_cfg["img_size"])))
+        files = LabelledFiles(self.data, eval_transform(int(self.augment.input_spec.img_size)))
         loader = DataLoader(files, batch_sampler=_IndexBatches(self.order, start_step), num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")
         for x, y in loader:
@@ -79,9 +80,9 @@ class LabelledStream:
             step += 1
 
 
-def labelled_stream(data, aug_cfg, data_cfg: dict, order: BatchOrder, device: torch.device, seed: int,
+def labelled_stream(data, aug_cfg, input_spec: InputSpec, order: BatchOrder, device: torch.device, seed: int,
                     num_workers: int = 2) -> LabelledStream:
     if not isinstance(data, (TensorImages, FileImages)):
         raise SslvitError(f"unsupported dataset type {type(data).__name__}")
-    return LabelledStream(data, order, CropFlip(data_cfg, aug_cfg.crop_padding, aug_cfg.hflip_prob), device, seed,
+    return LabelledStream(data, order, CropFlip(input_spec, aug_cfg.crop_padding, aug_cfg.hflip_prob), device, seed,
                           num_workers)

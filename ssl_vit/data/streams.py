@@ -19,6 +19,7 @@ from typing import Iterator, List, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.imagefolder import pil_loader
 from ssl_vit.data.images import FileImages, TensorImages
@@ -126,21 +127,21 @@ class FileTwoViews:
             yield x1.to(self.device, non_blocking=True), x2.to(self.device, non_blocking=True)
 
 
-def two_view_stream(data, aug_cfg, data_cfg: dict, order: BatchOrder, device: torch.device, seed: int,
+def two_view_stream(data, aug_cfg, input_spec: InputSpec, order: BatchOrder, device: torch.device, seed: int,
                     num_workers: int = 2, on_bad_image: str = "fail", local_crops: int = 0):
     """Pick the batched tensor path for in-memory data, torchvision v2 per sample for files. ``local_crops > 0``
     (in-memory data only): batches ``(x1, x2, local)`` with ``local`` ``(local_crops, B, C, s, s)``."""
     if isinstance(data, TensorImages):
-        if data.in_chans != data_cfg["in_chans"]:
-            raise SslvitError(f"the dataset has {data.in_chans} channel(s) but model.in_chans={data_cfg['in_chans']}; "
+        if data.in_chans != input_spec.in_chans:
+            raise SslvitError(f"the dataset has {data.in_chans} channel(s) but model.in_chans={input_spec.in_chans}; "
                               f"--set model.in_chans={data.in_chans}")
-        args = (aug_cfg, data_cfg["img_size"], data_cfg["mean"], data_cfg["std"])
+        args = (aug_cfg, input_spec.img_size, list(input_spec.mean), list(input_spec.std))
         aug = MultiCropAugment(*args, local_crops) if local_crops else TwoViewAugment(*args)
         return TensorTwoViews(data, order, aug, device, seed)
     if local_crops:
         raise SslvitError(f"method.local_crops={local_crops} needs an in-memory dataset (the batched augmentation; "
                           f"'{data.name}' is read from files); set method.local_crops=0")
-    t = [view_transform(aug_cfg, data_cfg["img_size"], data_cfg["mean"], data_cfg["std"], v, data_cfg["in_chans"])
-         for v in (0, 1)]
-    files = FileImages(data.samples, data.classes, data.name, data.mean, data.std, data_cfg["in_chans"], data.img_size)
+    t = [view_transform(aug_cfg, input_spec.img_size, list(input_spec.mean), list(input_spec.std), v,
+                        input_spec.in_chans) for v in (0, 1)]
+    files = FileImages(data.samples, data.classes, data.name, data.mean, data.std, input_spec.in_chans, data.img_size)
     return FileTwoViews(files, order, t[0], t[1], device, seed, num_workers, on_bad_image)

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ssl_vit.data.specs import eval_splits, load_dataset
+from ssl_vit.data.labelled import has_labels, labelled_only, load_eval_splits
 from ssl_vit.engine.hooks import Hook, RunState
 from ssl_vit.evaluation.features import extract_features
 from ssl_vit.evaluation.knn import knn_top1
@@ -47,13 +47,6 @@ def find_dips(history: Sequence[Tuple[int, float]], min_drop: float) -> List[Dic
     return out
 
 
-def _fixed_subset(data, n: int, seed: int):
-    if len(data) <= n:
-        return data
-    g = torch.Generator().manual_seed(seed)
-    return data.subset(torch.randperm(len(data), generator=g)[:n].sort().values)
-
-
 class KnnMonitorHook(Hook):
     name = "diag_knn"
 
@@ -69,21 +62,16 @@ class KnnMonitorHook(Hook):
             run.monitor = self.history[-1][1]
 
     def _load(self):
-
         spec = self.cfg.eval.dataset or self.cfg.data.dataset
-        tr_split, te_split = eval_splits(spec)
         n = self.cfg.log.knn_subset
-        bank = _fixed_subset(load_dataset(spec, tr_split, self.cfg.data), n, _SUBSET_SEED)
-        query = _fixed_subset(load_dataset(spec, te_split, self.cfg.data), n, _SUBSET_SEED + 1)
-        bl, ql = bank.targets, query.targets
-        if bl is None or ql is None or (bl < 0).all():
+        splits = load_eval_splits(spec, self.cfg.data, n, n, _SUBSET_SEED)
+        bank, query = splits.train, splits.test
+        if query.targets is None or not has_labels(bank):
             return None
-        keep = bl >= 0
-        bank = bank.subset(torch.nonzero(keep).flatten()) if not keep.all() else bank
-        return bank, bank.targets, query, ql
+        bank = labelled_only(bank)
+        return bank, bank.targets, query, query.targets
 
     def measure(self, run: RunState) -> Optional[float]:
-
         if self._data is None:
             self._data = self._load()
             if self._data is None:
@@ -91,11 +79,11 @@ class KnnMonitorHook(Hook):
                 self._disabled = True
                 return None
         bank, bl, query, ql = self._data
-        kw = dict(batch_size=self.cfg.eval.batch_size, device=run.device, autocast_dtype=run.precision.dtype,
+        kw = dict(batch_size=self.cfg.eval.batch_size, device=run.device, precision=run.precision,
                   num_workers=self.cfg.data.num_workers)
-        data_cfg = run.data_cfg
-        fb = extract_features(run.model.backbone, bank, data_cfg, **kw)                      # (n, D)
-        fq = extract_features(run.model.backbone, query, data_cfg, **kw)                     # (m, D)
+        spec = run.input_spec
+        fb = extract_features(run.model.backbone, bank, spec, **kw)                          # (n, D)
+        fq = extract_features(run.model.backbone, query, spec, **kw)                         # (m, D)
         return knn_top1(fb, bl, fq, ql, min(self.cfg.eval.knn_k, len(bank)), self.cfg.eval.knn_temperature)
 
     def after_step(self, run: RunState, step: int) -> None:

@@ -26,6 +26,7 @@ import torch
 
 from ssl_vit.checkpoints.formats import TRAIN_FORMAT, load_pt, save_backbone
 from ssl_vit.core.atomic import atomic_path, atomic_write_text
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 
 
@@ -53,7 +54,7 @@ class CheckpointManager:
     def _entry(self, path: Path, step: int, **extra) -> Dict[str, Any]:
         return {"file": path.name, "step": step, "size": path.stat().st_size, "sha256": _sha256(path), **extra}
 
-    def save(self, state: Dict[str, Any], backbone: Dict[str, torch.Tensor], model_cfg: Dict, data_cfg: Dict,
+    def save(self, state: Dict[str, Any], backbone: Dict[str, torch.Tensor], model_cfg: Dict, input_spec: InputSpec,
              periodic: bool = False, monitor: Optional[float] = None) -> None:
         """Write last.pt (+ a periodic copy, + best.pt when ``monitor`` improves) and last.safetensors."""
         if not self.enabled:
@@ -75,7 +76,7 @@ class CheckpointManager:
             self.manifest["last"] = entry
             self._prune()
             atomic_write_text(self.manifest_path, json.dumps(self.manifest, indent=1))
-        save_backbone(self.dir / "last.safetensors", backbone, model_cfg, data_cfg, {"step": str(step)})
+        save_backbone(self.dir / "last.safetensors", backbone, model_cfg, input_spec, {"step": str(step)})
 
     def _link_or_copy(self, src: Path, dst: Path) -> None:
         with atomic_path(dst) as tmp:

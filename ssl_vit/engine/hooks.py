@@ -39,6 +39,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
+from ssl_vit.core.input_spec import InputSpec
+
 
 class Action(enum.IntEnum):
     """What a hook asks the loop to do; a larger value wins when hooks disagree."""
@@ -92,9 +94,9 @@ class RunState:
     logger: Any                               # RunLogger (``.tb``: the SummaryWriter or None)
     ctx: Any                                  # DistContext (rank, world size, is_main)
     out_dir: Path
-    data_cfg: Dict[str, Any]                  # the backbone's input config (img_size, in_chans, mean, std)
+    input_spec: InputSpec                     # the backbone's input (img_size, in_chans, mean, std)
     device: torch.device
-    precision: Any                            # ssl_vit.engine.precision.Precision (name, dtype, autocast)
+    precision: Any                            # ssl_vit.core.precision.Precision (name, dtype, autocast)
     total_steps: int
     warmup_steps: int = 0
     global_batch: int = 0                     # train.batch_size: the batch over all ranks

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
-from ssl_vit.data.labelled import subsample
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision
+from ssl_vit.data.labelled import load_eval_splits
 from ssl_vit.data.labelled_stream import labelled_stream
-from ssl_vit.data.specs import eval_splits, load_dataset
+from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import two_view_stream
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.features import extract_features
@@ -36,8 +38,8 @@ class PretrainTask:
     name = "pretrain"
     uses_momentum = True
 
-    def stream(self, cfg, train, data_cfg, order, device):
-        return two_view_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers,
+    def stream(self, cfg, train, input_spec: InputSpec, order, device):
+        return two_view_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers,
                                cfg.data.on_bad_image, cfg.method.local_crops)
 
     def loss(self, model, batch, m: float) -> torch.Tensor:
@@ -53,10 +55,12 @@ class PretrainTask:
             return BootstrapMoCoV3(backbone, embed_dim, cfg.method, cfg.model.bootstrap)
         return METHODS[cfg.method.name](backbone, embed_dim, cfg.method)
 
-    def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
-        res = run_knn(model.backbone, data_cfg, cfg.eval.dataset or cfg.data.dataset, cfg.data, cfg.eval.knn_k,
-                      cfg.eval.knn_temperature, cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test,
-                      device, precision.dtype, progress=cfg.log.progress)
+    def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
+                 step: int) -> Dict:
+        res = run_knn(model.backbone, input_spec, cfg.eval.dataset or cfg.data.dataset, cfg.data, k=cfg.eval.knn_k,
+                      temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
+                      max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device, precision=precision,
+                      progress=cfg.log.progress)
         logger.log(step, {"eval/knn_top1": res["top1"]})
         write_results(out, {**res, "checkpoint": checkpoint, "metric": "knn"}, "pretrain kNN")
         return {"knn": res}
@@ -72,10 +76,11 @@ def num_classes_of(train) -> int:
 
 
 @torch.no_grad()
-def test_top1(logits_model: torch.nn.Module, data, data_cfg, batch_size: int, device, autocast_dtype=None) -> float:
+def test_top1(logits_model: torch.nn.Module, data, input_spec: InputSpec, batch_size: int, device,
+              precision: Optional[Precision] = None) -> float:
     """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
-    logits = extract_features(logits_model, data, data_cfg, batch_size=batch_size, device=device,
-                              autocast_dtype=autocast_dtype)                 # (N, K)
+    logits = extract_features(logits_model, data, input_spec, batch_size=batch_size, device=device,
+                              precision=precision)                           # (N, K)
     return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
 
 
@@ -83,8 +88,8 @@ class SupervisedTask:
     name = "train"
     uses_momentum = False
 
-    def stream(self, cfg, train, data_cfg, order, device):
-        return labelled_stream(train, cfg.aug, data_cfg, order, device, cfg.seed, cfg.data.num_workers)
+    def stream(self, cfg, train, input_spec: InputSpec, order, device):
+        return labelled_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers)
 
     def loss(self, model, batch, m) -> torch.Tensor:
         """``batch``: ``(x, y)``; ``m`` is None (no momentum encoder) -> the scalar loss."""
@@ -96,25 +101,25 @@ class SupervisedTask:
                               f"`sslvit train` has no multi-crop: set method.local_crops=0")
         return SupervisedClassifier(backbone, embed_dim, num_classes_of(train), cfg.model.bootstrap)
 
-    def evaluate(self, model, cfg, data_cfg, device, precision, out: Path, checkpoint: str, logger, step: int) -> Dict:
-
+    def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
+                 step: int) -> Dict:
         t0 = time.perf_counter()
         dataset = cfg.data.dataset
-        train_split, test_split = eval_splits(dataset)
-        test = subsample(load_dataset(dataset, test_split, cfg.data), cfg.eval.max_test, 1)
-        kw = dict(batch_size=cfg.eval.batch_size, device=device, autocast_dtype=precision.dtype)
-        res = {"top1": test_top1(logits_module(model), test, data_cfg, **kw), "dataset": dataset,
+        test = load_eval_splits(dataset, cfg.data, max_test=cfg.eval.max_test).test
+        kw = dict(batch_size=cfg.eval.batch_size, device=device, precision=precision)
+        res = {"top1": test_top1(logits_module(model), test, input_spec, **kw), "dataset": dataset,
                "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)), "n_test": len(test),
                "metric": "test_top1", "checkpoint": checkpoint, "bootstrap": bool(cfg.model.bootstrap.enabled)}
         vals = {"eval/test_top1": res["top1"]}
         if getattr(model, "bootstrap", None) is not None:
             res["bootstrap_mode"] = cfg.model.bootstrap.mode
-            res["top1_agent"] = test_top1(logits_module(model, agent=True), test, data_cfg, **kw)
+            res["top1_agent"] = test_top1(logits_module(model, agent=True), test, input_spec, **kw)
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
-            knn = run_knn(model.backbone, data_cfg, dataset, cfg.data, cfg.eval.knn_k, cfg.eval.knn_temperature,
-                          cfg.eval.batch_size, cfg.eval.max_train, cfg.eval.max_test, device, precision.dtype,
-                          progress=cfg.log.progress)
+            knn = run_knn(model.backbone, input_spec, dataset, cfg.data, k=cfg.eval.knn_k,
+                          temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
+                          max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device,
+                          precision=precision, progress=cfg.log.progress)
             res["knn_top1"] = knn["top1"]
             vals["eval/knn_top1"] = knn["top1"]
         res["wall_s"] = round(time.perf_counter() - t0, 3)

@@ -27,6 +27,8 @@ from ssl_vit.checkpoints.load import load_state_strict
 from ssl_vit.config.loading import config_from_dict, diff_configs, dump_yaml, to_dict
 from ssl_vit.config.schema import Config
 from ssl_vit.core.attention import plan_attention
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision, precision_name, resolve_device
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import BatchOrder
@@ -38,7 +40,6 @@ from ssl_vit.engine.hooks import Action, Hook, Hooks, Rollback, RunState, StepRe
 from ssl_vit.engine.logger import RunLogger
 from ssl_vit.engine.method_terms import MethodTermsHook
 from ssl_vit.engine.optim import lr_mults, make_optimizer, param_groups, set_lr  # noqa: F401 (make_optimizer: re-export)
-from ssl_vit.engine.precision import Precision, precision_name, resolve_device
 from ssl_vit.engine.schedules import lr_at, momentum_at, scaled_lr
 from ssl_vit.engine.sync_bn import convert_sync_batchnorm
 from ssl_vit.engine.tasks import TASKS
@@ -85,12 +86,12 @@ class Preempted(Exception):
         self.signum = signum
 
 
-def _data_config(cfg: Config, train) -> Dict:
-    return {"img_size": cfg.model.img_size, "in_chans": cfg.model.in_chans,
-            "mean": [float(v) for v in train.mean][: cfg.model.in_chans] if len(train.mean) >= cfg.model.in_chans
-            else [float(train.mean[0])] * cfg.model.in_chans,
-            "std": [float(v) for v in train.std][: cfg.model.in_chans] if len(train.std) >= cfg.model.in_chans
-            else [float(train.std[0])] * cfg.model.in_chans}
+def input_spec_of(cfg: Config, train) -> InputSpec:
+    """The trained backbone's input: the model's size and channels, the training set's mean / std."""
+    c = cfg.model.in_chans
+    return InputSpec(cfg.model.img_size, c,
+                     tuple(float(v) for v in train.mean)[:c] if len(train.mean) >= c else (float(train.mean[0]),) * c,
+                     tuple(float(v) for v in train.std)[:c] if len(train.std) >= c else (float(train.std[0]),) * c)
 
 
 def _grads_finite(params: List[torch.Tensor]) -> tuple[bool, float]:
@@ -159,7 +160,7 @@ class _Loop:
     device: torch.device
     precision: Precision
     out: Path
-    data_cfg: Dict
+    input_spec: InputSpec
     stream: Any                                 # .batches(start_step) -> iterator of batches
     steps_per_epoch: int
     total_steps: int                            # fixed at set-up, or at the warm-up's end under a time budget
@@ -184,9 +185,9 @@ def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision
             hooks: List[Hook], log) -> _Loop:
     """Data (a stream of batches, a pure function of the step), schedule lengths, the method, the optimizer."""
     train = load_dataset(cfg.data.dataset, cfg.data.train_split, cfg.data)
-    data_cfg = _data_config(cfg, train)
+    input_spec = input_spec_of(cfg, train)
     order = BatchOrder(len(train), cfg.train.batch_size, cfg.seed, ctx.rank, ctx.world_size)
-    stream = task.stream(cfg, train, data_cfg, order, device)
+    stream = task.stream(cfg, train, input_spec, order, device)
     spe = order.steps_per_epoch
     total_steps = cfg.train.max_steps or cfg.train.epochs * spe
     if cfg.optim.warmup_steps is not None:
@@ -211,7 +212,7 @@ def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision
     groups = param_groups(model, cfg.optim.patch_embed_lr_mult)
     optimizer = make_optimizer(groups, cfg.optim, peak_lr, device)
     ckpts = CheckpointManager(out / "checkpoints", cfg.train.keep_last, enabled=ctx.is_main)
-    return _Loop(cfg, task, ctx, device, precision, out, data_cfg, stream, spe, total_steps, warmup, peak_lr, min_lr,
+    return _Loop(cfg, task, ctx, device, precision, out, input_spec, stream, spe, total_steps, warmup, peak_lr, min_lr,
                  model, train_model, [p for g in groups for p in g["params"]], optimizer, lr_mults(optimizer),
                  Hooks(hooks + [MethodTermsHook()]), ckpts, log, budget=budget)
 
@@ -275,7 +276,7 @@ def _start(loop: _Loop, state: Dict, resume: bool) -> RunState:
     if ctx.is_main:
         dump_yaml(cfg, loop.out / "config.yaml",
                   header=f"world_size: {ctx.world_size} (processes; train.batch_size is the global batch)")
-    return RunState(cfg, loop.model, loop.logger, ctx, loop.out, loop.data_cfg, loop.device, loop.precision,
+    return RunState(cfg, loop.model, loop.logger, ctx, loop.out, loop.input_spec, loop.device, loop.precision,
                     loop.total_steps, warmup_steps=loop.warmup, global_batch=cfg.train.batch_size, log=loop.log,
                     step=start_step, lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0)
 
@@ -320,7 +321,7 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
             if loop.budget is not None and (total := loop.budget.observe(run.step, _clock())):
                 _resize(loop, run, total, pbar)
             window.add(run.loss)
-            action = max(action, _agree(loop, loop.hooks.after_step(run, step)))
+            action = max(action, _agree(loop, loop.hooks.after_step(run, step - 1)))   # the step just taken
             _write_record(loop, run, window, pbar)
             if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < loop.total_steps:
                 _save(loop, run, run.step, periodic=True)
@@ -469,12 +470,12 @@ def _save(loop: _Loop, run: RunState, step: int, periodic: bool = False) -> None
         return
     cfg, sd, scaler = loop.cfg, loop.model.state_dict(), loop.precision.scaler
     loop.ckpts.save({"step": step, "epoch": step / loop.steps_per_epoch, "config": to_dict(cfg),
-                     "data_config": loop.data_cfg, "model": sd, "optimizer": loop.optimizer.state_dict(),
+                     "data_config": loop.input_spec.to_dict(), "model": sd, "optimizer": loop.optimizer.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else {},
                      "hooks": loop.hooks.state_dict(), "world_size": loop.ctx.world_size, "lr_scale": run.lr_scale,
                      "budget_total": loop.budget.total if loop.budget is not None else None},
                     {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")},
-                    to_dict(cfg.model), loop.data_cfg, periodic=periodic, monitor=run.monitor)
+                    to_dict(cfg.model), loop.input_spec, periodic=periodic, monitor=run.monitor)
 
 
 # ---- the end: final evaluation (kNN / test top-1), summary ----------------------------------------------
@@ -489,7 +490,7 @@ def _end(loop: _Loop, run: RunState, end_step: int) -> Dict:
         loop.logger.close()
         raise RunStopped(f"{run.stop_reason}; checkpoint saved at step {end_step} in {loop.ckpts.dir}")
     if ctx.is_main and end_step >= loop.total_steps and (cfg.eval.final_knn or not loop.task.uses_momentum):
-        summary.update(loop.task.evaluate(loop.model, cfg, loop.data_cfg, loop.device, loop.precision, out,
+        summary.update(loop.task.evaluate(loop.model, cfg, loop.input_spec, loop.device, loop.precision, out,
                                           summary["checkpoint"], loop.logger, end_step))
     loop.logger.close()
     return summary

@@ -5,7 +5,7 @@ float32 and ``labels`` (N,) int64, plus its key parts as JSON metadata. The key 
 
 * the weights (content hash of the loaded state dict + model config, so ``last.pt`` and
   ``last.safetensors`` of one step share entries and any ``--set model.*`` change makes a new one),
-* the data config the images are converted to (size, channels, mean/std) and the eval transform
+* the input spec the images are converted to (size, channels, mean/std) and the eval transform
   version, the autocast dtype (bf16 features differ from fp32 ones),
 * which features (``pooling``: the CLS token, or DINO's last-blocks concatenation),
 * the dataset spec, split, subset (size + seed) and a fingerprint of the data itself (image bytes
@@ -19,7 +19,7 @@ Files are written atomically; a corrupt or mismatched entry is re-extracted. The
 Example::
 
     cache = FeatureCache.from_config(cfg.eval)
-    f = cache.features(model, data, data_cfg, weights_hash=loaded.weights_hash, dataset="fmnist",
+    f = cache.features(model, data, input_spec, weights_hash=loaded.weights_hash, dataset="fmnist",
                        split="train")          # (N, D); second call reads the file
 """
 from __future__ import annotations
@@ -38,6 +38,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ssl_vit.core.atomic import atomic_save
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision
 from ssl_vit.data.images import FileImages, TensorImages
 from ssl_vit.evaluation import features as feature_extraction  # looked up per call: tests count the calls
 
@@ -68,6 +70,12 @@ def data_fingerprint(data) -> str:
     else:
         raise TypeError(f"cannot fingerprint {type(data).__name__}")
     return h.hexdigest()
+
+
+def _dtype_name(precision: Optional[Precision]) -> str:
+    """The dtype features are computed in, as keys name it ('torch.float32' for fp32, 'torch.bfloat16' ...)."""
+    dtype = None if precision is None else precision.dtype
+    return str(dtype or torch.float32)
 
 
 def state_hash(model: torch.nn.Module) -> str:
@@ -113,18 +121,18 @@ class FeatureCache:
     def extracted(self) -> int:
         return sum(1 for e in self.events if not e.hit)
 
-    def features(self, model, data, data_cfg: Dict, *, weights_hash: str = "", dataset: str = "", split: str = "",
-                 subset: str = "all", batch_size: int = 512, device=None, autocast_dtype=None,
-                 progress: bool = False, desc: str = "features", pooling: str = "cls",
-                 num_workers: int = 2) -> torch.Tensor:
+    def features(self, model, data, input_spec: InputSpec, *, weights_hash: str = "", dataset: str = "",
+                 split: str = "", subset: str = "all", batch_size: int = 512, device=None,
+                 precision: Optional[Precision] = None, progress: bool = False, desc: str = "features",
+                 pooling: str = "cls", num_workers: int = 2) -> torch.Tensor:
         """(N, D) float32 features of ``data`` in order: read from the cache or extracted (and stored).
         ``pooling`` names what ``model`` outputs when it is not the backbone's own CLS feature
         (:func:`~ssl_vit.evaluation.pooling.pooling_name`); it is part of the key. ``num_workers``: DataLoader
         workers of an extraction (file datasets; not part of the key)."""
 
         parts = {"weights": weights_hash or state_hash(model),
-                 "data_cfg": {k: data_cfg[k] for k in ("img_size", "in_chans", "mean", "std")},
-                 "transform": TRANSFORM_VERSION, "dtype": str(autocast_dtype or torch.float32),
+                 "data_cfg": input_spec.to_dict(),                # (key name kept: old entries stay valid)
+                 "transform": TRANSFORM_VERSION, "dtype": _dtype_name(precision),
                  "dataset": dataset, "split": split, "subset": subset, "n": len(data)}
         if pooling != "cls":                                   # (CLS keys stay as before: old entries stay valid)
             parts["pooling"] = pooling
@@ -145,8 +153,9 @@ class FeatureCache:
                 except (SafetensorError, OSError, KeyError, RuntimeError):
                     pass                                                             # corrupt: re-extract
         t1 = time.perf_counter()
-        f = feature_extraction.extract_features(model, data, data_cfg, batch_size=batch_size, device=device,
-                             autocast_dtype=autocast_dtype, num_workers=num_workers, progress=progress, desc=desc)
+        f = feature_extraction.extract_features(model, data, input_spec, batch_size=batch_size, device=device,
+                                                precision=precision, num_workers=num_workers, progress=progress,
+                                                desc=desc)
         dt = time.perf_counter() - t1
         if path is not None:
             meta = {"key_parts": json.dumps(parts, sort_keys=True, default=str),

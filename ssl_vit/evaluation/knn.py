@@ -10,19 +10,19 @@ Example::
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssl_vit.config.schema import DataConfig
 from ssl_vit.config.validate import check_knn_temperature
-from ssl_vit.data.labelled import subsample
-from ssl_vit.data.specs import eval_splits, load_dataset
-from ssl_vit.errors import SslvitError
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision
+from ssl_vit.data.labelled import load_eval_splits, require_labels
 from ssl_vit.evaluation.features import extract_features
-
-_limit = subsample   # pending: oneloop merge (adapt/train.py and linear_probe.py import knn._limit)
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
@@ -54,35 +54,33 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, k: int = 20, te
     return 100.0 * (pred == test_labels.long()).float().mean().item()
 
 
-def run_knn(backbone, model_data_cfg: dict, dataset: str, data_cfg, k: int = 20, temperature: float = 0.07,
-            batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None, autocast_dtype=None,
-            progress: bool = False, cache=None, weights_hash: str = "") -> dict:
+def run_knn(backbone, input_spec: InputSpec, dataset: str, data_cfg: DataConfig, *, k: int = 20,
+            temperature: float = 0.07, batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None,
+            precision: Optional[Precision] = None, progress: bool = False, cache=None, weights_hash: str = "") -> dict:
     """Extract features of a labelled dataset's train and test splits and return kNN top-1 (percent).
+    ``input_spec``: what ``backbone`` takes; ``data_cfg``: the config's data section (workers, dataset options).
 
-    With a :class:`~ssl_vit.evaluation.cache.FeatureCache` the features are read from / written to it
+    ``precision``: autocast of the extraction (None: fp32). With a
+    :class:`~ssl_vit.evaluation.cache.FeatureCache` the features are read from / written to it
     (key: ``weights_hash`` or a hash of the backbone's state, dataset, split, subset, data config)."""
-
-
     check_knn_temperature(temperature, "kNN temperature")
     t0 = time.perf_counter()
-    train_split, test_split = eval_splits(dataset)
-    train = subsample(load_dataset(dataset, train_split, data_cfg), max_train, 0)
-    test = subsample(load_dataset(dataset, test_split, data_cfg), max_test, 1)
+    splits = load_eval_splits(dataset, data_cfg, max_train, max_test)
+    train, test = splits.train, splits.test
+    require_labels(train, f"dataset '{dataset}' split '{splits.train_split}'", "kNN")
     tl, vl = train.targets, test.targets
-    if tl is None or (tl < 0).all():
-        raise SslvitError(f"dataset '{dataset}' split '{train_split}' has no labels; kNN needs a labelled dataset")
-    keep = tl >= 0
-    kw = dict(batch_size=batch_size, device=device, autocast_dtype=autocast_dtype, progress=progress,
+    keep = tl >= 0                  # features of the whole subsample (the cache key), votes of the labelled ones
+    kw = dict(batch_size=batch_size, device=device, precision=precision, progress=progress,
               num_workers=data_cfg.num_workers)
     if cache is None:
-        ftr = extract_features(backbone, train, model_data_cfg, desc="kNN train features", **kw)[keep]
-        fte = extract_features(backbone, test, model_data_cfg, desc="kNN test features", **kw)
+        ftr = extract_features(backbone, train, input_spec, desc="kNN train features", **kw)[keep]
+        fte = extract_features(backbone, test, input_spec, desc="kNN test features", **kw)
     else:
         kw.update(weights_hash=weights_hash, dataset=dataset)
         n_events = len(cache.events)
-        ftr = cache.features(backbone, train, model_data_cfg, split=train_split, subset=f"{max_train}:0",
+        ftr = cache.features(backbone, train, input_spec, split=splits.train_split, subset=f"{max_train}:0",
                              desc="kNN train features", **kw)[keep]
-        fte = cache.features(backbone, test, model_data_cfg, split=test_split, subset=f"{max_test}:1",
+        fte = cache.features(backbone, test, input_spec, split=splits.test_split, subset=f"{max_test}:1",
                              desc="kNN test features", **kw)
     t1 = time.perf_counter()
     top1 = knn_top1(ftr, tl[keep], fte, vl, k, temperature)

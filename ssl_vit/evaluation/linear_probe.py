@@ -32,9 +32,19 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.attention import fused_attention
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision
+from ssl_vit.data.images import TensorImages
+from ssl_vit.data.labelled import LabelledFiles, has_labels, labelled_only, load_eval_splits
 from ssl_vit.errors import SslvitError
+from ssl_vit.evaluation.cache import FeatureCache
+from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, fit_classifier
+from ssl_vit.evaluation.pooling import pooling_name, probe_features
+from ssl_vit.transforms.eval import to_model_input
 
 
 # ----------------------------------------------------------------------------------------- fast mode
@@ -152,73 +162,36 @@ def random_resized_crop_flip(x: torch.Tensor, scale, g: torch.Generator, ratio=(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _train_batches(data, data_cfg: Dict, cfg: ProbeConfig, epoch: int, seed: int, num_workers: int):
+def _train_batches(data, input_spec: InputSpec, cfg: ProbeConfig, epoch: int, seed: int, num_workers: int):
     """Yield (model input (B, C, S, S), labels) for one epoch of augmented training images."""
-    from ssl_vit.data.images import TensorImages
-    from ssl_vit.transforms.eval import to_model_input
-
     g = torch.Generator().manual_seed(seed * 1000003 + epoch)
     if isinstance(data, TensorImages):
         perm = torch.randperm(len(data), generator=g)
         for i in range(0, len(data), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            x = to_model_input(data.images[idx], data_cfg)                        # (B, C, S, S) normalised
+            x = to_model_input(data.images[idx], input_spec)                       # (B, C, S, S) normalised
             yield random_resized_crop_flip(x, tuple(cfg.crop_scale), g), data.targets[idx]
     else:
         torch.manual_seed(seed * 1000003 + epoch)                   # torchvision draws from the global RNG
-        from torchvision.transforms import v2
-
-        from ssl_vit.evaluation.features import LabelledFiles
-        train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(data_cfg["img_size"]), scale=tuple(cfg.crop_scale),
+        train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(input_spec.img_size), scale=tuple(cfg.crop_scale),
                                                                  antialias=True), v2.RandomHorizontalFlip()])
         loader = torch.utils.data.DataLoader(LabelledFiles(data, train_t),
                                              batch_size=cfg.batch_size, shuffle=True, num_workers=num_workers,
                                              generator=g)
         for x, y in loader:
-            yield to_model_input(x, data_cfg), y
+            yield to_model_input(x, input_spec), y
 
 
-def _protocol_epochs(model, head, opt, init_lr, train, test_x, test_y, data_cfg, cfg, seed, device, autocast_dtype,
-                     num_workers, progress, history, log):
-    from tqdm.auto import tqdm
-    for epoch in range(cfg.epochs):
-        lr = init_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))      # main_lincls: per epoch
-        for grp in opt.param_groups:
-            grp["lr"] = lr
-        head.train()
-        total = math.ceil(len(train) / cfg.batch_size)
-        for x, y in tqdm(_train_batches(train, data_cfg, cfg, epoch, seed, num_workers), total=total,
-                         desc=f"linear probe epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
-            x, y = x.to(device), y.to(device).long()
-            with torch.no_grad():
-                if autocast_dtype is not None:
-                    with torch.autocast(device.type, dtype=autocast_dtype):
-                        f = model(x)
-                else:
-                    f = model(x)
-            loss = F.cross_entropy(head(f.float()), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        head.eval()
-        with torch.no_grad():
-            acc = 100.0 * (head(test_x).argmax(1) == test_y).float().mean().item()
-        history.append(acc)
-        log(f"linear probe (protocol) epoch {epoch + 1}/{cfg.epochs}: lr {lr:.4g}, loss {loss.item():.4f}, "
-            f"test top-1 {acc:.2f}")
-
-
-def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.Tensor, data_cfg: Dict,
-                   cfg: ProbeConfig, seed: int = 0, device: Optional[torch.device] = None, autocast_dtype=None,
-                   num_workers: int = 2, progress: bool = False, log: Callable[[str], None] = lambda m: None) -> Dict:
-    """MoCo v3 main_lincls on a frozen backbone; test accuracy from (cached) test features every epoch."""
-    from ssl_vit.evaluation.features import fused_attention
-
+def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.Tensor, input_spec: InputSpec,
+                   cfg: ProbeConfig, *, seed: int = 0, device: Optional[torch.device] = None,
+                   precision: Optional[Precision] = None, num_workers: int = 2, progress: bool = False,
+                   log: Callable[[str], None] = lambda m: None) -> Dict:
+    """MoCo v3 main_lincls on a frozen backbone (:func:`~ssl_vit.evaluation.fit.fit_classifier`); test accuracy
+    from (cached) test features ``test_x`` (M, D) every epoch. ``precision``: autocast of the backbone (None: fp32)."""
     device = device or next(model.parameters()).device
+    precision = precision or Precision("fp32", device)
     t0 = time.perf_counter()
-    keep = train.targets >= 0
-    if not bool(keep.all()):
-        train = train.subset(torch.nonzero(keep).flatten())
+    train = labelled_only(train)
     num_classes = int(max(train.targets.max(), test_y.max())) + 1
     model.eval()
     for p in model.parameters():
@@ -231,11 +204,27 @@ def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.
     nn.init.zeros_(head.bias)
     init_lr = cfg.lr * cfg.batch_size / 256
     opt = torch.optim.SGD(head.parameters(), lr=init_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    history: List[float] = []
     test_x, test_y = test_x.to(device), test_y.to(device).long()
+
+    def lr_of(epoch: int, step: int) -> float:
+        return init_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))      # main_lincls: per epoch
+
+    def on_epoch(e: EpochEnd) -> float:
+        head.eval()
+        with torch.no_grad():
+            acc = 100.0 * (head(test_x).argmax(1) == test_y).float().mean().item()
+        log(f"linear probe (protocol) epoch {e.epoch + 1}/{cfg.epochs}: lr {e.lr:.4g}, loss {e.loss:.4f}, "
+            f"test top-1 {acc:.2f}")
+        return acc
+
+    fit = FitConfig(cfg.epochs, lr_of, precision, device, progress=progress, desc="linear probe")
     with fused_attention(model):
-        _protocol_epochs(model, head, opt, init_lr, train, test_x, test_y, data_cfg, cfg, seed, device,
-                         autocast_dtype, num_workers, progress, history, log)
+        res = fit_classifier(Classifier(model, head, frozen_features=True), opt,
+                             lambda epoch: _train_batches(train, input_spec, cfg, epoch, seed, num_workers), fit,
+                             on_epoch=on_epoch)
+    if res.skipped:
+        log(f"warning: linear probe: {res.skipped} steps with a non-finite loss were skipped")
+    history = res.history
     # main_lincls sanity_check: the frozen backbone must be bit-identical after training
     after = model.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
@@ -246,46 +235,42 @@ def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.
     return {"top1": history[-1], "top1_last": history[-1], "top1_best": history[best], "best_epoch": best + 1,
             "top1_is": "last epoch (top1_best is the best epoch on the test set: optimistic, chosen on test)",
             "epochs": cfg.epochs, "lr": init_lr, "batch_size": cfg.batch_size,
-            "history": [round(h, 3) for h in history],
+            "history": [round(h, 3) for h in history], "skipped_steps": res.skipped,
             "backbone_unchanged": True, "fit_s": round(time.perf_counter() - t0, 3)}
 
 
 # ------------------------------------------------------------------------------------------ driver
-def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, autocast_dtype=None,
+def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, precision: Optional[Precision] = None,
                      log: Callable[[str], None] = lambda m: None) -> Dict:
-    """Features (cached) of the train/test splits -> fast or protocol probe. Returns the results dict."""
-    from ssl_vit.data.specs import eval_splits, load_dataset
-    from ssl_vit.evaluation.cache import FeatureCache
-    from ssl_vit.evaluation.knn import _limit
-    from ssl_vit.evaluation.pooling import pooling_name, probe_features
-
+    """Features (cached) of the train/test splits -> fast or protocol probe. ``precision``: autocast of the
+    backbone (None: fp32). Returns the results dict."""
     t0 = time.perf_counter()
     cache = cache if cache is not None else FeatureCache(None)
     n_events = len(cache.events)
     device = device or next(loaded.model.parameters()).device
-    train_split, test_split = eval_splits(dataset)
-    train = _limit(load_dataset(dataset, train_split, cfg.data), cfg.eval.max_train, 0)
-    test = _limit(load_dataset(dataset, test_split, cfg.data), cfg.eval.max_test, 1)
-    if train.targets is None or (train.targets < 0).all() or test.targets is None:
+    splits = load_eval_splits(dataset, cfg.data, cfg.eval.max_train, cfg.eval.max_test)
+    train, test, train_split, test_split = splits.train, splits.test, splits.train_split, splits.test_split
+    if not has_labels(train) or test.targets is None:
         raise SslvitError(f"dataset '{dataset}' has no labels in '{train_split}'/'{test_split}'; the linear probe "
                           f"needs a labelled dataset")
     p = cfg.probe
     features = pooling_name(p.n_last_blocks, p.avgpool_patchtokens)
     model = probe_features(loaded.model, p.n_last_blocks, p.avgpool_patchtokens)
     kw = dict(weights_hash=loaded.weights_hash, dataset=dataset, batch_size=cfg.eval.batch_size, device=device,
-              autocast_dtype=autocast_dtype, progress=cfg.log.progress, pooling=features,
+              precision=precision, progress=cfg.log.progress, pooling=features,
               num_workers=cfg.data.num_workers)
-    fte = cache.features(model, test, loaded.data_cfg, split=test_split, subset=f"{cfg.eval.max_test}:1",
+    fte = cache.features(model, test, loaded.input_spec, split=test_split, subset=f"{cfg.eval.max_test}:1",
                          desc="test features", **kw)
     yte = test.targets
     if p.mode == "fast":
-        ftr = cache.features(model, train, loaded.data_cfg, split=train_split, subset=f"{cfg.eval.max_train}:0",
+        ftr = cache.features(model, train, loaded.input_spec, split=train_split, subset=f"{cfg.eval.max_train}:0",
                              desc="train features", **kw)
         keep = train.targets >= 0
         res = fast_probe(ftr[keep], train.targets[keep], fte, yte, p, cfg.seed, log)
     else:
-        res = protocol_probe(model, train, fte, yte, loaded.data_cfg, p, cfg.seed, device, autocast_dtype,
-                             cfg.data.num_workers, cfg.log.progress, log)
+        res = protocol_probe(model, train, fte, yte, loaded.input_spec, p, seed=cfg.seed, device=device,
+                             precision=precision, num_workers=cfg.data.num_workers, progress=cfg.log.progress,
+                             log=log)
     res.update(cache.summary(n_events))
     res.update(dataset=dataset, mode=p.mode, metric=f"linear_{p.mode}", features=features,
                feature_dim=int(fte.shape[1]), n_train=int((train.targets >= 0).sum()), n_test=len(test),

@@ -12,8 +12,8 @@ from ssl_vit.checkpoints import load_backbone
 from ssl_vit.config import apply_overrides
 from ssl_vit.config.schema import Config
 from ssl_vit.config.validate import validate_probe
+from ssl_vit.core.precision import Precision, resolve_device
 from ssl_vit.data import parse_spec
-from ssl_vit.engine.precision import Precision, resolve_device
 from ssl_vit.evaluation.cache import FeatureCache
 from ssl_vit.models.vit import SIZES, resolve
 

@@ -68,7 +68,7 @@ class ConvStemBase(PatchEmbed):
 
     replaces_block = False          # True: the named size loses one transformer block (MoCo v3 vit_conv_*)
 
-    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, norm_layer=None, flatten=True,
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, *, norm_layer=None, flatten=True,
                  output_fmt=None, bias=True, strict_img_size=True, dynamic_img_pad=False, device=None, dtype=None,
                  channels: int = 0, stem_stride: int = 0):
         super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,

@@ -141,7 +141,7 @@ def runs_on(device_type: Optional[str], device=None) -> str:
     return device_type or (torch.device(device).type if device is not None else "cpu")
 
 
-def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 0,
+def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 0, *,
                        global_pool: str = "token", embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
                        mlp_ratio: float = 4.0, qk_norm: bool = False, drop_rate: float = 0.0,
                        pos_drop_rate: float = 0.0, patch_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,

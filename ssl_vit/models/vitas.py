@@ -328,7 +328,7 @@ def build_vitas_subnet(cfg: ModelConfig, device_type: str = "cpu") -> VisionTran
 _VITAS = ViTASConfig()
 
 
-def vitas_superformer(img_size=28, patch_size: int = 7, in_chans: int = 1, num_classes: int = 0,
+def vitas_superformer(img_size=28, patch_size: int = 7, in_chans: int = 1, num_classes: int = 0, *,
                       global_pool: str = "token", depth: int = 6, embed_dims=_VITAS.embed_dims, heads=_VITAS.heads,
                       mlp_ratios=_VITAS.mlp_ratios, patch_sizes=_VITAS.patch_sizes, min_depth: int = _VITAS.min_depth,
                       id_prob: float = _VITAS.id_prob, sharing: str = _VITAS.sharing,

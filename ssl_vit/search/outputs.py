@@ -19,6 +19,7 @@ from ssl_vit.checkpoints.formats import save_backbone
 from ssl_vit.config.loading import dump_yaml, to_dict
 from ssl_vit.config.schema import Config, SearchConfig, ViTASConfig
 from ssl_vit.core.atomic import atomic_path, atomic_write_text
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.models.vitas import parse_blocks
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.search.nsga2 import non_dominated_fronts
@@ -77,11 +78,12 @@ def subnet_recipe(train_cfg: Config, sub_model_cfg) -> Config:
     return replace(train_cfg, model=model, search=SearchConfig())
 
 
-def write_best(out: Path, rank: int, key: str, info: Dict, recipe: Config, state_dict, data_cfg: Dict) -> Dict:
+def write_best(out: Path, rank: int, key: str, info: Dict, recipe: Config, state_dict,
+               input_spec: InputSpec) -> Dict:
     yaml_path, st_path = out / f"best_{rank}.yaml", out / f"best_{rank}.safetensors"
     dump_yaml(recipe, yaml_path, header=f"ViTAS search result #{rank}: {key}\nheld-out kNN top-1 {info['top1']:.2f} % "
                                         f"(inherited weights), {info['gflops']:.4f} GFLOPs\n"
                                         f"retrain from scratch: sslvit pretrain --recipe {yaml_path}")
-    save_backbone(st_path, state_dict, to_dict(recipe.model), data_cfg, {"source": f"vitas search {key}"})
+    save_backbone(st_path, state_dict, to_dict(recipe.model), input_spec, {"source": f"vitas search {key}"})
     return {"rank": rank, "key": key, "top1": info["top1"], "gflops": info["gflops"], "recipe": str(yaml_path),
             "weights": str(st_path)}

@@ -28,7 +28,7 @@ from ssl_vit.models.vitas import ViTASSuperformer
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.runs import pretrain
 from ssl_vit.search.evolution import EvolutionarySearch
-from ssl_vit.search.flops import count_gflops
+from ssl_vit.models.flops import count_gflops
 from ssl_vit.search.outputs import subnet_recipe, write_best, write_history, write_pareto
 from ssl_vit.search.scoring import HeldOutKnn
 
@@ -74,7 +74,7 @@ def run_search(cfg: Config, out: Path, log: Callable[[str], None] = print) -> Di
     train_cfg = loaded.config or cfg
     mc = loaded.model_cfg
     dataset = cfg.eval.dataset or train_cfg.data.dataset
-    scorer = HeldOutKnn(dataset, cfg.data, loaded.data_cfg, cfg.search.knn_train, cfg.search.knn_val, cfg.seed,
+    scorer = HeldOutKnn(dataset, cfg.data, loaded.input_spec, cfg.search.knn_train, cfg.search.knn_val, cfg.seed,
                         cfg.eval.knn_k, cfg.eval.knn_temperature, cfg.eval.batch_size)
 
     def flops_fn(net):
@@ -99,7 +99,7 @@ def run_search(cfg: Config, out: Path, log: Callable[[str], None] = print) -> Di
     for i, key in enumerate(ranked):
         net = SubNet.from_dict(ev[key]["subnet"])
         recipe = subnet_recipe(train_cfg, sf.subnet_model_config(net))
-        best.append(write_best(out, i, key, ev[key], recipe, sf.subnet_state_dict(net), loaded.data_cfg))
+        best.append(write_best(out, i, key, ev[key], recipe, sf.subnet_state_dict(net), loaded.input_spec))
     torch.set_grad_enabled(True)
     res = {"top1": best[0]["top1"], "metric": "held-out kNN top-1 of the best sub-network (inherited weights)",
            "dataset": dataset, "checkpoint": str(sup_dir), "n_train": cfg.search.knn_train, "n_test": cfg.search.knn_val,

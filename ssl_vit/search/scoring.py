@@ -6,7 +6,7 @@ Reuses :func:`~ssl_vit.evaluation.features.extract_features` and :func:`~ssl_vit
 
 Example::
 
-    scorer = HeldOutKnn("fmnist", data_cfg, model_data_cfg, n_train=5000, n_val=1000, seed=0)
+    scorer = HeldOutKnn("fmnist", data_cfg, input_spec, n_train=5000, n_val=1000, seed=0)
     superformer.set_subnet(net); top1 = scorer(superformer)        # percent
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.seeding import derive_seed
 from ssl_vit.data.specs import eval_splits, load_dataset
 from ssl_vit.errors import SslvitError
@@ -22,7 +23,7 @@ from ssl_vit.evaluation.knn import knn_top1
 
 
 class HeldOutKnn:
-    def __init__(self, dataset: str, data_cfg, model_data_cfg: dict, n_train: int, n_val: int, seed: int,
+    def __init__(self, dataset: str, data_cfg, input_spec: InputSpec, n_train: int, n_val: int, seed: int,
                  k: int = 20, temperature: float = 0.07, batch_size: int = 512):
         train = load_dataset(dataset, eval_splits(dataset)[0], data_cfg)
         if train.targets is None or (train.targets < 0).all():
@@ -35,10 +36,10 @@ class HeldOutKnn:
         perm = labelled[torch.randperm(len(labelled), generator=g)]
         self.bank = train.subset(perm[:n_train].sort().values)
         self.val = train.subset(perm[n_train:n_train + n_val].sort().values)
-        self.model_data_cfg, self.k, self.t, self.bs = model_data_cfg, k, temperature, batch_size
+        self.input_spec, self.k, self.t, self.bs = input_spec, k, temperature, batch_size
 
     def __call__(self, model: nn.Module) -> float:
         kw = dict(batch_size=self.bs, num_workers=0)
-        fb = extract_features(model, self.bank, self.model_data_cfg, **kw)        # (n_train, D)
-        fv = extract_features(model, self.val, self.model_data_cfg, **kw)         # (n_val, D)
+        fb = extract_features(model, self.bank, self.input_spec, **kw)        # (n_train, D)
+        fv = extract_features(model, self.val, self.input_spec, **kw)         # (n_val, D)
         return knn_top1(fb, self.bank.targets, fv, self.val.targets, self.k, self.t)

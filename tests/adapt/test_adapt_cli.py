@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from ssl_vit.checkpoints import save_backbone
 from ssl_vit.cli import cli
 from ssl_vit.config import to_dict
+from ssl_vit.core.input_spec import InputSpec
 from tests.adapt.conftest import TINY
 from tests.data.trees import make_vtab_task
 
@@ -24,7 +25,7 @@ def run_dir(tmp_path):
     torch.manual_seed(0)
     run = tmp_path / "run"
     save_backbone(run / "checkpoints" / "last.safetensors", create_backbone(TINY).state_dict(), to_dict(TINY),
-                  {"img_size": 28, "in_chans": 1, "mean": [0.286], "std": [0.353]})
+                  InputSpec(28, 1, (0.286,), (0.353,)))
     return run
 
 
@@ -55,12 +56,12 @@ def test_adapt_convpass_on_a_vtab_task_writes_the_contract(tmp_path, run_dir, mo
     # the adapter loads onto the run's backbone and reproduces the reported test accuracy
     from ssl_vit.adapt import load_adapter
     from ssl_vit.checkpoints import load_backbone
+    from ssl_vit.core.precision import Precision
     from ssl_vit.data import load_dataset
-    from ssl_vit.engine.precision import Precision
     model, meta = load_adapter(out / "adapter.safetensors", load_backbone(run_dir).model)
     assert meta["scale"] == res["scale"] and meta["num_classes"] == 47        # dtd: NOAH's class count
-    acc = real(model, load_dataset(f"vtab:{task}", "test"), {"img_size": 28, "in_chans": 1, "mean": [0.286],
-                                                              "std": [0.353]}, 64, torch.device("cpu"),
+    acc = real(model, load_dataset(f"vtab:{task}", "test"), InputSpec(28, 1, (0.286,), (0.353,)), 64,
+               torch.device("cpu"),
                Precision.resolve("fp32", torch.device("cpu")), 0)
     assert acc == pytest.approx(res["top1"])
 

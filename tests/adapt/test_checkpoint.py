@@ -7,6 +7,7 @@ from safetensors import safe_open
 from ssl_vit.adapt import build_adapted_model, load_adapter, save_adapter, state_sha256
 from ssl_vit.config.loading import to_dict
 from ssl_vit.config.schema import AdaptConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 
 
@@ -53,6 +54,6 @@ def test_wrong_backbone_hash_fails_with_one_line(tmp_path, tiny_vit, images):
 
 def test_a_backbone_file_is_not_an_adapter(tmp_path, tiny_vit):
     from ssl_vit.checkpoints import save_backbone
-    save_backbone(tmp_path / "b.safetensors", tiny_vit.state_dict(), {}, {})
+    save_backbone(tmp_path / "b.safetensors", tiny_vit.state_dict(), {}, InputSpec(28, 1, (0.5,), (0.5,)))
     with pytest.raises(SslvitError, match="is not an sslvit adapter"):
         load_adapter(tmp_path / "b.safetensors", tiny_vit)

@@ -6,17 +6,18 @@ import torch
 
 from ssl_vit.checkpoints import load_backbone, load_pt, save_backbone
 from ssl_vit.config import ModelConfig, to_dict
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 
-DATA_CFG = {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]}
+INPUT_SPEC = InputSpec(28, 1, (0.3,), (0.3,))
 
 
 def _save(tmp_path, **kw):
     cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, **kw)
     m = create_backbone(cfg)
     p = tmp_path / "b.safetensors"
-    save_backbone(p, m.state_dict(), to_dict(cfg), DATA_CFG)
+    save_backbone(p, m.state_dict(), to_dict(cfg), INPUT_SPEC)
     return p, m
 
 
@@ -24,7 +25,7 @@ def test_wrong_shape_names_key_and_shapes(tmp_path):
     p, m = _save(tmp_path)
     sd = m.state_dict()
     sd["blocks.0.attn.qkv.weight"] = torch.zeros(3, 3)
-    save_backbone(p, sd, to_dict(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)), DATA_CFG)
+    save_backbone(p, sd, to_dict(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)), INPUT_SPEC)
     with pytest.raises(SslvitError, match=r"key 'blocks.0.attn.qkv.weight' has shape \(3, 3\), the model expects \(192, 64\)"):
         load_backbone(p)
 

@@ -10,11 +10,12 @@ from safetensors.torch import load_file
 from ssl_vit.checkpoints import load_backbone, save_backbone
 from ssl_vit.checkpoints.export import export_timm
 from ssl_vit.config import ModelConfig, to_dict
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 from ssl_vit.models.vit import set_fused_attn, sincos_pos_embed
 
-DATA_CFG = {"img_size": 28, "in_chans": 1, "mean": [0.286], "std": [0.353]}
+INPUT_SPEC = InputSpec(28, 1, (0.286,), (0.353,))
 
 
 def _backbone_file(tmp_path, **kw):
@@ -26,7 +27,7 @@ def _backbone_file(tmp_path, **kw):
             if n != "pos_embed":
                 p.add_(torch.randn_like(p) * 0.02)
     p = tmp_path / "b.safetensors"
-    save_backbone(p, m.state_dict(), to_dict(cfg), DATA_CFG)
+    save_backbone(p, m.state_dict(), to_dict(cfg), INPUT_SPEC)
     return p, m.eval()
 
 

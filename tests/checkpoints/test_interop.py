@@ -9,6 +9,7 @@ from timm.layers import resample_abs_pos_embed
 
 from ssl_vit.checkpoints import load_backbone, save_backbone
 from ssl_vit.config import ModelConfig, to_dict
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
 from ssl_vit.models.vit import set_fused_attn, sincos_pos_embed
@@ -57,7 +58,7 @@ def test_official_mocov3_checkpoint_gives_the_original_features(tmp_path):
     assert loaded.fmt == "mocov3.official"
     r = loaded.model_cfg
     assert (r.embed_dim, r.depth, r.patch_size, r.in_chans, r.img_size, r.num_heads) == (48, 2, 8, 3, 32, 12)
-    assert loaded.data_cfg["img_size"] == 32 and loaded.data_cfg["in_chans"] == 3
+    assert loaded.input_spec.img_size == 32 and loaded.input_spec.in_chans == 3
     assert any("arch 'vit_small'" in n for n in loaded.notes)
     own = set(loaded.model.state_dict())
     assert not any(k.startswith("head") for k in own)              # projector dropped, not loaded as a classifier
@@ -106,15 +107,14 @@ def test_learned_pos_embed_is_resampled_to_a_new_image_size(tmp_path):
     lb = load_backbone(path, ["model.img_size=48"])
     want = resample_abs_pos_embed(enc.pos_embed.detach(), [6, 6], [4, 4], num_prefix_tokens=1)
     assert torch.equal(lb.model.pos_embed.detach(), want)
-    assert lb.data_cfg["img_size"] == 48                           # evaluation resizes inputs to the new size
+    assert lb.input_spec.img_size == 48                           # evaluation resizes inputs to the new size
     assert lb.model(torch.randn(1, 3, 48, 48)).shape == (1, 48)
 
 
 def test_sincos_pos_embed_is_regenerated_exactly(tmp_path):
     cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, depth=1)
     p = tmp_path / "b.safetensors"
-    save_backbone(p, create_backbone(cfg).state_dict(), to_dict(cfg), {"img_size": 28, "in_chans": 1, "mean": [0.3],
-                                                                       "std": [0.3]})
+    save_backbone(p, create_backbone(cfg).state_dict(), to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
     lb = load_backbone(p, ["model.img_size=42"])
     assert torch.equal(lb.model.pos_embed.detach(), sincos_pos_embed((6, 6), 64))
 

@@ -3,6 +3,8 @@ import tempfile
 
 import pytest
 
+from ssl_vit.core.input_spec import InputSpec
+
 # Evaluation commands cache features under $SSLVIT_CACHE_DIR; keep the tests' entries out of ~/.cache.
 os.environ.setdefault("SSLVIT_CACHE_DIR", tempfile.mkdtemp(prefix="sslvit-test-cache-"))
 
@@ -16,5 +18,5 @@ def backbone(tmp_path_factory):
     cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)
     path = tmp_path_factory.mktemp("bb") / "b.safetensors"
     save_backbone(path, create_backbone(cfg).state_dict(), to_dict(cfg),
-                  {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]})
+                  InputSpec(28, 1, (0.3,), (0.3,)))
     return path

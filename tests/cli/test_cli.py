@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 
 from ssl_vit.checkpoints import load_pt
+from ssl_vit.core.input_spec import InputSpec
 
 
 def run_cli(*args, cwd=None):
@@ -129,6 +130,6 @@ def test_checkpoint_of_another_architecture_for_knn(tmp_path, fmnist_dir):
     cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)
     sd = create_backbone(cfg).state_dict()
     sd["blocks.0.mlp.fc1.weight"] = torch.zeros(100, 64)           # saved from another MLP width
-    save_backbone(tmp_path / "b.safetensors", sd, to_dict(cfg), {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]})
+    save_backbone(tmp_path / "b.safetensors", sd, to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
     r = CliRunner().invoke(cli, ["knn", "--checkpoint", str(tmp_path / "b.safetensors"), "--dataset", f"fmnist:{fmnist_dir}"])
     assert r.exit_code == 2 and "blocks.0.mlp.fc1.weight" in r.stderr and "(100, 64)" in r.stderr

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from ssl_vit.checkpoints import save_backbone
 from ssl_vit.config import ModelConfig, to_dict
+from ssl_vit.core.input_spec import InputSpec
 
 CONTRACT = {"top1", "dataset", "checkpoint", "n_train", "n_test", "wall_s"}
 
@@ -21,8 +22,7 @@ def backbone(tmp_path):
     from ssl_vit.models import create_backbone
     torch.manual_seed(0)
     p = tmp_path / "b.safetensors"
-    save_backbone(p, create_backbone(cfg).state_dict(), to_dict(cfg), {"img_size": 28, "in_chans": 1,
-                                                                       "mean": [0.286], "std": [0.353]})
+    save_backbone(p, create_backbone(cfg).state_dict(), to_dict(cfg), InputSpec(28, 1, (0.286,), (0.353,)))
     return p
 
 

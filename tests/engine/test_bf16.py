@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import ModelConfig, apply_overrides
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision
 from ssl_vit.data.specs import load_dataset
 from ssl_vit.engine.hooks import Hook
 from ssl_vit.runs import pretrain
@@ -74,10 +76,11 @@ def test_bf16_features_match_fp32_for_knn_and_probe(bars):
     train, test = bars
     torch.manual_seed(0)
     model = create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, depth=2))
-    data_cfg = {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]}
+    input_spec = InputSpec(28, 1, (0.3,), (0.3,))
     feats = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        feats[name] = [extract_features(model, d, data_cfg, batch_size=128, autocast_dtype=dtype)
+    for name in ("fp32", "bf16"):
+        precision = Precision(name, torch.device("cpu"))
+        feats[name] = [extract_features(model, d, input_spec, batch_size=128, precision=precision)
                        for d in (train, test)]
     for a, b in zip(feats["fp32"], feats["bf16"]):
         assert b.dtype == torch.float32 and b.shape == a.shape and torch.isfinite(b).all()

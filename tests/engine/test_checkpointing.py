@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.engine.checkpointing import CheckpointManager
 from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
 
 ROOT = Path(__file__).resolve().parents[2]
+SPEC = InputSpec(28, 1, (0.5,), (0.5,))
 
 
 def _state(step):
@@ -24,7 +26,7 @@ def _state(step):
 def test_manager_keeps_last_k_best_and_manifest(tmp_path):
     m = CheckpointManager(tmp_path, keep_last=2)
     for step, mon in ((2, 50.0), (4, 70.0), (6, 60.0)):
-        m.save(_state(step), {"w": torch.zeros(1)}, {}, {}, periodic=True, monitor=mon)
+        m.save(_state(step), {"w": torch.zeros(1)}, {}, SPEC, periodic=True, monitor=mon)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "step_00000002.pt" not in names and {"step_00000004.pt", "step_00000006.pt", "best.pt", "last.pt"} <= set(names)
     man = json.loads((tmp_path / "manifest.json").read_text())
@@ -35,8 +37,8 @@ def test_manager_keeps_last_k_best_and_manifest(tmp_path):
 
 def test_truncated_last_falls_back_to_periodic(tmp_path):
     m = CheckpointManager(tmp_path, keep_last=3)
-    m.save(_state(2), {"w": torch.zeros(1)}, {}, {}, periodic=True)
-    m.save(_state(4), {"w": torch.zeros(1)}, {}, {}, periodic=False)
+    m.save(_state(2), {"w": torch.zeros(1)}, {}, SPEC, periodic=True)
+    m.save(_state(4), {"w": torch.zeros(1)}, {}, SPEC, periodic=False)
     last = tmp_path / "last.pt"
     last.write_bytes(last.read_bytes()[:100])
     msgs = []
@@ -49,7 +51,7 @@ def test_truncated_last_falls_back_to_periodic(tmp_path):
 
 def test_disk_full_on_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
     m = CheckpointManager(tmp_path)
-    m.save(_state(2), {"w": torch.zeros(1)}, {}, {})
+    m.save(_state(2), {"w": torch.zeros(1)}, {}, SPEC)
     import errno
     real_save = torch.save
 
@@ -58,7 +60,7 @@ def test_disk_full_on_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(SslvitError, match="disk full"):
-        m.save(_state(4), {"w": torch.zeros(1)}, {}, {})
+        m.save(_state(4), {"w": torch.zeros(1)}, {}, SPEC)
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 2
     assert not list(tmp_path.glob(".*.tmp"))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ssl_vit.config import load_config
+from ssl_vit.core.input_spec import InputSpec
+from ssl_vit.core.precision import Precision
 from ssl_vit.engine.optim import make_optimizer
 from ssl_vit.engine.trainer import build_model
 
@@ -119,10 +121,11 @@ def test_feature_extraction_on_cuda_matches_cpu():
     n = 300                                       # not a multiple of the batch: the last batch is partial
     data = TensorImages(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
                         torch.zeros(n, dtype=torch.long), [], "synthetic", (0.5,) * 3, (0.25,) * 3)
-    data_cfg = {"img_size": 32, "in_chans": 3, "mean": [0.5] * 3, "std": [0.25] * 3}
-    f_cpu = extract_features(cpu.backbone, data, data_cfg, batch_size=128)
-    f_gpu = extract_features(gpu.backbone, data, data_cfg, batch_size=128, autocast_dtype=torch.bfloat16)
-    f_gpu32 = extract_features(gpu.backbone, data, data_cfg, batch_size=128)
+    input_spec = InputSpec(32, 3, (0.5,) * 3, (0.25,) * 3)
+    f_cpu = extract_features(cpu.backbone, data, input_spec, batch_size=128)
+    f_gpu = extract_features(gpu.backbone, data, input_spec, batch_size=128,
+                             precision=Precision("bf16", torch.device("cuda")))
+    f_gpu32 = extract_features(gpu.backbone, data, input_spec, batch_size=128)
     assert f_gpu.shape == f_cpu.shape == (n, cpu.backbone.num_features)
     assert f_gpu.device.type == "cpu" and f_gpu.dtype == torch.float32
     assert F.cosine_similarity(f_cpu, f_gpu, dim=1).min() > 0.98

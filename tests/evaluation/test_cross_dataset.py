@@ -4,6 +4,7 @@ import torch
 
 from ssl_vit.checkpoints import LoadedBackbone
 from ssl_vit.config import ModelConfig, load_config
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.evaluation.cache import FeatureCache
 from ssl_vit.evaluation.knn import run_knn
 from ssl_vit.evaluation.linear_probe import run_linear_probe
@@ -14,8 +15,8 @@ from tests.data.test_formats import _imagefolder, _write_cifar10
 def _loaded(in_chans, img_size, patch):
     torch.manual_seed(0)
     cfg = ModelConfig(name="vit_micro", img_size=img_size, patch_size=patch, in_chans=in_chans, depth=1)
-    data_cfg = {"img_size": img_size, "in_chans": in_chans, "mean": [0.4] * in_chans, "std": [0.25] * in_chans}
-    return LoadedBackbone(create_backbone(cfg), cfg, data_cfg, "mem", "test", weights_hash=f"w{in_chans}{img_size}")
+    input_spec = InputSpec(img_size, in_chans, (0.4,) * in_chans, (0.25,) * in_chans)
+    return LoadedBackbone(create_backbone(cfg), cfg, input_spec, "mem", "test", weights_hash=f"w{in_chans}{img_size}")
 
 
 def test_grey_backbone_on_cifar_and_files_rgb_backbone_on_fmnist(tmp_path, fmnist_dir):
@@ -30,6 +31,6 @@ def test_grey_backbone_on_cifar_and_files_rgb_backbone_on_fmnist(tmp_path, fmnis
                                      (rgb, f"fmnist:{fmnist_dir}", 512)):
         res = run_linear_probe(loaded, dataset, cfg, cache)
         assert res["n_train"] == n_train and 0.0 <= res["top1"] <= 100.0
-        knn = run_knn(loaded.model, loaded.data_cfg, dataset, cfg.data, k=3, cache=cache,
+        knn = run_knn(loaded.model, loaded.input_spec, dataset, cfg.data, k=3, cache=cache,
                       weights_hash=loaded.weights_hash)
         assert knn["features_extracted"] == [] and knn["n_train"] == n_train     # the probe's features

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from ssl_vit.config.schema import ProbeConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.data.images import TensorImages
 from ssl_vit.evaluation.linear_probe import fast_probe, protocol_probe, train_logreg_grid
 
@@ -48,7 +49,7 @@ def _bar_images(n, seed):
     return TensorImages(x, y)
 
 
-DATA_CFG = {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]}
+INPUT_SPEC = InputSpec(28, 1, (0.3,), (0.3,))
 
 
 def _tiny_backbone():
@@ -63,9 +64,9 @@ def test_protocol_mode_reports_last_and_best_and_keeps_backbone_frozen():
     model = _tiny_backbone()
     train, test = _bar_images(256, 0), _bar_images(128, 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    fte = extract_features(model, test, DATA_CFG)
+    fte = extract_features(model, test, INPUT_SPEC)
     cfg = ProbeConfig(mode="protocol", epochs=4, batch_size=64, lr=0.5, crop_scale=(0.8, 1.0))
-    res = protocol_probe(model, train, fte, test.targets, DATA_CFG, cfg)
+    res = protocol_probe(model, train, fte, test.targets, INPUT_SPEC, cfg)
     assert len(res["history"]) == 4 and res["top1"] == res["top1_last"] == res["history"][-1]
     assert res["top1_best"] == max(res["history"]) and 1 <= res["best_epoch"] <= 4
     assert "last epoch" in res["top1_is"] and res["backbone_unchanged"]
@@ -92,9 +93,9 @@ def test_protocol_sanity_check_catches_a_changed_backbone():
     m = _Drifting()
     with torch.no_grad():
         from ssl_vit.transforms.eval import to_model_input
-        fte = m(to_model_input(test.images, DATA_CFG))
+        fte = m(to_model_input(test.images, INPUT_SPEC))
     with pytest.raises(RuntimeError, match="changed frozen backbone weights"):
-        protocol_probe(m, train, fte, test.targets, DATA_CFG, ProbeConfig(mode="protocol", epochs=1, batch_size=32))
+        protocol_probe(m, train, fte, test.targets, INPUT_SPEC, ProbeConfig(mode="protocol", epochs=1, batch_size=32))
 
 
 def test_random_resized_crop_flip_per_sample():

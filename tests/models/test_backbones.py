@@ -10,6 +10,7 @@ from timm.layers import DropPath, create_feature_extractor, get_graph_node_names
 from ssl_vit.checkpoints import load_backbone, save_backbone
 from ssl_vit.config import ModelConfig, to_dict
 from ssl_vit.config.schema import PatchEmbedConfig, ViTASConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.data import fmnist
 from ssl_vit.models import backbone_names, create_backbone, resolve_model_config, stem_names
 from ssl_vit.models.timm_entries import NO_FEATURES, NO_FX
@@ -31,10 +32,10 @@ def test_backbone_contract(name, stem, tmp_path):
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     # round trip through the self-describing safetensors file
     path = tmp_path / "b.safetensors"
-    data_cfg = {"img_size": 32, "in_chans": 3, "mean": [0.5] * 3, "std": [0.5] * 3}
-    save_backbone(path, model.state_dict(), to_dict(cfg), data_cfg)
+    input_spec = InputSpec(32, 3, (0.5,) * 3, (0.5,) * 3)
+    save_backbone(path, model.state_dict(), to_dict(cfg), input_spec)
     loaded = load_backbone(path)
-    assert loaded.data_cfg == data_cfg
+    assert loaded.input_spec == input_spec
     model.eval(), loaded.model.eval()
     with torch.no_grad():
         assert torch.equal(model(x), loaded.model(x))
@@ -204,8 +205,8 @@ def test_timm_pretrained_loads_an_sslvit_backbone_file(tmp_path):
     torch.manual_seed(0)
     ours = create_backbone(cfg).eval()
     path = tmp_path / "b.safetensors"
-    data_cfg = {"img_size": 28, "in_chans": 1, "mean": [0.286], "std": [0.353]}
-    save_backbone(path, ours.state_dict(), to_dict(cfg), data_cfg)
+    input_spec = InputSpec(28, 1, (0.286,), (0.353,))
+    save_backbone(path, ours.state_dict(), to_dict(cfg), input_spec)
     x = torch.randn(2, 1, 28, 28)
     torch.manual_seed(1)                                      # other random weights, replaced by the file's
     tm = timm.create_model("sslvit_vit_micro", depth=2, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))

@@ -9,6 +9,7 @@ import torch
 from ssl_vit.checkpoints import load_backbone, load_pt, save_backbone
 from ssl_vit.config import ModelConfig, load_config, to_dict
 from ssl_vit.config.schema import PatchEmbedConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone, resolve_model_config, stem_names
 from ssl_vit.models import stems as stems_mod
@@ -147,7 +148,7 @@ def test_bn_running_stats_are_saved_and_restored(stem, tmp_path):
     assert bn_keys and all(not torch.equal(m.state_dict()[k], torch.zeros_like(m.state_dict()[k]))
                            for k in bn_keys if "running_mean" in k)
     path = tmp_path / "b.safetensors"
-    save_backbone(path, m.state_dict(), to_dict(cfg), {"img_size": 28, "in_chans": 1, "mean": [0.3], "std": [0.3]})
+    save_backbone(path, m.state_dict(), to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
     loaded = load_backbone(path)
     assert loaded.model_cfg.stem == stem
     for k in bn_keys + [k.replace("running_mean", "num_batches_tracked") for k in bn_keys if "running_mean" in k]:
@@ -162,8 +163,7 @@ def test_conv_stem_export_to_timm_is_refused_clearly(tmp_path):
     from ssl_vit.checkpoints.export import export_timm
     cfg = _cfg("conv")
     src = tmp_path / "b.safetensors"
-    save_backbone(src, create_backbone(cfg).state_dict(), to_dict(cfg), {"img_size": 28, "in_chans": 1,
-                                                                         "mean": [0.3], "std": [0.3]})
+    save_backbone(src, create_backbone(cfg).state_dict(), to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
     with pytest.raises(SslvitError, match="stem 'conv' has no timm equivalent") as e:
         export_timm(src, tmp_path / "out.safetensors")
     assert "\n" not in str(e.value)

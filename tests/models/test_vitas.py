@@ -9,10 +9,11 @@ import torch
 from timm.models import VisionTransformer
 
 from ssl_vit.config.schema import ModelConfig, ViTASConfig
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.models import create_backbone
+from ssl_vit.models.flops import count_gflops
 from ssl_vit.models.vitas import ViTASSuperformer, export_subnet
 from ssl_vit.models.vitas_space import SubNet, channel_indices, channel_usage
-from ssl_vit.search.flops import count_gflops
 
 
 def _cfg(**vitas) -> ModelConfig:
@@ -125,7 +126,7 @@ def test_exported_weights_load_through_the_checkpoint_loader(tmp_path):
     net = SubNet(7, 24, ((2, 2.0), (4, 1.0), None))
     sf.set_subnet(net)
     save_backbone(tmp_path / "sub.safetensors", sf.subnet_state_dict(net), to_dict(sf.subnet_model_config(net)),
-                  {"img_size": 28, "in_chans": 1, "mean": [0.5], "std": [0.5]})
+                  InputSpec(28, 1, (0.5,), (0.5,)))
     loaded = load_backbone(tmp_path / "sub.safetensors")
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():

@@ -12,7 +12,7 @@ from ssl_vit.models import create_backbone
 from ssl_vit.models.vitas import export_subnet
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.search.evolution import EvolutionarySearch
-from ssl_vit.search.flops import count_gflops
+from ssl_vit.models.flops import count_gflops
 from ssl_vit.search.nsga2 import crowding_distance, non_dominated_fronts, nsga2_select
 
 

@@ -2,9 +2,10 @@
 import torch
 import torch.nn.functional as F
 
+from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.transforms.supervised import CropFlip
 
-CFG = {"img_size": 8, "in_chans": 1, "mean": [0.5], "std": [0.25]}
+CFG = InputSpec(8, 1, (0.5,), (0.25,))
 
 
 def test_no_padding_no_flip_is_normalisation_only():
@@ -30,7 +31,7 @@ def test_each_sample_is_an_integer_shift_of_the_zero_padded_image():
 
 def test_same_generator_same_batch():
     x = torch.randint(0, 256, (8, 3, 10, 10), dtype=torch.uint8)
-    cfg = {"img_size": 8, "in_chans": 1, "mean": [0.5], "std": [0.25]}   # RGB 10 px -> grey 8 px
+    cfg = InputSpec(8, 1, (0.5,), (0.25,))   # RGB 10 px -> grey 8 px
     a = CropFlip(cfg, 2)(x, torch.Generator().manual_seed(1))
     b = CropFlip(cfg, 2)(x, torch.Generator().manual_seed(1))
     assert a.shape == (8, 1, 8, 8) and torch.equal(a, b)

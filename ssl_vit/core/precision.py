@@ -73,6 +73,11 @@ class Precision:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
 
+def autocast(precision: Optional[Precision]):
+    """``precision``'s autocast context; None (fp32) runs without one."""
+    return contextlib.nullcontext() if precision is None else precision.autocast()
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
