@@ -11,14 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ssl_vit"
 
 #: Bottom to top. A module belongs to the layer of its longest matching prefix ("ssl_vit" alone: the root
-#: package's __init__, i.e. __version__).
+#: package's __init__: __version__, and the import of methods that registers every layer's config checks).
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
-    ("core", ("ssl_vit", "ssl_vit.errors", "ssl_vit.core")),
+    ("core", ("ssl_vit.errors", "ssl_vit.core")),
     ("config", ("ssl_vit.config",)),
     ("transforms", ("ssl_vit.transforms",)),
     ("data", ("ssl_vit.data",)),
     ("models", ("ssl_vit.models",)),
     ("methods", ("ssl_vit.methods",)),
+    ("package root", ("ssl_vit",)),
     ("checkpoints", ("ssl_vit.checkpoints",)),
     ("evaluation", ("ssl_vit.evaluation",)),
     ("engine", ("ssl_vit.engine",)),

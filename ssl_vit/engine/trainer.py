@@ -12,6 +12,7 @@ resumed run is bit-identical to an uninterrupted one on the same hardware and th
 """
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import time
@@ -312,16 +313,16 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
     if loop.budget is not None and loop.budget.total is None:
         loop.budget.begin(start_step, _clock())
     with _StopOnSignal() as sig:
-        step = start_step
-        while step < loop.total_steps:           # the total can change once, at the end of a budget's warm-up
+        for step in itertools.count(start_step):
+            if step >= loop.total_steps:         # the total can change once, at the end of a budget's warm-up
+                break
             action = _step(loop, run, step, batches)
-            step += 1
             if action is None:                   # non-finite loss / gradients: skipped, nothing logged
                 continue
             if loop.budget is not None and (total := loop.budget.observe(run.step, _clock())):
                 _resize(loop, run, total, pbar)
             window.add(run.loss)
-            action = max(action, _agree(loop, loop.hooks.after_step(run, step - 1)))   # the step just taken
+            action = max(action, _agree(loop, loop.hooks.after_step(run, step)))
             _write_record(loop, run, window, pbar)
             if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < loop.total_steps:
                 _save(loop, run, run.step, periodic=True)
