@@ -1,7 +1,7 @@
 # Two entry points, each doing its own set-up on a fresh machine:
 #   make demo   -> .venv, install, Fashion-MNIST, a 3-minute `sslvit pretrain` (recipes/fmnist_demo), kNN top-1,
 #                  TensorBoard path (DEMO_MIN=5 make demo: a longer budget)
-#   make test   -> .venv, install, the test suite (slow tests excluded; `make test-all` runs them)
+#   make test   -> .venv, install, ruff (format + lint), the test suite (slow tests excluded; `make test-all` runs them)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +15,7 @@ DEMO_DIR ?= runs/demo
 OTHER_PRECISION := $(shell grep -qs avx512_bf16 /proc/cpuinfo && echo fp32 || echo bf16)
 PRECISION_TESTS := tests/engine tests/evaluation tests/methods tests/diagnostics
 
-.PHONY: install data demo test test-all test-precision lock bench clean
+.PHONY: install data demo lint test test-all test-precision lock bench clean
 
 install: $(STAMP)
 
@@ -50,7 +50,12 @@ data:
 demo: install data
 	$(VENV)/bin/sslvit pretrain --recipe fmnist_demo --output-dir $(DEMO_DIR) --overwrite --set train.time_budget_min=$(DEMO_MIN)
 
-test: install data
+# ruff (pyproject.toml [tool.ruff]): formatting and lint first, then the tests
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: install data lint
 	set +e; $(PY) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc = 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 test-all: install data

@@ -6,13 +6,14 @@ Example::
 
     .venv/bin/python eval/collect_results.py runs/ /tmp/exp --md results.md --csv results.csv
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))           # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from ssl_vit.evaluation.collect import collect_rows, to_csv, to_markdown  # noqa: E402
 
 
@@ -25,8 +26,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = collect_rows(args.paths, args.sort)
     if not rows:
-        print("error: no results.json found under " + ", ".join(args.paths) + "; run an evaluation first",
-              file=sys.stderr)
+        print(
+            "error: no results.json found under " + ", ".join(args.paths) + "; run an evaluation first", file=sys.stderr
+        )
         return 2
     md = to_markdown(rows)
     if args.md:

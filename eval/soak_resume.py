@@ -8,6 +8,7 @@ the final weights equal an uninterrupted run's, bit for bit.
 Prints one line per kill and a summary: kills, resumes, unusable checkpoints found, bit-identical.
 Uses the `smoke` recipe on Fashion-MNIST (any --set overrides can be appended after `--`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,14 @@ import torch
 
 
 def _cmd(out: Path, steps: int, extra, resume: bool):
-    sets = ["train.max_steps=%d" % steps, "train.checkpoint_every=2", "log.progress=false", "eval.final_knn=false",
-            "log.every=1", *extra]
+    sets = [
+        "train.max_steps=%d" % steps,
+        "train.checkpoint_every=2",
+        "log.progress=false",
+        "eval.final_knn=false",
+        "log.every=1",
+        *extra,
+    ]
     cmd = [sys.executable, "-m", "ssl_vit", "pretrain", "--recipe", "smoke", "--output-dir", str(out)]
     cmd += [a for s in sets for a in ("--set", s)]
     return cmd + (["--resume"] if resume else [])
@@ -57,8 +64,9 @@ def soak(out: Path, kills: int, steps: int, extra=(), seed: int = 0, log=print) 
     # kill points: random distinct steps, so kills land during steps, checkpoint writes and start-up alike
     targets = sorted(rng.sample(range(1, steps - 1), min(kills, steps - 2)))
     for target in targets:
-        p = subprocess.Popen(_cmd(run, steps, extra, done_kills > 0), env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            _cmd(run, steps, extra, done_kills > 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         while p.poll() is None and _logged_step(metrics) < target:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))
@@ -79,8 +87,14 @@ def soak(out: Path, kills: int, steps: int, extra=(), seed: int = 0, log=print) 
     resumes = done_kills
     a, b = _weights(ref), _weights(run)
     same = a["step"] == b["step"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    res = {"kills": done_kills, "resumes": resumes, "unusable_checkpoints": bad, "bit_identical": same,
-           "steps": steps, "wall_s": round(time.time() - t0, 1)}
+    res = {
+        "kills": done_kills,
+        "resumes": resumes,
+        "unusable_checkpoints": bad,
+        "bit_identical": same,
+        "steps": steps,
+        "wall_s": round(time.time() - t0, 1),
+    }
     log(json.dumps(res))
     return res
 

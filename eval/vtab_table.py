@@ -6,6 +6,7 @@ Example::
     .venv/bin/python eval/vtab_table.py runs/adapt --out runs/tables
     # -> runs/tables/vtab_table.{md,csv,json}, runs/tables/fewshot_curves.{md,csv,json,png}
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssl_vit.errors import SslvitError  # noqa: E402
-from ssl_vit.evaluation.vtab_table import (fewshot_markdown, load_results, vtab_markdown,  # noqa: E402
-                                           write_fewshot_curves, write_vtab_table)
+from ssl_vit.evaluation.vtab_table import (
+    fewshot_markdown,
+    load_results,
+    vtab_markdown,  # noqa: E402
+    write_fewshot_curves,
+    write_vtab_table,
+)
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
 """`python -m ssl_vit ...` (also the torchrun entry: `torchrun --nproc-per-node N -m ssl_vit pretrain ...`)."""
+
 from ssl_vit.cli import main
 
 if __name__ == "__main__":

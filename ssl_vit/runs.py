@@ -6,6 +6,7 @@ Example::
 
     summary = pretrain(load_config("smoke"), "runs/smoke")       # {'step': ..., 'knn_top1': ..., ...}
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,15 @@ from ssl_vit.engine.hooks import Hook
 from ssl_vit.engine.trainer import fit
 
 
-def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-             hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
+def pretrain(
+    cfg: Config,
+    output_dir: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    hooks: Optional[List[Hook]] = None,
+    log=print,
+    overwrite: bool = False,
+) -> Dict:
     """Run (or resume) MoCo v3 pretraining; returns a summary dict (final step, kNN top-1, paths). A dir that
     holds a run needs ``resume`` or ``overwrite`` (:func:`~ssl_vit.core.rundir.claim_run_dir`). The
     diagnostics (``ssl_vit.diagnostics.default_hooks``) run before ``hooks``."""
@@ -28,8 +36,15 @@ def pretrain(cfg: Config, output_dir: str | Path, resume: bool = False, force: b
         return fit(cfg, output_dir, "pretrain", resume, force, default_hooks(cfg) + list(hooks or []), log)
 
 
-def train_supervised(cfg: Config, output_dir: str | Path, resume: bool = False, force: bool = False,
-                     hooks: Optional[List[Hook]] = None, log=print, overwrite: bool = False) -> Dict:
+def train_supervised(
+    cfg: Config,
+    output_dir: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    hooks: Optional[List[Hook]] = None,
+    log=print,
+    overwrite: bool = False,
+) -> Dict:
     """Run (or resume) supervised training from scratch (bootstrapped with ``model.bootstrap.enabled``);
     returns a summary dict (final step, test top-1, paths). Run-dir claim and hooks as in :func:`pretrain`."""
     with cpu_threads(cfg.train.threads), claim_run_dir(output_dir, "train", resume, overwrite, log):

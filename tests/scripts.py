@@ -1,4 +1,5 @@
 """Load a script from eval/ (not a package) as a module, for the tests of benchmarks and reproduction scripts."""
+
 import importlib.util
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """The layer order of ``ssl_vit`` (README, "Package map"), checked on the source: a module imports only from its
 own layer or below, no two packages import each other, and imports sit at the top of the module except for
 the heavy optional libraries named below."""
+
 from __future__ import annotations
 
 import ast
@@ -91,8 +92,10 @@ def test_no_import_from_a_higher_layer():
         for line, target, _, _ in _imports(path):
             dst = _unit(target)
             if dst is not None and dst[0] > src[0]:
-                bad.append(f"{path.relative_to(ROOT)}:{line}: layer '{LAYERS[src[0]][0]}' imports {target} from the "
-                           f"higher layer '{LAYERS[dst[0]][0]}'")
+                bad.append(
+                    f"{path.relative_to(ROOT)}:{line}: layer '{LAYERS[src[0]][0]}' imports {target} from the "
+                    f"higher layer '{LAYERS[dst[0]][0]}'"
+                )
     assert not bad, "upward imports (move the piece down, or register it from above):\n" + "\n".join(bad)
 
 
@@ -110,7 +113,7 @@ def test_no_two_packages_import_each_other():
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 dfs(nxt, stack + [nxt])
         state[node] = "done"

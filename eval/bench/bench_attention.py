@@ -18,6 +18,7 @@ Usage::
     .venv/bin/python eval/bench/bench_attention.py --tokens 17,65 --heads 3 --dtypes bf16
     .venv/bin/python eval/bench/bench_attention.py --device cuda --dtypes bf16     # on a GPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,13 @@ def time_pass(block, x, dtype, grad: bool, device) -> float:
 
 def measure(dim: int, heads: int, tokens: int, batch: int, dtype, grad: bool, repeats: int, device) -> dict:
     from timm.models.vision_transformer import Attention
+
     torch.manual_seed(0)
     block = Attention(dim, num_heads=heads, qkv_bias=True).to(device)
     x = torch.randn(batch, tokens, dim, device=device, requires_grad=grad)
     times = {"plain": [], "sdpa": []}
-    for r in range(repeats + 1):                       # the first round warms up both paths
-        for name in (("plain", "sdpa") if r % 2 == 0 else ("sdpa", "plain")):
+    for r in range(repeats + 1):  # the first round warms up both paths
+        for name in ("plain", "sdpa") if r % 2 == 0 else ("sdpa", "plain"):
             block.fused_attn = name == "sdpa"
             block.zero_grad(set_to_none=True)
             x.grad = None
@@ -84,7 +86,10 @@ def main(argv=None):
     device = torch.device(args.device)
     rows = []
     print(f"device={device} threads={torch.get_num_threads()}  ratio = plain / sdpa (> 1: SDPA faster)", flush=True)
-    print("| dtype | heads | tokens | batch | pass | plain ms | sdpa ms | plain / sdpa |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| dtype | heads | tokens | batch | pass | plain ms | sdpa ms | plain / sdpa |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     for dt in args.dtypes.split(","):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[dt]
         for h in map(int, args.heads.split(",")):
@@ -94,11 +99,15 @@ def main(argv=None):
                     r = measure(64 * h, h, n, b, dtype, grad, args.repeats, device)
                     r.update(dtype=dt, heads=h, tokens=n, batch=b, pass_="train" if grad else "no_grad")
                     rows.append(r)
-                    print(f"| {dt} | {h} | {n} | {b} | {r['pass_']} | {r['ms_plain']:.1f} | {r['ms_sdpa']:.1f} | "
-                          f"{r['plain_over_sdpa']:.2f} |", flush=True)
+                    print(
+                        f"| {dt} | {h} | {n} | {b} | {r['pass_']} | {r['ms_plain']:.1f} | {r['ms_sdpa']:.1f} | "
+                        f"{r['plain_over_sdpa']:.2f} |",
+                        flush=True,
+                    )
     if args.json:
-        args.json.write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "rows": rows},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"device": str(device), "threads": torch.get_num_threads(), "rows": rows}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

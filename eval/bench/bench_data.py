@@ -13,6 +13,7 @@ Usage::
 
     .venv/bin/python eval/bench/bench_data.py            # ~1 min
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def main(argv=None):
     data, source = bs.load_images(bc, 4096)
     aug = TwoViewAugment(AugConfig(crop_scale=(0.25, 1.0)), bc.img_size, data.mean, data.std)
     g = torch.Generator().manual_seed(0)
-    per_sample = bs.reference_batches(data.images, AugConfig(crop_scale=(0.25, 1.0)), list(data.mean),
-                                      list(data.std), args.batch_size)
+    per_sample = bs.reference_batches(
+        data.images, AugConfig(crop_scale=(0.25, 1.0)), list(data.mean), list(data.std), args.batch_size
+    )
     step = bs.SslvitStep(bc, data, torch.device("cpu"))
     imgs = data.images[: args.batch_size]
 

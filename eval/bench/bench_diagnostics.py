@@ -17,6 +17,7 @@ Example (CPU, ~3 CPU-minutes)::
 
     nice -n 5 .venv/bin/python eval/bench/bench_diagnostics.py --steps 40
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,7 @@ from ssl_vit.engine.hooks import Hook  # noqa: E402
 
 class Clock(Hook):
     """Wall time of each step, between consecutive after_step calls (everything in between counts)."""
+
     name = "bench_clock"
 
     def __init__(self):
@@ -98,21 +100,29 @@ def main(argv=None) -> int:
     from ssl_vit.diagnostics import KnnMonitorHook, default_hooks
     from ssl_vit.runs import pretrain
 
-    base_sets = [f"train.max_steps={a.steps}", "eval.final_knn=false", "log.progress=false", "log.knn_every=0",
-                 "train.checkpoint_every=0", *a.sets]
+    base_sets = [
+        f"train.max_steps={a.steps}",
+        "eval.final_knn=false",
+        "log.progress=false",
+        "log.knn_every=0",
+        "train.checkpoint_every=0",
+        *a.sets,
+    ]
     cfg = load_config(a.recipe, base_sets)
     default_every = load_config(a.recipe).log.diag_every
     knn_every, knn_subset = load_config(a.recipe).log.knn_every, cfg.log.knn_subset
     with tempfile.TemporaryDirectory() as tmp:
         base_clock = Clock()
-        pretrain(apply_overrides(cfg, ["diag.enabled=false"]), Path(tmp) / "base", hooks=[base_clock], log=lambda m: None)
+        pretrain(
+            apply_overrides(cfg, ["diag.enabled=false"]), Path(tmp) / "base", hooks=[base_clock], log=lambda m: None
+        )
         clock, per_step = Clock(), {}
         on = apply_overrides(cfg, [f"log.diag_every={a.measure_every}"])
         timed = [Timed(h, per_step) for h in default_hooks(on)]
         knn_hook = next(t.inner for t in timed if isinstance(t.inner, KnnMonitorHook))
         knn_t = {}
 
-        class KnnOnce(Hook):                      # one online kNN check on the trained model, timed
+        class KnnOnce(Hook):  # one online kNN check on the trained model, timed
             name = "bench_knn"
 
             def on_end(self, run):
@@ -120,11 +130,15 @@ def main(argv=None) -> int:
                 knn_t["top1"] = knn_hook.measure(run)
                 knn_t["s"] = time.perf_counter() - t0
 
-        pretrain(apply_overrides(on, ["diag.enabled=false"]), Path(tmp) / "diag", hooks=[clock, *timed, KnnOnce()],
-                 log=lambda m: None)
+        pretrain(
+            apply_overrides(on, ["diag.enabled=false"]),
+            Path(tmp) / "diag",
+            hooks=[clock, *timed, KnnOnce()],
+            log=lambda m: None,
+        )
 
     k = a.measure_every
-    is_diag = lambda s: (s + 1) % k == 0 or s + 1 == a.steps   # noqa: E731
+    is_diag = lambda s: (s + 1) % k == 0 or s + 1 == a.steps  # noqa: E731
     base = [d for s, d in base_clock.durations().items() if s >= a.skip]
     dur = {s: d for s, d in clock.durations().items() if s >= a.skip}
     t_step = statistics.median(base)
@@ -138,21 +152,32 @@ def main(argv=None) -> int:
         return ((every - 1) * c_norm + extra) / (every * t_step)
 
     res = {
-        "recipe": a.recipe, "sets": a.sets, "steps": a.steps, "batch_size": cfg.train.batch_size,
-        "threads": cfg.train.threads or os.cpu_count(), "t_step_s": round(t_step, 4),
+        "recipe": a.recipe,
+        "sets": a.sets,
+        "steps": a.steps,
+        "batch_size": cfg.train.batch_size,
+        "threads": cfg.train.threads or os.cpu_count(),
+        "t_step_s": round(t_step, 4),
         "t_step_diag_run_median_s": round(statistics.median(dur[s] for s in norm_steps), 4),
-        "c_norm_ms": round(1e3 * c_norm, 3), "c_diag_ms": round(1e3 * c_diag, 2), "d_diag_ms": round(1e3 * d_diag, 2),
-        "diag_steps_measured": len(diag_steps), "default_diag_every": default_every,
+        "c_norm_ms": round(1e3 * c_norm, 3),
+        "c_diag_ms": round(1e3 * c_diag, 2),
+        "d_diag_ms": round(1e3 * d_diag, 2),
+        "diag_steps_measured": len(diag_steps),
+        "default_diag_every": default_every,
         "overhead_default_hooks_pct": round(100 * overhead(default_every, c_diag), 3),
         "overhead_default_wall_pct": round(100 * overhead(default_every, max(d_diag, c_diag)), 3),
         "overhead_every_step_pct": round(100 * max(d_diag, c_diag) / t_step, 2),
-        "knn_check_s": round(knn_t.get("s", float("nan")), 3), "knn_subset": knn_subset, "knn_every": knn_every,
+        "knn_check_s": round(knn_t.get("s", float("nan")), 3),
+        "knn_subset": knn_subset,
+        "knn_every": knn_every,
         "knn_overhead_pct": round(100 * knn_t.get("s", float("nan")) / (knn_every * t_step), 3) if knn_every else None,
     }
     print(json.dumps(res, indent=1))
-    print(f"diagnostics overhead at log.diag_every={default_every}: {res['overhead_default_wall_pct']:.2f} % of step "
-          f"time (hooks alone {res['overhead_default_hooks_pct']:.2f} %); kNN monitor every {knn_every} steps: "
-          f"{res['knn_overhead_pct']} %")
+    print(
+        f"diagnostics overhead at log.diag_every={default_every}: {res['overhead_default_wall_pct']:.2f} % of step "
+        f"time (hooks alone {res['overhead_default_hooks_pct']:.2f} %); kNN monitor every {knn_every} steps: "
+        f"{res['knn_overhead_pct']} %"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
     return 0

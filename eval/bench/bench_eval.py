@@ -28,6 +28,7 @@ Example (~1-2 CPU-minutes)::
     nice -n 5 .venv/bin/python eval/bench/bench_eval.py --checkpoint /tmp/exp/r1_base --n 10000
     python3 eval/bench/bench_eval.py --device cuda --dataset fmnist:/data/fmnist --out eval_gpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,11 @@ class _PerSample(torch.utils.data.Dataset):
 
     def __init__(self, images, targets, input_spec):
         from torchvision.transforms import v2
+
         self.images, self.targets = images, targets
-        self.t = v2.Compose([v2.ToDtype(torch.float32, scale=True),
-                             v2.Normalize(list(input_spec.mean), list(input_spec.std))])
+        self.t = v2.Compose(
+            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(input_spec.mean), list(input_spec.std))]
+        )
 
     def __len__(self):
         return len(self.images)
@@ -107,16 +110,23 @@ def main(argv=None):
     precision = Precision.resolve("auto", device)
     dtype = precision.dtype
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"backbone: {name}; {len(data)} images; device {where}; threads {torch.get_num_threads()}; autocast {dtype}",
-          flush=True)
+    print(
+        f"backbone: {name}; {len(data)} images; device {where}; threads {torch.get_num_threads()}; autocast {dtype}",
+        flush=True,
+    )
 
-    def plain(bs):     # extract_features' loop without its SDPA switch: isolates the attention choice
+    def plain(bs):  # extract_features' loop without its SDPA switch: isolates the attention choice
         from ssl_vit.transforms.eval import to_model_input
 
         def run():
             with torch.inference_mode():
-                return torch.cat([model(to_model_input(data.images[i:i + bs].to(device), input_spec)).cpu()
-                                  for i in range(0, len(data), bs)])
+                return torch.cat(
+                    [
+                        model(to_model_input(data.images[i : i + bs].to(device), input_spec)).cpu()
+                        for i in range(0, len(data), bs)
+                    ]
+                )
+
         return run
 
     base = "naive: no_grad, per-sample transforms, batch 256"
@@ -125,38 +135,50 @@ def main(argv=None):
         base: lambda: naive_extract(model, data.images, data.targets, input_spec, device=device),
         "+ inference_mode, batched input conversion (batch 256)": plain(256),
         f"+ batch {args.batch_size}": plain(args.batch_size),
-        ours: lambda: extract_features(model, data, input_spec, batch_size=args.batch_size, device=device,
-                                       precision=precision),
+        ours: lambda: extract_features(
+            model, data, input_spec, batch_size=args.batch_size, device=device, precision=precision
+        ),
     }
     times = {k: [] for k in variants}
     ref = None
     model.eval()
-    for r in range(args.repeats):
+    for _ in range(args.repeats):
         for k, fn in variants.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            f = fn()                           # (N, D) on the CPU: every variant ends with the features there
+            f = fn()  # (N, D) on the CPU: every variant ends with the features there
             times[k].append(time.perf_counter() - t)
             if ref is None:
                 ref = f
-            elif dtype is None:   # fp32: every path must agree (SDPA vs plain attention: float rounding only)
+            elif dtype is None:  # fp32: every path must agree (SDPA vs plain attention: float rounding only)
                 assert torch.allclose(f, ref, atol=1e-3, rtol=1e-3), (k, (f - ref).abs().max())
     best = {k: len(data) / min(v) for k, v in times.items()}
     med = {k: len(data) / sorted(v)[len(v) // 2] for k, v in times.items()}
-    res = {"backbone": name, "n": len(data), "device": where, "threads": torch.get_num_threads(), "repeats": args.repeats,
-           "img_per_s_best": {k: round(v, 1) for k, v in best.items()},
-           "img_per_s_median": {k: round(v, 1) for k, v in med.items()},
-           "speedup_best": round(best[ours] / best[base], 2), "speedup_median": round(med[ours] / med[base], 2)}
+    res = {
+        "backbone": name,
+        "n": len(data),
+        "device": where,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "img_per_s_best": {k: round(v, 1) for k, v in best.items()},
+        "img_per_s_median": {k: round(v, 1) for k, v in med.items()},
+        "speedup_best": round(best[ours] / best[base], 2),
+        "speedup_median": round(med[ours] / med[base], 2),
+    }
     print(f"  {'variant':58s} {'best':>9s} {'median':>9s}  img/s")
     for k in variants:
         print(f"  {k:58s} {best[k]:9.1f} {med[k]:9.1f}")
-    print(f"  speed-up sslvit vs naive: {res['speedup_best']:.2f}x (best of {args.repeats}), "
-          f"{res['speedup_median']:.2f}x (median)", flush=True)
+    print(
+        f"  speed-up sslvit vs naive: {res['speedup_best']:.2f}x (best of {args.repeats}), "
+        f"{res['speedup_median']:.2f}x (median)",
+        flush=True,
+    )
 
     # kNN search: ours (faiss + weighted vote) vs faiss search alone, on the full train split as memory bank
     import faiss
     import torch.nn.functional as F
+
     g = torch.Generator().manual_seed(0)
     d = int(ref.shape[1])
     bank = F.normalize(torch.randn(len(train), d, generator=g), dim=1)
@@ -172,10 +194,19 @@ def main(argv=None):
         index.add(bank.numpy())
         index.search(queries.numpy(), 20)
         t_faiss = min(t_faiss, time.perf_counter() - t)
-    res["knn"] = {"bank": len(train), "queries": 10000, "dim": d, "k": 20, "knn_predict_s": round(t_ours, 3),
-                  "faiss_alone_s": round(t_faiss, 3), "overhead": round(t_ours / t_faiss, 2)}
-    print(f"  kNN {len(train)} x 10000 queries, d={d}: knn_predict {t_ours:.2f} s, faiss search alone {t_faiss:.2f} s "
-          f"({t_ours / t_faiss:.2f}x)")
+    res["knn"] = {
+        "bank": len(train),
+        "queries": 10000,
+        "dim": d,
+        "k": 20,
+        "knn_predict_s": round(t_ours, 3),
+        "faiss_alone_s": round(t_faiss, 3),
+        "overhead": round(t_ours / t_faiss, 2),
+    }
+    print(
+        f"  kNN {len(train)} x 10000 queries, d={d}: knn_predict {t_ours:.2f} s, faiss search alone {t_faiss:.2f} s "
+        f"({t_ours / t_faiss:.2f}x)"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     return res

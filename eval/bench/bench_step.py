@@ -38,6 +38,7 @@ Usage::
 The last two lines printed are ``speedup=<x>`` and ``mfu=<fraction>`` of the first (demo-size or
 first listed) configuration.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,6 +67,7 @@ class ReferenceMoCoV3(torch.nn.Module):
     def __init__(self, backbone, projector, predictor, temperature: float = 0.2):
         super().__init__()
         from lightly.models.utils import deactivate_requires_grad
+
         self.backbone, self.projector, self.predictor = backbone, projector, predictor
         self.backbone_momentum = copy.deepcopy(backbone)
         self.projector_momentum = copy.deepcopy(projector)
@@ -74,25 +76,45 @@ class ReferenceMoCoV3(torch.nn.Module):
         self.temperature = temperature
 
     @classmethod
-    def build(cls, img_size, patch_size, in_chans, embed_dim, depth, num_heads, proj_hidden, pred_hidden,
-              out_dim=256, temperature=0.2):
+    def build(
+        cls,
+        img_size,
+        patch_size,
+        in_chans,
+        embed_dim,
+        depth,
+        num_heads,
+        proj_hidden,
+        pred_hidden,
+        out_dim=256,
+        temperature=0.2,
+    ):
         import timm
         from lightly.models.modules.heads import MoCoProjectionHead
-        vit = timm.models.VisionTransformer(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                                            embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                                            num_classes=0, global_pool="token")
-        vit.patch_embed.requires_grad_(False)                     # MoCo v3 random patch projection
+
+        vit = timm.models.VisionTransformer(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            num_classes=0,
+            global_pool="token",
+        )
+        vit.patch_embed.requires_grad_(False)  # MoCo v3 random patch projection
         proj = MoCoProjectionHead(embed_dim, proj_hidden, out_dim, num_layers=3, batch_norm=True)
         pred = MoCoProjectionHead(out_dim, pred_hidden, out_dim, num_layers=2, batch_norm=True)
         return cls(vit, proj, pred, temperature)
 
     def loss_fn(self, q, k):
         q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
-        logits = q @ k.t() / self.temperature                      # (B, B)
+        logits = q @ k.t() / self.temperature  # (B, B)
         return F.cross_entropy(logits, torch.arange(len(q), device=q.device)) * 2 * self.temperature
 
     def forward(self, x1, x2, m):
         from lightly.models.utils import update_momentum
+
         q1 = self.predictor(self.projector(self.backbone(x1)))
         q2 = self.predictor(self.projector(self.backbone(x2)))
         update_momentum(self.backbone, self.backbone_momentum, m)
@@ -107,21 +129,34 @@ class ReferenceTwoViews(torch.utils.data.Dataset):
 
     def __init__(self, images, aug, mean, std):
         from torchvision.transforms import v2
-        self.images = images                                       # (N, C, H, W) uint8
+
+        self.images = images  # (N, C, H, W) uint8
         C, S = images.shape[1], images.shape[-1]
 
         def view(blur_p, sol_p):
-            ops = [v2.RandomResizedCrop(S, scale=tuple(aug.crop_scale), antialias=True),
-                   v2.RandomHorizontalFlip(),
-                   v2.RandomApply([v2.ColorJitter(aug.brightness, aug.contrast,
-                                                  aug.saturation if C == 3 else 0, aug.hue if C == 3 else 0)],
-                                  p=aug.jitter_prob)]
+            ops = [
+                v2.RandomResizedCrop(S, scale=tuple(aug.crop_scale), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomApply(
+                    [
+                        v2.ColorJitter(
+                            aug.brightness, aug.contrast, aug.saturation if C == 3 else 0, aug.hue if C == 3 else 0
+                        )
+                    ],
+                    p=aug.jitter_prob,
+                ),
+            ]
             if C == 3:
                 ops.append(v2.RandomGrayscale(aug.grayscale_prob))
             k = 2 * max(1, round(3 * 2.0 * S / 224)) + 1
-            ops += [v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1 * S / 224, 2.0 * S / 224))], p=blur_p),
-                    v2.RandomSolarize(128, sol_p), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+            ops += [
+                v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1 * S / 224, 2.0 * S / 224))], p=blur_p),
+                v2.RandomSolarize(128, sol_p),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean, std),
+            ]
             return v2.Compose(ops)
+
         self.t1, self.t2 = view(aug.blur_prob[0], aug.solarize_prob[0]), view(aug.blur_prob[1], aug.solarize_prob[1])
 
     def __len__(self):
@@ -134,9 +169,16 @@ class ReferenceTwoViews(torch.utils.data.Dataset):
 
 def reference_batches(images, aug, mean, std, batch_size, seed=0, workers=0):
     g = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(ReferenceTwoViews(images, aug, mean, std), batch_size=batch_size,
-                                         shuffle=True, drop_last=True, num_workers=workers, generator=g,
-                                         persistent_workers=workers > 0, pin_memory=workers > 0 and torch.cuda.is_available())
+    loader = torch.utils.data.DataLoader(
+        ReferenceTwoViews(images, aug, mean, std),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=g,
+        persistent_workers=workers > 0,
+        pin_memory=workers > 0 and torch.cuda.is_available(),
+    )
     while True:
         yield from loader
 
@@ -156,41 +198,57 @@ class BenchConfig:
 
     @property
     def label(self):
-        return (f"d{self.embed_dim} L{self.depth} h{self.num_heads} {self.img_size}px/p{self.patch_size} "
-                f"B{self.batch_size}")
+        return (
+            f"d{self.embed_dim} L{self.depth} h{self.num_heads} {self.img_size}px/p{self.patch_size} B{self.batch_size}"
+        )
 
 
 def sslvit_config(bc: BenchConfig, compile_: bool = False, precision: str = "auto"):
     from ssl_vit.config.loading import apply_overrides
     from ssl_vit.config.schema import Config
-    sets = ["model.name=vit_pico", f"model.embed_dim={bc.embed_dim}", f"model.depth={bc.depth}",
-            f"model.num_heads={bc.num_heads}", f"model.img_size={bc.img_size}", f"model.patch_size={bc.patch_size}",
-            f"model.in_chans={bc.in_chans}", f"train.batch_size={bc.batch_size}",
-            f"method.proj_hidden_dim={bc.proj_hidden}", f"method.pred_hidden_dim={bc.pred_hidden}",
-            "aug.crop_scale=[0.25,1.0]", f"train.compile={str(compile_).lower()}", f"train.precision={precision}"]
+
+    sets = [
+        "model.name=vit_pico",
+        f"model.embed_dim={bc.embed_dim}",
+        f"model.depth={bc.depth}",
+        f"model.num_heads={bc.num_heads}",
+        f"model.img_size={bc.img_size}",
+        f"model.patch_size={bc.patch_size}",
+        f"model.in_chans={bc.in_chans}",
+        f"train.batch_size={bc.batch_size}",
+        f"method.proj_hidden_dim={bc.proj_hidden}",
+        f"method.pred_hidden_dim={bc.pred_hidden}",
+        "aug.crop_scale=[0.25,1.0]",
+        f"train.compile={str(compile_).lower()}",
+        f"train.precision={precision}",
+    ]
     return apply_overrides(Config(), sets)
 
 
 def load_images(bc: BenchConfig, n: int):
     """Fashion-MNIST for 28 px grey configurations when it is installed; random uint8 images otherwise."""
     from ssl_vit.data.images import TensorImages
+
     if bc.img_size == 28 and bc.in_chans == 1:
         try:
             from ssl_vit.data.specs import load_dataset
+
             d = load_dataset("fmnist", "train")
             return d.subset(torch.arange(min(n, len(d)))), "fmnist"
-        except Exception:   # noqa: BLE001 -- a benchmark falls back to synthetic data
+        except Exception:  # noqa: BLE001 -- a benchmark falls back to synthetic data
             pass
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (n, bc.in_chans, bc.img_size, bc.img_size), dtype=torch.uint8, generator=g)
-    return TensorImages(imgs, torch.zeros(n, dtype=torch.long), [], "synthetic", (0.5,) * bc.in_chans,
-                        (0.25,) * bc.in_chans), "synthetic"
+    return TensorImages(
+        imgs, torch.zeros(n, dtype=torch.long), [], "synthetic", (0.5,) * bc.in_chans, (0.25,) * bc.in_chans
+    ), "synthetic"
 
 
 class SslvitStep:
     def __init__(self, bc: BenchConfig, data, device, compile_=False, precision: str = "auto"):
         from ssl_vit.data.streams import BatchOrder, two_view_stream
         from ssl_vit.engine.trainer import build_model, input_spec_of, make_optimizer
+
         self.cfg = cfg = sslvit_config(bc, compile_, precision)
         dc = input_spec_of(cfg, data)
         order = BatchOrder(len(data), bc.batch_size, cfg.seed)
@@ -211,14 +269,23 @@ class SslvitStep:
 class ReferenceStep:
     def __init__(self, bc: BenchConfig, data, device, workers: int = 0):
         from ssl_vit.config.schema import AugConfig
+
         aug = AugConfig(crop_scale=(0.25, 1.0))
-        self.model = ReferenceMoCoV3.build(bc.img_size, bc.patch_size, bc.in_chans, bc.embed_dim, bc.depth,
-                                           bc.num_heads, bc.proj_hidden, bc.pred_hidden).to(device)
-        self.batches = reference_batches(data.images, aug, list(data.mean), list(data.std), bc.batch_size,
-                                         workers=workers)
+        self.model = ReferenceMoCoV3.build(
+            bc.img_size,
+            bc.patch_size,
+            bc.in_chans,
+            bc.embed_dim,
+            bc.depth,
+            bc.num_heads,
+            bc.proj_hidden,
+            bc.pred_hidden,
+        ).to(device)
+        self.batches = reference_batches(
+            data.images, aug, list(data.mean), list(data.std), bc.batch_size, workers=workers
+        )
         self.device = device
-        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-3,
-                                     weight_decay=0.1)
+        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.1)
 
     def __call__(self):
         x1, x2 = next(self.batches)
@@ -249,27 +316,34 @@ def matmul_peak(dtype, n: int = 2048, repeats: int = 7, device="cpu") -> float:
             a @ b
         times = []
         for _ in range(repeats):
-            sync(device); t = time.perf_counter()
+            sync(device)
+            t = time.perf_counter()
             for _ in range(inner):
                 a @ b
-            sync(device); times.append((time.perf_counter() - t) / inner)
-        return 2 * n ** 3 / min(times) / 1e9
+            sync(device)
+            times.append((time.perf_counter() - t) / inner)
+        return 2 * n**3 / min(times) / 1e9
     a, b = torch.randn(512, 512, dtype=dtype), torch.randn(512, 512, dtype=dtype)
-    t = time.perf_counter(); a @ b; small = time.perf_counter() - t
-    if small > 0.2:   # emulated dtype (e.g. bf16 without hardware support): 2048^3 would take minutes
+    t = time.perf_counter()
+    a @ b
+    small = time.perf_counter() - t
+    if small > 0.2:  # emulated dtype (e.g. bf16 without hardware support): 2048^3 would take minutes
         n = 512
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     times = []
     for _ in range(repeats):
-        t = time.perf_counter(); a @ b; times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(times) / 1e9
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / min(times) / 1e9
 
 
 def count_flops(step) -> int:
     """Matmul FLOPs of one step (forward, backward, momentum branch). FlopCounterMode does not see PyTorch's
     CPU SDPA kernels, so attention is counted on timm's plain path (the same math) and then restored."""
     from ssl_vit.core.attention import fused_attention
+
     with fused_attention(step.model, enabled=False), FlopCounterMode(display=False) as fc:
         step()
     return fc.get_total_flops()
@@ -280,7 +354,7 @@ def interleaved(steps: dict, rounds: int, per_round: int, device="cpu") -> dict:
     times = {k: [] for k in steps}
     names = list(steps)
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             for _ in range(per_round):
                 sync(device)
                 t = time.perf_counter()
@@ -290,31 +364,46 @@ def interleaved(steps: dict, rounds: int, per_round: int, device="cpu") -> dict:
     return times
 
 
-def bench_one(bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precision, device, compile_=False,
-              ref_workers: int = 0):
+def bench_one(
+    bc: BenchConfig, rounds: int, per_round: int, peaks: dict, precision, device, compile_=False, ref_workers: int = 0
+):
     data, source = load_images(bc, max(4 * bc.batch_size, 2048))
     torch.manual_seed(0)
-    steps = {"sslvit": SslvitStep(bc, data, device, precision=precision.name), "reference": ReferenceStep(bc, data, device, ref_workers)}
+    steps = {
+        "sslvit": SslvitStep(bc, data, device, precision=precision.name),
+        "reference": ReferenceStep(bc, data, device, ref_workers),
+    }
     if compile_:
         steps["sslvit+compile"] = SslvitStep(bc, data, device, compile_=True, precision=precision.name)
     first = {}
     with precision.autocast():
         # both variants do the same matmul work (tests/engine/test_step_equivalence.py checks the counts)
         flops = {k: count_flops(s) for k, s in steps.items() if k != "sslvit+compile"}
-        for k, s in steps.items():        # warm-up (compile happens here: its first two steps are timed)
-            sync(device); t = time.perf_counter()
-            s(); s()
-            sync(device); first[k] = time.perf_counter() - t
+        for k, s in steps.items():  # warm-up (compile happens here: its first two steps are timed)
+            sync(device)
+            t = time.perf_counter()
+            s()
+            s()
+            sync(device)
+            first[k] = time.perf_counter() - t
         times = interleaved(steps, rounds, per_round, device)
     med = {k: statistics.median(v) for k, v in times.items()}
     peak = peaks[precision.name]
-    row = {"config": bc.label, "data": source, "dtype": precision.name, "device": str(device),
-           "flops_per_step_sslvit": flops["sslvit"], "flops_per_step_reference": flops["reference"],
-           "ms_sslvit": med["sslvit"] * 1e3, "ms_reference": med["reference"] * 1e3,
-           "pairs_s_sslvit": bc.batch_size / med["sslvit"], "pairs_s_reference": bc.batch_size / med["reference"],
-           "speedup": med["reference"] / med["sslvit"],
-           "mfu_sslvit": flops["sslvit"] / med["sslvit"] / (peak * 1e9),
-           "mfu_reference": flops["reference"] / med["reference"] / (peak * 1e9)}
+    row = {
+        "config": bc.label,
+        "data": source,
+        "dtype": precision.name,
+        "device": str(device),
+        "flops_per_step_sslvit": flops["sslvit"],
+        "flops_per_step_reference": flops["reference"],
+        "ms_sslvit": med["sslvit"] * 1e3,
+        "ms_reference": med["reference"] * 1e3,
+        "pairs_s_sslvit": bc.batch_size / med["sslvit"],
+        "pairs_s_reference": bc.batch_size / med["reference"],
+        "speedup": med["reference"] / med["sslvit"],
+        "mfu_sslvit": flops["sslvit"] / med["sslvit"] / (peak * 1e9),
+        "mfu_reference": flops["reference"] / med["reference"] / (peak * 1e9),
+    }
     if compile_:
         row["ms_sslvit_compile"] = med["sslvit+compile"] * 1e3
         row["mfu_sslvit_compile"] = flops["sslvit"] / med["sslvit+compile"] / (peak * 1e9)
@@ -330,11 +419,24 @@ _CATEGORIES = [
     ("GEMM", ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")),
     ("GELU", ("aten::gelu",)),
     ("softmax", ("aten::_softmax",)),
-    ("LayerNorm / BatchNorm", ("aten::native_layer_norm", "aten::native_batch_norm", "aten::_batch_norm",
-                               "aten::batch_norm")),
+    (
+        "LayerNorm / BatchNorm",
+        ("aten::native_layer_norm", "aten::native_batch_norm", "aten::_batch_norm", "aten::batch_norm"),
+    ),
     ("optimizer", ("aten::_fused_adamw", "aten::_foreach_")),
-    ("copies / layout", ("aten::copy_", "aten::clone", "aten::cat", "aten::_to_copy", "aten::contiguous",
-                         "aten::index", "aten::gather", "aten::stack")),
+    (
+        "copies / layout",
+        (
+            "aten::copy_",
+            "aten::clone",
+            "aten::cat",
+            "aten::_to_copy",
+            "aten::contiguous",
+            "aten::index",
+            "aten::gather",
+            "aten::stack",
+        ),
+    ),
 ]
 
 
@@ -352,21 +454,26 @@ def profile_step(step, flops: float, peak_gflops: float, n: int = 6) -> dict:
     from collections import defaultdict
 
     from torch.profiler import ProfilerActivity, profile
+
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         for _ in range(n):
             step()
-        wall = (time.perf_counter() - t0) / n                 # seconds per step, per-op profiler overhead included
+        wall = (time.perf_counter() - t0) / n  # seconds per step, per-op profiler overhead included
     cats = defaultdict(float)
     for e in prof.key_averages():
-        cats[_category(e.key)] += e.self_cpu_time_total / 1e6 / n      # seconds per step
+        cats[_category(e.key)] += e.self_cpu_time_total / 1e6 / n  # seconds per step
     ops = sum(cats.values())
     cats["Python / gaps between ops"] = max(0.0, wall - ops)
-    gemm_peak_s = min(cats["GEMM"], flops / (peak_gflops * 1e9))       # GEMMs at peak (never slower than now)
+    gemm_peak_s = min(cats["GEMM"], flops / (peak_gflops * 1e9))  # GEMMs at peak (never slower than now)
     ceiling = flops / ((wall - cats["GEMM"]) + gemm_peak_s) / (peak_gflops * 1e9)
-    return {"wall_s": wall, "share": {k: v / wall for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
-            "gemm_gflops": flops / cats["GEMM"] / 1e9 if cats["GEMM"] else 0.0, "mfu_ceiling": ceiling}
+    return {
+        "wall_s": wall,
+        "share": {k: v / wall for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
+        "gemm_gflops": flops / cats["GEMM"] / 1e9 if cats["GEMM"] else 0.0,
+        "mfu_ceiling": ceiling,
+    }
 
 
 def parse_models(spec: str):
@@ -379,13 +486,21 @@ def parse_models(spec: str):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="demo model only (recipes/fmnist_demo: vit_micro, 28 px, patch 7, B 256), < 60 s")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="demo model only (recipes/fmnist_demo: vit_micro, 28 px, patch 7, B 256), < 60 s",
+    )
     ap.add_argument("--widths", default="192,384")
-    ap.add_argument("--models", default="", help="WIDTHxDEPTHxHEADS list, e.g. 192x12x3,384x12x6,384x12x12 "
-                                                 "(replaces --widths / --depth; heads default width // 64)")
+    ap.add_argument(
+        "--models",
+        default="",
+        help="WIDTHxDEPTHxHEADS list, e.g. 192x12x3,384x12x6,384x12x12 "
+        "(replaces --widths / --depth; heads default width // 64)",
+    )
     ap.add_argument("--no-demo", action="store_true", help="skip the demo (d64 L4) and vit_pico (d128 L6) rows")
     ap.add_argument("--img-sizes", default="28,32", help="28: Fashion-MNIST (grey), other sizes: RGB")
     ap.add_argument("--batches", default="128,256")
@@ -394,20 +509,32 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--per-round", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="0: all cores")
-    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                    help="auto: bf16 where the device runs it fast (train.precision=auto)")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "bf16", "fp32"),
+        help="auto: bf16 where the device runs it fast (train.precision=auto)",
+    )
     ap.add_argument("--device", default="cpu", help="cpu | cuda (both variants on that device)")
     ap.add_argument("--compile", action="store_true", help="also time sslvit with train.compile=true")
-    ap.add_argument("--ref-workers", type=int, default=0,
-                    help="DataLoader workers of the reference's per-sample augmentation (default 0: on a CPU they "
-                         "would take the cores being timed; on a GPU machine give it spare cores, e.g. 8)")
-    ap.add_argument("--profile", action="store_true",
-                    help="also profile the first configuration's sslvit step: time per op category, GEMM "
-                         "GFLOP/s and the MFU ceiling if GEMMs ran at peak")
+    ap.add_argument(
+        "--ref-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the reference's per-sample augmentation (default 0: on a CPU they "
+        "would take the cores being timed; on a GPU machine give it spare cores, e.g. 8)",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile the first configuration's sslvit step: time per op category, GEMM "
+        "GFLOP/s and the MFU ceiling if GEMMs ran at peak",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     from ssl_vit.core.precision import Precision, bf16_is_fast
+
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -418,12 +545,14 @@ def main(argv=None):
     precision = Precision.resolve(args.precision, device)
     peaks = {"fp32": matmul_peak(torch.float32, device=device), "bf16": matmul_peak(torch.bfloat16, device=device)}
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device={where} threads={torch.get_num_threads()} dtype={precision.name} (bf16 fast here: "
-          f"{bf16_is_fast(device)}) matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s",
-          flush=True)
+    print(
+        f"device={where} threads={torch.get_num_threads()} dtype={precision.name} (bf16 fast here: "
+        f"{bf16_is_fast(device)}) matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s",
+        flush=True,
+    )
 
-    demo = BenchConfig(64, 4, 2, 28, 7, 1, 256, proj_hidden=512, pred_hidden=512)     # recipes/fmnist_demo
-    pico = BenchConfig(128, 6, 4, 28, 7, 1, 256)                                       # vit_pico, the demo until 2026-11
+    demo = BenchConfig(64, 4, 2, 28, 7, 1, 256, proj_hidden=512, pred_hidden=512)  # recipes/fmnist_demo
+    pico = BenchConfig(128, 6, 4, 28, 7, 1, 256)  # vit_pico, the demo until 2026-11
     models = parse_models(args.models) or [(w, args.depth, w // 64) for w in map(int, args.widths.split(","))]
     if args.quick:
         configs, rounds = [demo], args.rounds or 4
@@ -431,43 +560,71 @@ def main(argv=None):
         rounds = args.rounds or 3
         configs = ([] if args.no_demo else [demo, pico]) + [
             BenchConfig(w, d, h, s, args.patch, 1 if s == 28 else 3, b)
-            for (w, d, h) in models for s in map(int, args.img_sizes.split(","))
-            for b in map(int, args.batches.split(","))]
+            for (w, d, h) in models
+            for s in map(int, args.img_sizes.split(","))
+            for b in map(int, args.batches.split(","))
+        ]
     rows = []
     for bc in configs:
         row = bench_one(bc, rounds, args.per_round, peaks, precision, device, args.compile, args.ref_workers)
         rows.append(row)
-        print(f"{row['config']:<32} sslvit {row['ms_sslvit']:7.0f} ms ({row['pairs_s_sslvit']:5.0f} pairs/s, "
-              f"mfu {row['mfu_sslvit']:.2f})  reference {row['ms_reference']:7.0f} ms ({row['pairs_s_reference']:5.0f} "
-              f"pairs/s, mfu {row['mfu_reference']:.2f})  speedup {row['speedup']:.2f}x  GFLOP/step "
-              f"{row['flops_per_step_sslvit'] / 1e9:.1f} vs {row['flops_per_step_reference'] / 1e9:.1f}"
-              + (f"  compiled {row['ms_sslvit_compile']:.0f} ms ({row['speedup_compile']:.2f}x, mfu "
-                 f"{row['mfu_sslvit_compile']:.2f}, compile ~{row['compile_s']:.0f} s)" if args.compile else ""),
-              flush=True)
+        print(
+            f"{row['config']:<32} sslvit {row['ms_sslvit']:7.0f} ms ({row['pairs_s_sslvit']:5.0f} pairs/s, "
+            f"mfu {row['mfu_sslvit']:.2f})  reference {row['ms_reference']:7.0f} ms ({row['pairs_s_reference']:5.0f} "
+            f"pairs/s, mfu {row['mfu_reference']:.2f})  speedup {row['speedup']:.2f}x  GFLOP/step "
+            f"{row['flops_per_step_sslvit'] / 1e9:.1f} vs {row['flops_per_step_reference'] / 1e9:.1f}"
+            + (
+                f"  compiled {row['ms_sslvit_compile']:.0f} ms ({row['speedup_compile']:.2f}x, mfu "
+                f"{row['mfu_sslvit_compile']:.2f}, compile ~{row['compile_s']:.0f} s)"
+                if args.compile
+                else ""
+            ),
+            flush=True,
+        )
     comp = " | compiled speedup | MFU compiled | compile s" if args.compile else ""
-    print(f"\n| config | device | dtype | sslvit pairs/s | reference pairs/s | speedup | MFU sslvit | MFU reference{comp} |")
+    print(
+        f"\n| config | device | dtype | sslvit pairs/s | reference pairs/s | speedup | MFU sslvit | "
+        f"MFU reference{comp} |"
+    )
     print("|---|---|---|---|---|---|---|---" + ("|---|---|---" if args.compile else "") + "|")
     for r in rows:
-        extra = (f" | {r['speedup_compile']:.2f} | {r['mfu_sslvit_compile']:.2f} | {r['compile_s']:.0f}"
-                 if args.compile else "")
-        print(f"| {r['config']} | {where} | {r['dtype']} | {r['pairs_s_sslvit']:.0f} | {r['pairs_s_reference']:.0f} | "
-              f"{r['speedup']:.2f} | {r['mfu_sslvit']:.2f} | {r['mfu_reference']:.2f}{extra} |")
+        extra = (
+            f" | {r['speedup_compile']:.2f} | {r['mfu_sslvit_compile']:.2f} | {r['compile_s']:.0f}"
+            if args.compile
+            else ""
+        )
+        print(
+            f"| {r['config']} | {where} | {r['dtype']} | {r['pairs_s_sslvit']:.0f} | {r['pairs_s_reference']:.0f} | "
+            f"{r['speedup']:.2f} | {r['mfu_sslvit']:.2f} | {r['mfu_reference']:.2f}{extra} |"
+        )
     if args.profile:
         bc = configs[0]
         data, _ = load_images(bc, max(4 * bc.batch_size, 2048))
         step = SslvitStep(bc, data, device, precision=precision.name)
         with precision.autocast():
-            prof = profile_step(step, rows[0]["flops_per_step_sslvit"], peaks[precision.name])   # counted above
+            prof = profile_step(step, rows[0]["flops_per_step_sslvit"], peaks[precision.name])  # counted above
         print(f"\nprofile of the sslvit step, {bc.label}: {prof['wall_s'] * 1e3:.0f} ms/step under the profiler")
         print("| where | share of the step |\n|---|---|")
         for k, v in prof["share"].items():
             print(f"| {k} | {v * 100:.0f} % |")
-        print(f"GEMMs run at {prof['gemm_gflops']:.0f} GFLOP/s (peak {peaks[precision.name]:.0f}); MFU ceiling with "
-              f"every GEMM at peak and the rest unchanged: {prof['mfu_ceiling']:.2f}")
+        print(
+            f"GEMMs run at {prof['gemm_gflops']:.0f} GFLOP/s (peak {peaks[precision.name]:.0f}); MFU ceiling with "
+            f"every GEMM at peak and the rest unchanged: {prof['mfu_ceiling']:.2f}"
+        )
         rows[0]["profile"] = prof
     if args.json:
-        args.json.write_text(json.dumps({"device": where, "peaks_gflops": peaks, "threads": torch.get_num_threads(),
-                                         "bf16_fast": bf16_is_fast(device), "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": where,
+                    "peaks_gflops": peaks,
+                    "threads": torch.get_num_threads(),
+                    "bf16_fast": bf16_is_fast(device),
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     print(f"speedup={rows[0]['speedup']:.2f}")
     print(f"mfu={rows[0]['mfu_sslvit']:.2f}")
 

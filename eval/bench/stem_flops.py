@@ -9,6 +9,7 @@ Example::
     .venv/bin/python eval/bench/stem_flops.py                # the table for the default settings
     .venv/bin/python eval/bench/stem_flops.py --setting vit_base,224,16,3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,13 @@ from ssl_vit.models.flops import TABLE_SETTINGS, markdown_table, stem_cost_rows 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setting", action="append", default=[], metavar="NAME,IMG,PATCH,CHANS",
-                    help="backbone,img_size,patch_size,in_chans (repeatable; default: the documented settings)")
+    ap.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME,IMG,PATCH,CHANS",
+        help="backbone,img_size,patch_size,in_chans (repeatable; default: the documented settings)",
+    )
     a = ap.parse_args(argv)
     settings = [(s.split(",")[0], *map(int, s.split(",")[1:])) for s in a.setting] or list(TABLE_SETTINGS)
     print(markdown_table(stem_cost_rows(settings)))

@@ -11,6 +11,7 @@ Example::
     res = run_arms({"a": [sys.executable, "-m", "ssl_vit", "pretrain", ...]}, runs=Path("runs/x"), jobs=2)
     res["a"]["exit"], res["a"]["cpu_s"]
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:          # the scripts run from a checkout; ssl_vit is importable from its root
+if str(ROOT) not in sys.path:  # the scripts run from a checkout; ssl_vit is importable from its root
     sys.path.insert(0, str(ROOT))
 
 
@@ -30,8 +31,14 @@ def sslvit_cmd(command: str, *args: str, sets: List[str] = ()) -> List[str]:
     return [sys.executable, "-m", "ssl_vit", command, *args, *[x for s in sets for x in ("--set", s)]]
 
 
-def run_arms(cmds: Dict[str, List[str]], runs: Path, jobs: int = 2, threads: int = 1,
-             fresh: bool = True, env: Optional[dict] = None) -> Dict[str, dict]:
+def run_arms(
+    cmds: Dict[str, List[str]],
+    runs: Path,
+    jobs: int = 2,
+    threads: int = 1,
+    fresh: bool = True,
+    env: Optional[dict] = None,
+) -> Dict[str, dict]:
     """Run ``cmds[name]`` (output dir ``runs/<name>``, log ``runs/<name>.log``), at most ``jobs`` at once,
     in the given order. ``fresh`` removes an old ``runs/<name>`` first. Returns ``{name: {"exit", "cpu_s",
     "wall_s"}}`` and writes it next to each run as ``runs/<name>/arm.json``. The process pool is the one
@@ -39,8 +46,7 @@ def run_arms(cmds: Dict[str, List[str]], runs: Path, jobs: int = 2, threads: int
     from ssl_vit.sweep.procs import Job, run_jobs
 
     runs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads),
-           **(env or {})}
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), **(env or {})}
     done: Dict[str, dict] = {}
 
     def before_start(job):
@@ -56,8 +62,13 @@ def run_arms(cmds: Dict[str, List[str]], runs: Path, jobs: int = 2, threads: int
         tag = "ok" if res.exit == 0 else f"FAILED (exit {res.exit}; see {runs / f'{name}.log'})"
         print(f"{name}: {tag}, {done[name]['cpu_s']:.0f} CPU-s", flush=True)
 
-    run_jobs([Job(name, cmd, runs / f"{name}.log", cwd=ROOT, env=env) for name, cmd in cmds.items()], jobs,
-             before_start=before_start, on_finish=on_finish, poll_s=0.2)
+    run_jobs(
+        [Job(name, cmd, runs / f"{name}.log", cwd=ROOT, env=env) for name, cmd in cmds.items()],
+        jobs,
+        before_start=before_start,
+        on_finish=on_finish,
+        poll_s=0.2,
+    )
     return done
 
 

@@ -21,6 +21,7 @@ Example::
     .venv/bin/python eval/reproduce/bootstrap.py --set data.dataset=cifar10:/data/cifar --set model.in_chans=3 \\
         --set model.img_size=32 --set model.patch_size=4          # the CIFAR-format run, for users who have CIFAR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,15 @@ ARMS = {
 
 def _cmd(arm: str, out: Path, sets, threads: int) -> list:
     command, recipe, extra = ARMS[arm]
-    return sslvit_cmd(command, "--recipe", recipe, "--output-dir", str(out), "--overwrite",   # re-running starts over
-                      sets=[f"train.threads={threads}", *extra, *sets])
+    return sslvit_cmd(
+        command,
+        "--recipe",
+        recipe,
+        "--output-dir",
+        str(out),
+        "--overwrite",  # re-running starts over
+        sets=[f"train.threads={threads}", *extra, *sets],
+    )
 
 
 def main(argv=None) -> int:
@@ -54,8 +62,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bootstrap"), help="where the runs go")
     ap.add_argument("--out", default=str(ROOT / "eval" / "reproduce" / "bootstrap"), help="table.md + summary.json")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
-    ap.add_argument("--set", dest="sets", action="append", default=[],
-                    help="extra --set for the supervised arms (prefix 'ssl:' for the MoCo arms only, 'all:' for both)")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        help="extra --set for the supervised arms (prefix 'ssl:' for the MoCo arms only, 'all:' for both)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run")
     ap.add_argument("--sequential", action="store_true", help="one arm after the other (CPU seconds per arm exact)")
     a = ap.parse_args(argv)
@@ -94,12 +107,16 @@ def main(argv=None) -> int:
         r = json.loads(res_path.read_text())
         summary["arms"][arm] = r
         if ARMS[arm][0] == "train":
-            rows.append(f"| {arm} | `sslvit train` | {r['top1']:.2f} | {_fmt(r.get('top1_agent'))} | "
-                        f"{_fmt(r.get('knn_top1'))} |")
+            rows.append(
+                f"| {arm} | `sslvit train` | {r['top1']:.2f} | {_fmt(r.get('top1_agent'))} | "
+                f"{_fmt(r.get('knn_top1'))} |"
+            )
         else:
             rows.append(f"| {arm} | `sslvit pretrain` | – | – | {r['top1']:.2f} |")
-    table = ("| arm | command | ViT test top-1 | agent test top-1 | kNN top-1 (ViT backbone) |\n"
-             "|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    table = (
+        "| arm | command | ViT test top-1 | agent test top-1 | kNN top-1 (ViT backbone) |\n"
+        "|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
     (out / "table.md").write_text(table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(table)

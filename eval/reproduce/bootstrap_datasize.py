@@ -7,6 +7,7 @@ joint agent CNN's own top-1.
 
     .venv/bin/python eval/reproduce/bootstrap_datasize.py
 """
+
 from __future__ import annotations
 
 import json
@@ -49,23 +50,29 @@ def _fmt(xs) -> str:
 
 def table(cells: dict) -> str:
     sizes = sorted({n for n, _ in cells})
-    rows = ["| images (share of FMNIST) | steps (200 epochs, B128) | seeds | scratch ViT | shared ViT | joint ViT | "
-            "shared − scratch | joint − scratch | shared agent CNN | joint agent CNN | CPU-s per seed (scratch / shared / joint) |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| images (share of FMNIST) | steps (200 epochs, B128) | seeds | scratch ViT | shared ViT | joint ViT | "
+        "shared − scratch | joint − scratch | shared agent CNN | joint agent CNN | "
+        "CPU-s per seed (scratch / shared / joint) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for n in sizes:
         c = {arm: cells.get((n, arm), {"vit": [], "agent": [], "seeds": [], "cpu_s": []}) for arm in ARMS}
         seeds = sorted(set(c["scratch"]["seeds"]))
         mean = {arm: statistics.mean(c[arm]["vit"]) if c[arm]["vit"] else float("nan") for arm in ARMS}
         cpu = " / ".join(f"{statistics.mean(c[a]['cpu_s']):.0f}" if c[a]["cpu_s"] else "–" for a in ARMS)
-        rows.append(f"| {n} ({100 * n / FMNIST_TRAIN:g} %) | {(n * 200 + 127) // 128} | {','.join(map(str, seeds))} | "
-                    f"{_fmt(c['scratch']['vit'])} | {_fmt(c['shared']['vit'])} | {_fmt(c['joint']['vit'])} | "
-                    f"{mean['shared'] - mean['scratch']:+.2f} | {mean['joint'] - mean['scratch']:+.2f} | "
-                    f"{_fmt(c['shared']['agent'])} | {_fmt(c['joint']['agent'])} | {cpu} |")
+        rows.append(
+            f"| {n} ({100 * n / FMNIST_TRAIN:g} %) | {(n * 200 + 127) // 128} | {','.join(map(str, seeds))} | "
+            f"{_fmt(c['scratch']['vit'])} | {_fmt(c['shared']['vit'])} | {_fmt(c['joint']['vit'])} | "
+            f"{mean['shared'] - mean['scratch']:+.2f} | {mean['joint'] - mean['scratch']:+.2f} | "
+            f"{_fmt(c['shared']['agent'])} | {_fmt(c['joint']['agent'])} | {cpu} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def plot(cells: dict, path: Path) -> None:
-    import matplotlib                                   # heavy; only the plot needs it
+    import matplotlib  # heavy; only the plot needs it
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -16,6 +16,7 @@ here too and drawn as horizontal lines.
 Points live in ``--runs`` (default ``runs/quality``); ``report`` writes ``eval/reproduce/quality_vs_compute.md``'s
 table to ``eval/reproduce/quality/points.md`` and the plot ``eval/reproduce/quality/quality_vs_compute.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,13 @@ OUT = ROOT / "eval" / "reproduce" / "quality"
 def pixel_knn() -> dict:
     """Raw and standardised (per-pixel z-score from the train split) pixel kNN top-1 on Fashion-MNIST."""
     tr, te = load_dataset("fmnist", "train"), load_dataset("fmnist", "test")
-    xtr = tr.images.flatten(1).float() / 255                         # (60000, 784)
-    xte = te.images.flatten(1).float() / 255                         # (10000, 784)
+    xtr = tr.images.flatten(1).float() / 255  # (60000, 784)
+    xte = te.images.flatten(1).float() / 255  # (10000, 784)
     mu, sd = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
-    return {"raw": knn_top1(xtr, tr.targets, xte, te.targets),
-            "standardised": knn_top1((xtr - mu) / sd, tr.targets, (xte - mu) / sd, te.targets)}
+    return {
+        "raw": knn_top1(xtr, tr.targets, xte, te.targets),
+        "standardised": knn_top1((xtr - mu) / sd, tr.targets, (xte - mu) / sd, te.targets),
+    }
 
 
 def run_point(a) -> int:
@@ -51,14 +54,34 @@ def run_point(a) -> int:
         print(f"{a.name}: done ({json.loads(res.read_text())['top1']:.2f})")
         return 0
     if a.toolkit == "sslvit":
-        cmd = sslvit_cmd("pretrain", "--recipe", a.recipe, "--output-dir", str(runs / a.name), "--overwrite",
-                         sets=["train.threads=1", "log.progress=false", f"train.max_steps={a.steps}", *a.sets])
+        cmd = sslvit_cmd(
+            "pretrain",
+            "--recipe",
+            a.recipe,
+            "--output-dir",
+            str(runs / a.name),
+            "--overwrite",
+            sets=["train.threads=1", "log.progress=false", f"train.max_steps={a.steps}", *a.sets],
+        )
     else:
-        cmd = [sys.executable, str(ROOT / "eval" / "reproduce" / "reference_moco.py"), "--steps", str(a.steps),
-               "--out", str(runs / a.name), *a.ref_args]
+        cmd = [
+            sys.executable,
+            str(ROOT / "eval" / "reproduce" / "reference_moco.py"),
+            "--steps",
+            str(a.steps),
+            "--out",
+            str(runs / a.name),
+            *a.ref_args,
+        ]
     done = run_arms({a.name: cmd}, runs, jobs=1, threads=1, fresh=True)
-    meta = {"toolkit": a.toolkit, "recipe": a.recipe if a.toolkit == "sslvit" else "reference_moco.py",
-            "steps": a.steps, "sets": a.sets, "ref_args": a.ref_args, **done[a.name]}
+    meta = {
+        "toolkit": a.toolkit,
+        "recipe": a.recipe if a.toolkit == "sslvit" else "reference_moco.py",
+        "steps": a.steps,
+        "sets": a.sets,
+        "ref_args": a.ref_args,
+        **done[a.name],
+    }
     if done[a.name]["exit"] != 0:
         return 1
     (runs / a.name / "arm.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -66,7 +89,8 @@ def run_point(a) -> int:
 
 
 def report(a) -> int:
-    import matplotlib                                       # heavy; only the report draws
+    import matplotlib  # heavy; only the report draws
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -83,8 +107,10 @@ def report(a) -> int:
     rows = ["| point | toolkit | recipe / settings | steps | CPU-min | kNN top-1 |", "|---|---|---|---:|---:|---:|"]
     for p in sorted(points, key=lambda p: (p["toolkit"], p["name"], p["cpu_min"])):
         settings = " ".join(p["sets"] or p["ref_args"]) or "defaults"
-        rows.append(f"| {p['name']} | {p['toolkit']} | `{p['recipe']}` {settings} | {p['steps']} | "
-                    f"{p['cpu_min']:.1f} | {p['top1']:.2f} |")
+        rows.append(
+            f"| {p['name']} | {p['toolkit']} | `{p['recipe']}` {settings} | {p['steps']} | "
+            f"{p['cpu_min']:.1f} | {p['top1']:.2f} |"
+        )
     rows.append(f"| raw pixels | – | – | – | – | {pix['raw']:.2f} |")
     rows.append(f"| standardised pixels | – | – | – | – | {pix['standardised']:.2f} |")
     (OUT / "points.md").write_text("\n".join(rows) + "\n")
@@ -121,8 +147,13 @@ def main(argv=None) -> int:
     r.add_argument("--steps", type=int, required=True)
     r.add_argument("--recipe", default="fmnist_vit_tiny")
     r.add_argument("--set", dest="sets", action="append", default=[], help="sslvit --set (repeatable)")
-    r.add_argument("--ref-arg", dest="ref_args", action="append", default=[],
-                   help="an argument for reference_moco.py, e.g. --ref-arg=--embed-dim=128 (repeatable)")
+    r.add_argument(
+        "--ref-arg",
+        dest="ref_args",
+        action="append",
+        default=[],
+        help="an argument for reference_moco.py, e.g. --ref-arg=--embed-dim=128 (repeatable)",
+    )
     r.add_argument("--runs", default=str(ROOT / "runs" / "quality"))
     p = sub.add_parser("report", help="table + plot from the finished points")
     p.add_argument("--runs", default=str(ROOT / "runs" / "quality"))

@@ -17,6 +17,7 @@ Example::
 
     OMP_NUM_THREADS=1 .venv/bin/python eval/reproduce/reference_moco.py --steps 1000 --out runs/ref_1000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,7 @@ def cls_features(backbone, images: torch.Tensor, mean, std, dtype, batch: int = 
     s = torch.tensor(std).view(1, -1, 1, 1)
     out = []
     for i in range(0, len(images), batch):
-        x = (images[i:i + batch].float() / 255 - m) / s
+        x = (images[i : i + batch].float() / 255 - m) / s
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             out.append(backbone(x).float())
     return torch.cat(out)
@@ -92,13 +93,13 @@ def main(argv=None) -> int:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     train, test = load_dataset("fmnist", "train"), load_dataset("fmnist", "test")
     mean, std = list(train.mean), list(train.std)
-    model = ReferenceMoCoV3.build(28, a.patch_size, 1, a.embed_dim, a.depth, a.num_heads, a.hidden, a.hidden,
-                                  temperature=a.temperature)
+    model = ReferenceMoCoV3.build(
+        28, a.patch_size, 1, a.embed_dim, a.depth, a.num_heads, a.hidden, a.hidden, temperature=a.temperature
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     peak = a.lr * a.batch_size / 256
     opt = torch.optim.AdamW(params, lr=peak, weight_decay=a.weight_decay)
-    batches = reference_batches(train.images, AugConfig(crop_scale=(0.25, 1.0)), mean, std, a.batch_size,
-                                seed=a.seed)
+    batches = reference_batches(train.images, AugConfig(crop_scale=(0.25, 1.0)), mean, std, a.batch_size, seed=a.seed)
     t0, c0 = time.time(), cpu_seconds()
     losses = []
     for step in range(a.steps):
@@ -113,17 +114,28 @@ def main(argv=None) -> int:
         opt.step()
         losses.append(loss.item())
         if step % 100 == 0 or step == a.steps - 1:
-            print(f"step {step}/{a.steps} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                  f"{(step + 1) * a.batch_size / (time.time() - t0):.0f} pairs/s", flush=True)
+            print(
+                f"step {step}/{a.steps} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{(step + 1) * a.batch_size / (time.time() - t0):.0f} pairs/s",
+                flush=True,
+            )
     train_s = time.time() - t0
     model.eval()
     ftr = cls_features(model.backbone, train.images, mean, std, dtype)
     fte = cls_features(model.backbone, test.images, mean, std, dtype)
     top1 = knn_top1(ftr, train.targets, fte, test.targets, k=20, temperature=0.07)
-    res = {"top1": top1, "steps": a.steps, "batch_size": a.batch_size, "precision": precision,
-           "cpu_s": round(cpu_seconds(), 1), "train_cpu_s": round(cpu_seconds() - c0, 1),
-           "wall_s": round(time.time() - t0, 1), "pairs_per_s": round(a.steps * a.batch_size / train_s, 1),
-           "final_loss": sum(losses[-20:]) / len(losses[-20:]), "args": vars(a)}
+    res = {
+        "top1": top1,
+        "steps": a.steps,
+        "batch_size": a.batch_size,
+        "precision": precision,
+        "cpu_s": round(cpu_seconds(), 1),
+        "train_cpu_s": round(cpu_seconds() - c0, 1),
+        "wall_s": round(time.time() - t0, 1),
+        "pairs_per_s": round(a.steps * a.batch_size / train_s, 1),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "args": vars(a),
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")

@@ -7,6 +7,7 @@ The sweeps themselves are ordinary `sslvit sweep` commands (listed in stability.
 
     python eval/reproduce/stability.py runs/stability_w0 runs/stability_warmup20 ... --out eval/reproduce/stability
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ssl_vit.sweep.summary import lr_sensitivity  # noqa: E402
 
-CHANCE = 4 * 0.2 * math.log(256)         # MoCo v3 loss of uninformative outputs, tau 0.2, batch 256
+CHANCE = 4 * 0.2 * math.log(256)  # MoCo v3 loss of uninformative outputs, tau 0.2, batch 256
 
 
 def _metrics(run_dir: Path):
@@ -41,6 +42,7 @@ def onset_step(run_dir: Path) -> int:
 
 def max_steps(run_dir: Path) -> int:
     import yaml
+
     return int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["max_steps"])
 
 
@@ -73,9 +75,16 @@ def main(argv=None) -> None:
         seed0 = {x: by_lr[x][0] for x in lr}
         sens, sens0 = lr_sensitivity(mean), lr_sensitivity(seed0)
         best_lr = max(lr, key=lambda x: mean[x])
-        arm_rows.append({"arm": f"{fam} {arm}".replace(" all", ""), "lr_sensitivity": sens, "lr_sensitivity_seed0": sens0,
-                         "best_lr": best_lr, "best_knn": mean[best_lr],
-                         "knn": {f"{x:g}": by_lr[x] for x in lr}})
+        arm_rows.append(
+            {
+                "arm": f"{fam} {arm}".replace(" all", ""),
+                "lr_sensitivity": sens,
+                "lr_sensitivity_seed0": sens0,
+                "best_lr": best_lr,
+                "best_knn": mean[best_lr],
+                "knn": {f"{x:g}": by_lr[x] for x in lr},
+            }
+        )
         ax.plot(lr, [mean[x] for x in lr], marker="o", label=f"{arm_rows[-1]['arm']} (LR sens. {sens:.1f})")
         ax.fill_between(lr, [min(by_lr[x]) for x in lr], [max(by_lr[x]) for x in lr], alpha=0.15)
     ax.set_xscale("log")
@@ -87,31 +96,39 @@ def main(argv=None) -> None:
     fig.tight_layout()
     fig.savefig(a.out / "lr_sensitivity.png", dpi=110)
 
-    rows = ["| sweep | run | kNN | loss last | RankMe min / last | max attn logit | alarms (first step) | "
-            "failed? | alarm check |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| sweep | run | kNN | loss last | RankMe min / last | max attn logit | alarms (first step) | "
+        "failed? | alarm check |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     checks = {"missed": 0, "false": 0, "ok": 0}
     for name, r in runs:
         if r["knn_top1"] is None:
             continue
-        failed = (r["loss_last"] is not None and r["loss_last"] >= 0.93 * CHANCE) or \
-            (r["rankme_last"] is not None and r["rankme_last"] <= 3)   # "ends at" (issue 19)
+        failed = (r["loss_last"] is not None and r["loss_last"] >= 0.93 * CHANCE) or (
+            r["rankme_last"] is not None and r["rankme_last"] <= 3
+        )  # "ends at" (issue 19)
         healthy = r["knn_top1"] >= best - 2
         first = r["first_alarm_step"]
         onset = onset_step(dirs[(name, r["name"])]) if failed else None
         if failed:
-            verdict = (f"caught ({first - onset:+d} steps from the onset at {onset})"
-                       if first is not None and first <= onset + 50 else f"MISSED (onset {onset})")
+            verdict = (
+                f"caught ({first - onset:+d} steps from the onset at {onset})"
+                if first is not None and first <= onset + 50
+                else f"MISSED (onset {onset})"
+            )
         elif healthy:
             verdict = "silent" if not r["alarms_total"] else "FALSE ALARM"
         else:
             verdict = "–"
         checks["missed" if verdict.startswith("MISSED") else "false" if verdict == "FALSE ALARM" else "ok"] += 1
         alarms = ", ".join(f"{k} {v}" for k, v in (r["alarms"] or {}).items()) or "none"
-        rows.append(f"| {name} | {r['name']} | {r['knn_top1']:.2f} | {r['loss_last']:.3f} | "
-                    f"{r['rankme_min']:.2f} / {r['rankme_last']:.2f} | {r['attn_logit_max']:.1f} | {alarms}"
-                    f"{f' ({first})' if first is not None else ''} | {'yes' if failed else 'no'} | {verdict} |")
-    summary = {"best_knn": best, "checks": checks,
-               "arms": arm_rows}
+        rows.append(
+            f"| {name} | {r['name']} | {r['knn_top1']:.2f} | {r['loss_last']:.3f} | "
+            f"{r['rankme_min']:.2f} / {r['rankme_last']:.2f} | {r['attn_logit_max']:.1f} | {alarms}"
+            f"{f' ({first})' if first is not None else ''} | {'yes' if failed else 'no'} | {verdict} |"
+        )
+    summary = {"best_knn": best, "checks": checks, "arms": arm_rows}
     (a.out / "runs.md").write_text("\n".join(rows) + "\n")
     (a.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(rows))

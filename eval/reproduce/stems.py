@@ -19,6 +19,7 @@ Example (two runs at a time, one thread each)::
     OMP_NUM_THREADS=1 nohup .venv/bin/python eval/reproduce/stems.py --jobs 2 > /tmp/stems.log 2>&1 &
     .venv/bin/python eval/reproduce/stems.py --reuse          # only rebuild table + plot from the runs
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,20 @@ LRS = {"normal": 1.5e-3, "high": 1e-2}
 
 
 def run_all(a, runs: Path) -> int:
-    order = ["patchify", "scaled_relu", "conv", "scaled_relu_no_bn", "scaled_relu_no_relu"]   # key arms first
-    cmds = {f"{stem}-{lr_name}": sslvit_cmd("pretrain", "--recipe", a.recipe, "--output-dir",
-                                            str(runs / f"{stem}-{lr_name}"),
-                                            sets=[f"model.stem={stem}", f"optim.lr={LRS[lr_name]}",
-                                                  f"train.threads={a.threads}", *a.sets])
-            for stem in order for lr_name in LRS if stem in a.stems.split(",")
-            and not (a.skip_done and _finished(runs / f"{stem}-{lr_name}"))}
+    order = ["patchify", "scaled_relu", "conv", "scaled_relu_no_bn", "scaled_relu_no_relu"]  # key arms first
+    cmds = {
+        f"{stem}-{lr_name}": sslvit_cmd(
+            "pretrain",
+            "--recipe",
+            a.recipe,
+            "--output-dir",
+            str(runs / f"{stem}-{lr_name}"),
+            sets=[f"model.stem={stem}", f"optim.lr={LRS[lr_name]}", f"train.threads={a.threads}", *a.sets],
+        )
+        for stem in order
+        for lr_name in LRS
+        if stem in a.stems.split(",") and not (a.skip_done and _finished(runs / f"{stem}-{lr_name}"))
+    }
     return sum(r["exit"] != 0 for r in run_arms(cmds, runs, jobs=a.jobs, threads=a.threads).values())
 
 
@@ -70,15 +78,25 @@ def collect(runs: Path):
             _, pv = series(run, "diag/token_diversity/patch_embed")
             curves[(stem, lr_name)] = {"loss": (ls.tolist(), lv.tolist()), "tokdiv": (ts.tolist(), tv.tolist())}
             tail = lv[-30:] if len(lv) else lv
-            rows.append({"stem": stem, "lr": lr_name, "base_lr": float(run.cfg.optim.lr),
-                         "depth": int(_depth(run.cfg)), "steps": int(sm.last_step),
-                         "knn_top1": sm.final_knn, "knn_source": sm.final_knn_source,
-                         "token_div_final": float(tv[-1]) if len(tv) else None,
-                         "token_div_stem": float(pv[-1]) if len(pv) else None,
-                         "spike_steps": len(sm.events), "spike_episodes": len(sm.episodes),
-                         "loss_final": float(tail.mean()) if len(tail) else None,
-                         "loss_max_after_warmup": float(lv[ls > 15].max()) if (ls > 15).any() else None,
-                         "nonfinite": sm.nonfinite, "cpu_seconds": _cpu(d)})
+            rows.append(
+                {
+                    "stem": stem,
+                    "lr": lr_name,
+                    "base_lr": float(run.cfg.optim.lr),
+                    "depth": int(_depth(run.cfg)),
+                    "steps": int(sm.last_step),
+                    "knn_top1": sm.final_knn,
+                    "knn_source": sm.final_knn_source,
+                    "token_div_final": float(tv[-1]) if len(tv) else None,
+                    "token_div_stem": float(pv[-1]) if len(pv) else None,
+                    "spike_steps": len(sm.events),
+                    "spike_episodes": len(sm.episodes),
+                    "loss_final": float(tail.mean()) if len(tail) else None,
+                    "loss_max_after_warmup": float(lv[ls > 15].max()) if (ls > 15).any() else None,
+                    "nonfinite": sm.nonfinite,
+                    "cpu_seconds": _cpu(d),
+                }
+            )
     return rows, curves
 
 
@@ -88,6 +106,7 @@ def _cpu(d: Path):
 
 def _depth(cfg) -> int:
     from ssl_vit.models import resolve_model_config
+
     return resolve_model_config(cfg.model).depth
 
 
@@ -97,27 +116,39 @@ def _f(v, spec=".2f"):
 
 def write_outputs(rows, curves, out: Path, cmdline: str, cpu_s: float) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Conv-stem ablation (Fashion-MNIST, ViT-micro p7, batch 128, 200 steps, all layers trained)", "",
-             f"Command: `{cmdline}`  ", f"CPU time: {cpu_s / 60:.1f} min for all runs together (each run's user + system time)", "",
-             "| lr (base) | stem | blocks | kNN top-1 (%) | token \\|cos\\| final | token \\|cos\\| stem | "
-             "spike steps | loss (last 30) | max loss after warm-up |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Conv-stem ablation (Fashion-MNIST, ViT-micro p7, batch 128, 200 steps, all layers trained)",
+        "",
+        f"Command: `{cmdline}`  ",
+        f"CPU time: {cpu_s / 60:.1f} min for all runs together (each run's user + system time)",
+        "",
+        "| lr (base) | stem | blocks | kNN top-1 (%) | token \\|cos\\| final | token \\|cos\\| stem | "
+        "spike steps | loss (last 30) | max loss after warm-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['lr']} ({r['base_lr']:g}) | {r['stem']} | {r['depth']} | {_f(r['knn_top1'])} | "
-                     f"{_f(r['token_div_final'], '.3f')} | {_f(r['token_div_stem'], '.3f')} | {r['spike_steps']} | "
-                     f"{_f(r['loss_final'], '.3f')} | {_f(r['loss_max_after_warmup'], '.3f')} |")
+        lines.append(
+            f"| {r['lr']} ({r['base_lr']:g}) | {r['stem']} | {r['depth']} | {_f(r['knn_top1'])} | "
+            f"{_f(r['token_div_final'], '.3f')} | {_f(r['token_div_stem'], '.3f')} | {r['spike_steps']} | "
+            f"{_f(r['loss_final'], '.3f')} | {_f(r['loss_max_after_warmup'], '.3f')} |"
+        )
     src = {r["knn_source"] for r in rows}
-    lines += ["", f"kNN: k=20, T=0.07, {', '.join(sorted(src))}; memory bank / queries capped by the recipe's "
-              "eval.max_train=10000 / eval.max_test=2000 (Fashion-MNIST train / test).",
-              "Token |cos|: mean pairwise |cosine| of one image's patch tokens (16 probe images; lower = more "
-              "diverse), after the final norm and at the stem output, at the last diagnostics step.",
-              "Spike steps: steps where the robust z-score detector fired on the loss or a gradient norm "
-              "(diagnostics every 2 steps)."]
+    lines += [
+        "",
+        f"kNN: k=20, T=0.07, {', '.join(sorted(src))}; memory bank / queries capped by the recipe's "
+        "eval.max_train=10000 / eval.max_test=2000 (Fashion-MNIST train / test).",
+        "Token |cos|: mean pairwise |cosine| of one image's patch tokens (16 probe images; lower = more "
+        "diverse), after the final norm and at the stem output, at the last diagnostics step.",
+        "Spike steps: steps where the robust z-score detector fired on the loss or a gradient norm "
+        "(diagnostics every 2 steps).",
+    ]
     from ssl_vit.core.atomic import atomic_write_text
+
     atomic_write_text(out / "stems.md", "\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -140,7 +171,8 @@ def write_outputs(rows, curves, out: Path, cmdline: str, cpu_s: float) -> None:
     ax[2].set_xlabel("step")
     ax[2].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    from ssl_vit.diagnostics.report import save_png       # the reports' small-PNG writer (palette, atomic)
+    from ssl_vit.diagnostics.report import save_png  # the reports' small-PNG writer (palette, atomic)
+
     save_png(fig, out / "stems.png")
     plt.close(fig)
 
@@ -180,13 +212,21 @@ def main(argv=None) -> int:
         cpu_s, wall_s = prev.get("cpu_seconds", 0.0), prev.get("wall_seconds", 0.0)
     rows, curves = collect(runs)
     per_run = [r["cpu_seconds"] for r in rows if r["cpu_seconds"] is not None]
-    if per_run:                                   # each run's own CPU time (also when runs came from several calls)
+    if per_run:  # each run's own CPU time (also when runs came from several calls)
         cpu_s = sum(per_run)
     cmdline = "OMP_NUM_THREADS=1 .venv/bin/python eval/reproduce/stems.py" + "".join(f" --set {s}" for s in a.sets)
     write_outputs(rows, curves, out, cmdline, cpu_s)
-    summary = {"recipe": a.recipe, "sets": a.sets, "runs": os.path.relpath(runs, ROOT), "lrs": LRS,
-               "cpu_seconds": round(cpu_s, 1), "wall_seconds": round(wall_s, 1), "rows": rows}
+    summary = {
+        "recipe": a.recipe,
+        "sets": a.sets,
+        "runs": os.path.relpath(runs, ROOT),
+        "lrs": LRS,
+        "cpu_seconds": round(cpu_s, 1),
+        "wall_seconds": round(wall_s, 1),
+        "rows": rows,
+    }
     from ssl_vit.core.atomic import atomic_write_text
+
     atomic_write_text(summary_path, json.dumps(summary, indent=1) + "\n")
     print((out / "stems.md").read_text())
     return 0

@@ -16,6 +16,7 @@ Example::
     OMP_NUM_THREADS=1 .venv/bin/python eval/reproduce/vitas_sharing.py \\
         --prefix runs/super_prefix --cyclic runs/super_cyclic --out runs/vitas_sharing
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,19 @@ import torch
 
 
 def loss_stats(run: Path) -> dict:
-    losses = [json.loads(line)["train/loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
-              if "train/loss" in line]
-    half = losses[len(losses) // 2:]
-    resid = [x - statistics.fmean(half[max(0, i - 10):i + 10]) for i, x in enumerate(half)]
-    return {"steps": len(losses), "final_mean_last20": statistics.fmean(losses[-20:]),
-            "std_around_rolling_mean": statistics.pstdev(resid),
-            "mean_abs_step_change": statistics.fmean(abs(a - b) for a, b in zip(half[1:], half))}
+    losses = [
+        json.loads(line)["train/loss"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if "train/loss" in line
+    ]
+    half = losses[len(losses) // 2 :]
+    resid = [x - statistics.fmean(half[max(0, i - 10) : i + 10]) for i, x in enumerate(half)]
+    return {
+        "steps": len(losses),
+        "final_mean_last20": statistics.fmean(losses[-20:]),
+        "std_around_rolling_mean": statistics.pstdev(resid),
+        "mean_abs_step_change": statistics.fmean(abs(a - b) for a, b in zip(half[1:], half)),
+    }
 
 
 def main() -> None:
@@ -63,26 +70,37 @@ def main() -> None:
         for step in range(steps):
             use[sf.channels("e", sf.subnet_for_step(step, cfg.seed).embed_dim, "cpu")] += 1
         usage[mode] = use
-        summary["usage"][mode] = {"min_over_max": (use.min() / use.max()).item(),
-                                  "cv": (use.std() / use.mean()).item(), "steps": steps}
+        summary["usage"][mode] = {
+            "min_over_max": (use.min() / use.max()).item(),
+            "cv": (use.std() / use.mean()).item(),
+            "steps": steps,
+        }
         summary["loss"][mode] = loss_stats(run)
         if nets is None:
             rng = random.Random(123)
-            nets = [sf.space.largest(), sf.space.smallest()] + [sf.space.sample(rng).canonical(sf.identity_shifting)
-                                                                for _ in range(args.random_subnets)]
+            nets = [sf.space.largest(), sf.space.smallest()] + [
+                sf.space.sample(rng).canonical(sf.identity_shifting) for _ in range(args.random_subnets)
+            ]
         scorer = HeldOutKnn(cfg.data.dataset, cfg.data, loaded.input_spec, 3000, 1000, cfg.seed)
         res = {}
         for n in nets:
             sf.set_subnet(n)
             res[n.key()] = scorer(sf)
-        summary["subnets"][mode] = {"top1": res, "mean": statistics.fmean(res.values()),
-                                    "std": statistics.pstdev(res.values())}
+        summary["subnets"][mode] = {
+            "top1": res,
+            "mean": statistics.fmean(res.values()),
+            "std": statistics.pstdev(res.values()),
+        }
         print(mode, json.dumps({k: summary[k][mode] for k in ("usage", "loss")}), flush=True)
-        print(mode, "subnets mean", summary["subnets"][mode]["mean"], "std", summary["subnets"][mode]["std"], flush=True)
+        print(
+            mode, "subnets mean", summary["subnets"][mode]["mean"], "std", summary["subnets"][mode]["std"], flush=True
+        )
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for mode, c in (("prefix", "tab:red"), ("cyclic", "tab:blue")):
         ax.bar(range(len(usage[mode])), usage[mode].numpy(), color=c, alpha=0.55, width=1.0, label=mode)

@@ -14,6 +14,7 @@ Example::
 
     added = inject_adapter(backbone, hidden=8)      # depth BottleneckAdapter modules, 2*D*h + h + D params each
 """
+
 from __future__ import annotations
 
 from typing import List

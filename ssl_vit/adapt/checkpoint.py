@@ -12,6 +12,7 @@ Example::
     save_adapter(out / "adapter.safetensors", model, backbone_hash, info)
     model, meta = load_adapter(out / "adapter.safetensors", load_backbone("runs/fm").model)
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,19 @@ from ssl_vit.core.atomic import atomic_save
 from ssl_vit.errors import SslvitError
 
 ADAPTER_FORMAT = "sslvit.adapter.v1"
-RAW_KEYS = ("format", "backbone_sha256", "method")     # plain strings; every other metadata value is JSON
+RAW_KEYS = ("format", "backbone_sha256", "method")  # plain strings; every other metadata value is JSON
 
 
 def save_adapter(path: Path, model: nn.Module, backbone_sha256: str, info: Dict) -> Dict[str, int]:
     """Write the trainable tensors + metadata (``info``: method, scale, conv_init, num_classes, adapt_config,
     model_config, data_config, checkpoint). -> {name: numel} of what was written."""
     tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    meta = {**{k: json.dumps(v) for k, v in info.items() if k not in RAW_KEYS},
-            "format": ADAPTER_FORMAT, "backbone_sha256": backbone_sha256, "method": str(info["method"])}
+    meta = {
+        **{k: json.dumps(v) for k, v in info.items() if k not in RAW_KEYS},
+        "format": ADAPTER_FORMAT,
+        "backbone_sha256": backbone_sha256,
+        "method": str(info["method"]),
+    }
     atomic_save(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return {n: t.numel() for n, t in tensors.items()}
 
@@ -50,21 +55,33 @@ def load_adapter(path: Path, backbone: nn.Module) -> Tuple[nn.Module, Dict]:
 
     tensors, meta = load_safetensors(Path(path))
     if meta.get("format") != ADAPTER_FORMAT:
-        raise SslvitError(f"'{path}' is not an sslvit adapter (format={meta.get('format')!r}); pass the "
-                          f"adapter.safetensors written by `sslvit adapt`")
+        raise SslvitError(
+            f"'{path}' is not an sslvit adapter (format={meta.get('format')!r}); pass the "
+            f"adapter.safetensors written by `sslvit adapt`"
+        )
     want, have = meta["backbone_sha256"], state_sha256(backbone.state_dict())
     if want != have:
         source = json.loads(meta["checkpoint"]) if "checkpoint" in meta else "see its metadata"
-        raise SslvitError(f"adapter '{path}' was trained on backbone sha256 {want[:16]}, this backbone is "
-                          f"{have[:16]}; load it onto the checkpoint it was trained on ({source})")
+        raise SslvitError(
+            f"adapter '{path}' was trained on backbone sha256 {want[:16]}, this backbone is "
+            f"{have[:16]}; load it onto the checkpoint it was trained on ({source})"
+        )
     cfg = from_dict(AdaptConfig, json.loads(meta["adapt_config"]), "adapt.")
-    model = build_adapted_model(backbone, meta["method"], int(json.loads(meta["num_classes"])), cfg,
-                                float(json.loads(meta["scale"])), json.loads(meta["conv_init"]))
+    model = build_adapted_model(
+        backbone,
+        meta["method"],
+        int(json.loads(meta["num_classes"])),
+        cfg,
+        float(json.loads(meta["scale"])),
+        json.loads(meta["conv_init"]),
+    )
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if trainable != set(tensors):
         extra = sorted(set(tensors) - trainable) or sorted(trainable - set(tensors))
-        raise SslvitError(f"adapter '{path}' does not match method '{meta['method']}' on this backbone "
-                          f"(first differing tensor: {extra[0]}); it was written by another version or model")
+        raise SslvitError(
+            f"adapter '{path}' does not match method '{meta['method']}' on this backbone "
+            f"(first differing tensor: {extra[0]}); it was written by another version or model"
+        )
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     assert not unexpected, unexpected
     return model.eval(), {k: (v if k in RAW_KEYS else json.loads(v)) for k, v in meta.items()}

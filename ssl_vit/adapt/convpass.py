@@ -26,6 +26,7 @@ Example::
     added = inject_convpass(backbone, scale=0.1, conv_init="xavier")   # 2 x depth ConvBypass modules
     feats = backbone(x)                                          # == the frozen backbone's at init
 """
+
 from __future__ import annotations
 
 import math
@@ -40,19 +41,27 @@ from ssl_vit.adapt.inject import adapt_blocks, vit_layout
 from ssl_vit.config.schema import ConvInit
 from ssl_vit.errors import SslvitError
 
-CONV_INITS = typing.get_args(ConvInit)            # the choices of adapt.conv_init
+CONV_INITS = typing.get_args(ConvInit)  # the choices of adapt.conv_init
 
 
 class ConvBypass(nn.Module):
     """One convolutional bypass, output already multiplied by ``scale``: ``(B, P + H*W, D) -> same``."""
 
-    def __init__(self, dim: int, hidden: int, grid: Tuple[int, int], num_prefix: int, scale: float,
-                 conv_init: str = "xavier", dropout: float = 0.1):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        grid: Tuple[int, int],
+        num_prefix: int,
+        scale: float,
+        conv_init: str = "xavier",
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if conv_init not in CONV_INITS:
             raise SslvitError(f"adapt.conv_init '{conv_init}' is not one of {', '.join(CONV_INITS)}")
         self.grid, self.num_prefix, self.scale, self.hidden = tuple(grid), int(num_prefix), float(scale), hidden
-        self.down = nn.Linear(dim, hidden)                  # = a 1x1 conv
+        self.down = nn.Linear(dim, hidden)  # = a 1x1 conv
         self.conv = nn.Conv2d(hidden, hidden, 3, 1, 1)
         self.up = nn.Linear(hidden, dim)
         self.act = QuickGELU()
@@ -64,7 +73,7 @@ class ConvBypass(nn.Module):
         nn.init.zeros_(self.conv.bias)
         if conv_init == "xavier":
             nn.init.xavier_uniform_(self.conv.weight)
-        else:                                               # identity at the centre tap, zero elsewhere
+        else:  # identity at the centre tap, zero elsewhere
             with torch.no_grad():
                 self.conv.weight.zero_()
                 self.conv.weight[:, :, 1, 1] = torch.eye(hidden)
@@ -72,30 +81,38 @@ class ConvBypass(nn.Module):
     def _grid_of(self, n_patch: int) -> Tuple[int, int]:
         if n_patch == self.grid[0] * self.grid[1]:
             return self.grid
-        side = int(round(math.sqrt(n_patch)))               # dynamic image size: a square grid
+        side = int(round(math.sqrt(n_patch)))  # dynamic image size: a square grid
         if side * side != n_patch:
-            raise SslvitError(f"Convpass got {n_patch} patch tokens, which is neither the model's "
-                              f"{self.grid[0]}x{self.grid[1]} grid nor a square; feed images of the model's size")
+            raise SslvitError(
+                f"Convpass got {n_patch} patch tokens, which is neither the model's "
+                f"{self.grid[0]}x{self.grid[1]} grid nor a square; feed images of the model's size"
+            )
         return side, side
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b, n, _ = h.shape
         p = self.num_prefix
         gh, gw = self._grid_of(n - p)
-        z = self.act(self.down(h))                                                   # (B, N, c)
-        patches = z[:, p:].transpose(1, 2).reshape(b, self.hidden, gh, gw)           # (B, c, H, W)
-        patches = self.conv(patches).flatten(2).transpose(1, 2)                      # (B, H*W, c)
+        z = self.act(self.down(h))  # (B, N, c)
+        patches = z[:, p:].transpose(1, 2).reshape(b, self.hidden, gh, gw)  # (B, c, H, W)
+        patches = self.conv(patches).flatten(2).transpose(1, 2)  # (B, H*W, c)
         if p:
-            prefix = z[:, :p].reshape(b * p, self.hidden, 1, 1)                      # (B*P, c, 1, 1)
-            prefix = self.conv(prefix).reshape(b, p, self.hidden)                    # (B, P, c)
-            z = torch.cat([prefix, patches], 1)                                      # (B, N, c)
+            prefix = z[:, :p].reshape(b * p, self.hidden, 1, 1)  # (B*P, c, 1, 1)
+            prefix = self.conv(prefix).reshape(b, p, self.hidden)  # (B, P, c)
+            z = torch.cat([prefix, patches], 1)  # (B, N, c)
         else:
             z = patches
-        return self.up(self.drop(self.act(z))) * self.scale                          # (B, N, D)
+        return self.up(self.drop(self.act(z))) * self.scale  # (B, N, D)
 
 
-def inject_convpass(backbone: nn.Module, scale: float, conv_init: str = "xavier", hidden: int = 8,
-                    dropout: float = 0.1, attn_only: bool = False) -> List[nn.Module]:
+def inject_convpass(
+    backbone: nn.Module,
+    scale: float,
+    conv_init: str = "xavier",
+    hidden: int = 8,
+    dropout: float = 0.1,
+    attn_only: bool = False,
+) -> List[nn.Module]:
     """Add Convpass bypasses to every block (``attn_only``: the ``convpass_attn`` variant). -> added modules."""
     lay = vit_layout(backbone)
     added = []

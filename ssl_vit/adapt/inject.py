@@ -25,6 +25,7 @@ Example::
     blocks = adapt_blocks(backbone)                # List[AdaptedBlock], installed in backbone.blocks
     blocks[0].attn_parallel = my_module            # (B, N, D) -> (B, N, D)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,10 +45,10 @@ SLOTS = ("tokens_in", "attn_parallel", "mlp_out", "mlp_parallel", "tokens_out")
 class VitLayout:
     """What adaptation modules need to know about a backbone, read from the model itself."""
 
-    dim: int                        # token width D
-    depth: int                      # number of blocks
-    num_prefix: int                 # CLS (+ register) tokens before the patch tokens
-    grid: Tuple[int, int]           # patch grid (H/p, W/p) at the model's image size
+    dim: int  # token width D
+    depth: int  # number of blocks
+    num_prefix: int  # CLS (+ register) tokens before the patch tokens
+    grid: Tuple[int, int]  # patch grid (H/p, W/p) at the model's image size
     in_chans: int
     patch_size: Tuple[int, int]
 
@@ -57,16 +58,21 @@ def vit_layout(model: nn.Module) -> VitLayout:
     blocks = getattr(model, "blocks", None)
     pe = getattr(model, "patch_embed", None)
     if blocks is None or pe is None or not hasattr(model, "embed_dim"):
-        raise SslvitError(f"sslvit adapt needs a timm VisionTransformer (blocks, patch_embed, embed_dim); got "
-                          f"{type(model).__name__}: load the backbone with sslvit's checkpoint loader")
+        raise SslvitError(
+            f"sslvit adapt needs a timm VisionTransformer (blocks, patch_embed, embed_dim); got "
+            f"{type(model).__name__}: load the backbone with sslvit's checkpoint loader"
+        )
     grid = tuple(int(g) for g in getattr(pe, "grid_size", ()) or ())
     if len(grid) != 2:
-        raise SslvitError(f"the backbone's patch embedding ({type(pe).__name__}) has no 2-D grid_size; "
-                          f"convolutional bypasses need the patch grid")
+        raise SslvitError(
+            f"the backbone's patch embedding ({type(pe).__name__}) has no 2-D grid_size; "
+            f"convolutional bypasses need the patch grid"
+        )
     patch = tuple(int(p) for p in getattr(pe, "patch_size", (1, 1)))
     in_chans = int(getattr(getattr(pe, "proj", None), "in_channels", 3))
-    return VitLayout(int(model.embed_dim), len(blocks), int(getattr(model, "num_prefix_tokens", 1)), grid,
-                     in_chans, patch)
+    return VitLayout(
+        int(model.embed_dim), len(blocks), int(getattr(model, "num_prefix_tokens", 1)), grid, in_chans, patch
+    )
 
 
 class AdaptedBlock(nn.Module):
@@ -79,8 +85,10 @@ class AdaptedBlock(nn.Module):
         super().__init__()
         missing = [p for p in BLOCK_PARTS if not hasattr(block, p)]
         if missing:
-            raise SslvitError(f"block type {type(block).__name__} lacks {missing[0]}; sslvit adapt supports timm "
-                              f"VisionTransformer blocks (norm1, attn, ls1, drop_path1, norm2, mlp, ls2, drop_path2)")
+            raise SslvitError(
+                f"block type {type(block).__name__} lacks {missing[0]}; sslvit adapt supports timm "
+                f"VisionTransformer blocks (norm1, attn, ls1, drop_path1, norm2, mlp, ls2, drop_path2)"
+            )
         for p in BLOCK_PARTS:
             setattr(self, p, getattr(block, p))
         for s in SLOTS:
@@ -89,7 +97,7 @@ class AdaptedBlock(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False):
         if self.tokens_in is not None:
             x = self.tokens_in(x)
-        h = self.norm1(x)                                                           # (B, N, D)
+        h = self.norm1(x)  # (B, N, D)
         if attn_mask is None and not is_causal:
             a = self.attn(h)
         else:

@@ -15,6 +15,7 @@ Example::
 
     added = inject_lora(backbone, rank=8, scale=1.0)     # 2 * depth low-rank pairs, 4*D*r params per block
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -32,7 +33,7 @@ class LowRank(nn.Module):
 
     def __init__(self, dim: int, rank: int, scale: float, dropout: float = 0.1):
         super().__init__()
-        self.down = nn.Linear(dim, rank, bias=False)      # default Kaiming-uniform init, as LoRA
+        self.down = nn.Linear(dim, rank, bias=False)  # default Kaiming-uniform init, as LoRA
         self.drop = nn.Dropout(dropout)
         self.up = nn.Linear(rank, dim, bias=False)
         nn.init.zeros_(self.up.weight)
@@ -48,8 +49,9 @@ class LoRAQKV(nn.Module):
     def __init__(self, qkv: nn.Linear, rank: int, scale: float, dropout: float = 0.1):
         super().__init__()
         if not isinstance(qkv, nn.Linear) or qkv.out_features != 3 * qkv.in_features:
-            raise SslvitError(f"LoRA expects a fused qkv Linear(D, 3D), got {qkv}; this attention layer is not a "
-                              f"timm ViT Attention")
+            raise SslvitError(
+                f"LoRA expects a fused qkv Linear(D, 3D), got {qkv}; this attention layer is not a timm ViT Attention"
+            )
         self.weight, self.bias = qkv.weight, qkv.bias
         self.in_features, self.out_features = qkv.in_features, qkv.out_features
         d = qkv.in_features
@@ -57,8 +59,8 @@ class LoRAQKV(nn.Module):
         self.lora_v = LowRank(d, rank, scale, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = F.linear(x, self.weight, self.bias).chunk(3, dim=-1)             # 3 x (B, N, D)
-        return torch.cat([q + self.lora_q(x), k, v + self.lora_v(x)], -1)          # (B, N, 3D)
+        q, k, v = F.linear(x, self.weight, self.bias).chunk(3, dim=-1)  # 3 x (B, N, D)
+        return torch.cat([q + self.lora_q(x), k, v + self.lora_v(x)], -1)  # (B, N, 3D)
 
 
 def inject_lora(backbone: nn.Module, rank: int = 8, scale: float = 1.0, dropout: float = 0.1) -> List[nn.Module]:

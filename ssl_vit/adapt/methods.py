@@ -24,6 +24,7 @@ Example::
     logits = model(x)                                         # (B, 10)
     trainable_summary(model)                                  # {"trainable_params": ..., "trainable_share": ...}
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,30 +46,42 @@ from ssl_vit.errors import SslvitError
 @dataclass(frozen=True)
 class AdaptMethod:
     name: str
-    inject: Callable[..., List[nn.Module]]      # (backbone, AdaptConfig, scale, conv_init) -> added modules
-    uses_scale: bool = False                    # s is searched on val (adapt.scales)
-    uses_conv_init: bool = False                # adapt.conv_init is searched on val
+    inject: Callable[..., List[nn.Module]]  # (backbone, AdaptConfig, scale, conv_init) -> added modules
+    uses_scale: bool = False  # s is searched on val (adapt.scales)
+    uses_conv_init: bool = False  # adapt.conv_init is searched on val
     trains_backbone: bool = False
 
 
-METHODS: Dict[str, AdaptMethod] = {m.name: m for m in (
-    AdaptMethod("linear", lambda b, c, s, i: []),
-    AdaptMethod("full", lambda b, c, s, i: [], trains_backbone=True),
-    AdaptMethod("convpass", lambda b, c, s, i: inject_convpass(b, s, i, c.dim, c.dropout),
-                uses_scale=True, uses_conv_init=True),
-    AdaptMethod("convpass_attn", lambda b, c, s, i: inject_convpass(b, s, i, c.dim, c.dropout, attn_only=True),
-                uses_scale=True, uses_conv_init=True),
-    AdaptMethod("adapter", lambda b, c, s, i: inject_adapter(b, c.dim, c.dropout)),
-    AdaptMethod("lora", lambda b, c, s, i: inject_lora(b, c.lora_rank, s, c.dropout), uses_scale=True),
-    AdaptMethod("vpt_shallow", lambda b, c, s, i: inject_vpt(b, c.vpt_tokens, deep=False, dropout=c.dropout)),
-    AdaptMethod("vpt_deep", lambda b, c, s, i: inject_vpt(b, c.vpt_tokens, deep=True, dropout=c.dropout)),
-)}
+METHODS: Dict[str, AdaptMethod] = {
+    m.name: m
+    for m in (
+        AdaptMethod("linear", lambda b, c, s, i: []),
+        AdaptMethod("full", lambda b, c, s, i: [], trains_backbone=True),
+        AdaptMethod(
+            "convpass",
+            lambda b, c, s, i: inject_convpass(b, s, i, c.dim, c.dropout),
+            uses_scale=True,
+            uses_conv_init=True,
+        ),
+        AdaptMethod(
+            "convpass_attn",
+            lambda b, c, s, i: inject_convpass(b, s, i, c.dim, c.dropout, attn_only=True),
+            uses_scale=True,
+            uses_conv_init=True,
+        ),
+        AdaptMethod("adapter", lambda b, c, s, i: inject_adapter(b, c.dim, c.dropout)),
+        AdaptMethod("lora", lambda b, c, s, i: inject_lora(b, c.lora_rank, s, c.dropout), uses_scale=True),
+        AdaptMethod("vpt_shallow", lambda b, c, s, i: inject_vpt(b, c.vpt_tokens, deep=False, dropout=c.dropout)),
+        AdaptMethod("vpt_deep", lambda b, c, s, i: inject_vpt(b, c.vpt_tokens, deep=True, dropout=c.dropout)),
+    )
+}
 
 
 def get_method(name: str) -> AdaptMethod:
     if name not in METHODS:
-        raise SslvitError(f"unknown adaptation method '{name}'" + did_you_mean(name, METHODS)
-                          + f"; valid: {', '.join(METHODS)}")
+        raise SslvitError(
+            f"unknown adaptation method '{name}'" + did_you_mean(name, METHODS) + f"; valid: {', '.join(METHODS)}"
+        )
     return METHODS[name]
 
 
@@ -83,8 +96,15 @@ class AdaptedModel(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_adapted_model(backbone: nn.Module, method: str, num_classes: int, cfg, scale: float = 1.0,
-                        conv_init: str = "xavier", seed: int = 0) -> AdaptedModel:
+def build_adapted_model(
+    backbone: nn.Module,
+    method: str,
+    num_classes: int,
+    cfg,
+    scale: float = 1.0,
+    conv_init: str = "xavier",
+    seed: int = 0,
+) -> AdaptedModel:
     """A fresh copy of ``backbone`` with ``method`` injected, a new ``Linear(D, num_classes)`` head (PyTorch's
     default init, as timm's ``reset_classifier``), and ``requires_grad`` set: only the method's tensors train."""
     m = get_method(method)
@@ -96,8 +116,11 @@ def build_adapted_model(backbone: nn.Module, method: str, num_classes: int, cfg,
     added = m.inject(backbone, cfg, scale, conv_init)
     head = nn.Linear(dim, num_classes)
     model = AdaptedModel(backbone, head, method).to(next(backbone.parameters()).device)
-    train = list(model.parameters()) if m.trains_backbone else \
-        [p for mod in added for p in mod.parameters()] + list(head.parameters())
+    train = (
+        list(model.parameters())
+        if m.trains_backbone
+        else [p for mod in added for p in mod.parameters()] + list(head.parameters())
+    )
     for p in train:
         p.requires_grad_(True)
     return model
@@ -108,5 +131,9 @@ def trainable_summary(model: nn.Module) -> Dict[str, object]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     head = sum(p.numel() for p in model.head.parameters()) if hasattr(model, "head") else 0
-    return {"trainable_params": int(trainable), "trainable_params_no_head": int(trainable - head),
-            "total_params": int(total), "trainable_share": trainable / total}
+    return {
+        "trainable_params": int(trainable),
+        "trainable_params_no_head": int(trainable - head),
+        "total_params": int(total),
+        "trainable_share": trainable / total,
+    }

@@ -28,6 +28,7 @@ Example::
                     Path("runs/adapt"), log=print)
     res["top1"], res["scale"], res["epoch"], res["trainable_share"]
 """
+
 from __future__ import annotations
 
 import time
@@ -58,17 +59,17 @@ from ssl_vit.evaluation.fit import Classifier, EpochEnd, FitConfig, StepEnd, fit
 from ssl_vit.evaluation.runner import describe_backbone
 from ssl_vit.transforms.eval import to_model_input
 
-IN_MEMORY_BYTES = 2 << 30       # file datasets up to this size (decoded, at the model's size) are decoded once
+IN_MEMORY_BYTES = 2 << 30  # file datasets up to this size (decoded, at the model's size) are decoded once
 
 
 # ----------------------------------------------------------------------------------------------- data
 @dataclass
 class ProtocolSplits:
-    select_train: object            # TensorImages | FileImages
+    select_train: object  # TensorImages | FileImages
     select_val: object
     final_train: object
     test: object
-    names: Dict[str, str]           # which split each one is, for results.json
+    names: Dict[str, str]  # which split each one is, for results.json
     num_classes: int
 
 
@@ -76,13 +77,17 @@ def _labelled(data, what: str):
     return labelled_only(require_labels(data, what, "sslvit adapt"))
 
 
-def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max_train: int = 0,
-                    max_test: int = 0) -> ProtocolSplits:
+def protocol_splits(
+    spec: str, data_cfg, val_fraction: float, seed: int = 0, max_train: int = 0, max_test: int = 0
+) -> ProtocolSplits:
     """The four sets of the protocol for any dataset spec (see the module docstring)."""
     kind = parse_spec(spec).kind
     if kind in ("vtab", "fewshot"):
-        names = dict(select_train="train800", select_val="val200", final_train="train800val200", test="test") \
-            if kind == "vtab" else dict(select_train="train", select_val="val", final_train="train", test="test")
+        names = (
+            dict(select_train="train800", select_val="val200", final_train="train800val200", test="test")
+            if kind == "vtab"
+            else dict(select_train="train", select_val="val", final_train="train", test="test")
+        )
         sets = {k: _labelled(load_dataset(spec, n, data_cfg), f"'{spec}' split '{n}'") for k, n in names.items()}
         sets["test"] = subsample(sets["test"], max_test, 1)
     else:
@@ -91,14 +96,20 @@ def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max
         train = _labelled(ev.train, f"'{spec}' split '{tr}'")
         n_val = max(1, int(round(len(train) * val_fraction)))
         if len(train) - n_val < 2:
-            raise SslvitError(f"'{spec}' has {len(train)} training images, too few to hold out a val set; use a "
-                              f"larger dataset or eval.max_train")
+            raise SslvitError(
+                f"'{spec}' has {len(train)} training images, too few to hold out a val set; use a "
+                f"larger dataset or eval.max_train"
+            )
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        sets = dict(select_train=train.subset(perm[n_val:].sort().values),
-                    select_val=train.subset(perm[:n_val].sort().values), final_train=train,
-                    test=_labelled(ev.test, f"'{spec}' split '{te}'"))
-        names = dict(select_train=f"{tr} minus {n_val} held out", select_val=f"{n_val} held out of {tr}",
-                     final_train=tr, test=te)
+        sets = dict(
+            select_train=train.subset(perm[n_val:].sort().values),
+            select_val=train.subset(perm[:n_val].sort().values),
+            final_train=train,
+            test=_labelled(ev.test, f"'{spec}' split '{te}'"),
+        )
+        names = dict(
+            select_train=f"{tr} minus {n_val} held out", select_val=f"{n_val} held out of {tr}", final_train=tr, test=te
+        )
     num_classes = 1 + max(int(s.targets.max()) for s in sets.values())
     num_classes = max(num_classes, len(getattr(sets["final_train"], "classes", []) or []))
     return ProtocolSplits(**sets, names=names, num_classes=num_classes)
@@ -106,8 +117,9 @@ def protocol_splits(spec: str, data_cfg, val_fraction: float, seed: int = 0, max
 
 def squash_transform(img_size: int):
     """Resize to ``(img_size, img_size)`` without cropping (the VTAB code's bicubic resize) -> uint8 tensor."""
-    return v2.Compose([v2.ToImage(), v2.Resize((img_size, img_size), interpolation=InterpolationMode.BICUBIC,
-                                               antialias=True)])
+    return v2.Compose(
+        [v2.ToImage(), v2.Resize((img_size, img_size), interpolation=InterpolationMode.BICUBIC, antialias=True)]
+    )
 
 
 def in_memory(data, img_size: int, num_workers: int = 2):
@@ -120,20 +132,31 @@ def in_memory(data, img_size: int, num_workers: int = 2):
     return TensorImages(torch.cat(xs), torch.cat(ys).long(), list(data.classes), data.name)
 
 
-def batches(data, batch_size: int, img_size: int, order: Optional[torch.Generator] = None,
-            drop_last: bool = False, num_workers: int = 2) -> Iterable[Tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data,
+    batch_size: int,
+    img_size: int,
+    order: Optional[torch.Generator] = None,
+    drop_last: bool = False,
+    num_workers: int = 2,
+) -> Iterable[Tuple[torch.Tensor, torch.Tensor]]:
     """uint8 ``(B, C, H, W)`` images and labels; shuffled with ``order`` when given."""
     n = len(data)
     if isinstance(data, TensorImages):
         idx = torch.randperm(n, generator=order) if order is not None else torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for i in range(0, stop, batch_size):
-            j = idx[i:i + batch_size]
+            j = idx[i : i + batch_size]
             yield data.images[j], data.targets[j]
         return
-    yield from DataLoader(LabelledFiles(data, squash_transform(img_size)), batch_size=batch_size,
-                          shuffle=order is not None, generator=order, drop_last=drop_last and n >= batch_size,
-                          num_workers=num_workers)
+    yield from DataLoader(
+        LabelledFiles(data, squash_transform(img_size)),
+        batch_size=batch_size,
+        shuffle=order is not None,
+        generator=order,
+        drop_last=drop_last and n >= batch_size,
+        num_workers=num_workers,
+    )
 
 
 @torch.inference_mode()
@@ -144,7 +167,7 @@ def evaluate(model, data, input_spec: InputSpec, batch_size: int, device, precis
     correct = total = 0
     with fused_attention(model):
         for x, y in batches(data, batch_size, int(input_spec.img_size), num_workers=num_workers):
-            x = to_model_input(x.to(device), input_spec)                              # (B, C, S, S)
+            x = to_model_input(x.to(device), input_spec)  # (B, C, S, S)
             with precision.autocast():
                 pred = model(x).argmax(1)
             correct += int((pred.cpu() == y).sum())
@@ -156,13 +179,14 @@ def evaluate(model, data, input_spec: InputSpec, batch_size: int, device, precis
 # ---------------------------------------------------------------------------------------------- training
 @dataclass
 class Candidate:
-    scale: Optional[float]          # None: the method has no scale
-    conv_init: Optional[str]        # None: the method has no conv
+    scale: Optional[float]  # None: the method has no scale
+    conv_init: Optional[str]  # None: the method has no conv
 
     @property
     def tag(self) -> str:
-        parts = ([f"s{self.scale:g}"] if self.scale is not None else []) + \
-            ([self.conv_init] if self.conv_init is not None else [])
+        parts = ([f"s{self.scale:g}"] if self.scale is not None else []) + (
+            [self.conv_init] if self.conv_init is not None else []
+        )
         return "_".join(parts) or "default"
 
 
@@ -177,7 +201,8 @@ def candidates(acfg) -> List[Candidate]:
 @dataclass
 class AdaptRun:
     """What the training of every candidate shares (device, precision, logging, evaluation)."""
-    input_spec: InputSpec           # the backbone's input (img_size, in_chans, mean, std)
+
+    input_spec: InputSpec  # the backbone's input (img_size, in_chans, mean, std)
     device: torch.device
     precision: Precision
     seed: int
@@ -188,13 +213,21 @@ class AdaptRun:
     log: Callable[[str], None] = lambda m: None
 
 
-def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, epochs: int, run: AdaptRun,
-                    val=None, tag: str = ""):
+def train_candidate(
+    backbone, acfg, cand: Candidate, num_classes: int, train, epochs: int, run: AdaptRun, val=None, tag: str = ""
+):
     """Build the adapted model and train it for ``epochs`` of an ``acfg.epochs``-long schedule
     (:func:`~ssl_vit.evaluation.fit.fit_classifier`; scored on ``val`` after every epoch when given).
     -> (model, val top-1 after each epoch (empty without ``val``), skipped non-finite steps)."""
-    model = build_adapted_model(backbone, acfg.method, num_classes, acfg,
-                                1.0 if cand.scale is None else cand.scale, cand.conv_init or "xavier", run.seed)
+    model = build_adapted_model(
+        backbone,
+        acfg.method,
+        num_classes,
+        acfg,
+        1.0 if cand.scale is None else cand.scale,
+        cand.conv_init or "xavier",
+        run.seed,
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=acfg.lr, weight_decay=acfg.weight_decay)
     bs = acfg.batch_size
@@ -205,7 +238,7 @@ def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, ep
     def epoch_batches(epoch: int):
         order = torch.Generator().manual_seed(run.seed * 1000003 + epoch)
         for x, y in batches(train, bs, size, order, drop_last=True, num_workers=run.num_workers):
-            yield to_model_input(x.to(run.device), run.input_spec), y                   # (B, C, S, S), (B,)
+            yield to_model_input(x.to(run.device), run.input_spec), y  # (B, C, S, S), (B,)
 
     def on_step(s: StepEnd) -> None:
         if run.logger is not None and s.step % 10 == 0:
@@ -219,10 +252,16 @@ def train_candidate(backbone, acfg, cand: Candidate, num_classes: int, train, ep
             run.logger.log(e.step, {f"adapt/{tag}/val_top1": acc}, epoch=e.epoch + 1)
         return acc
 
-    fit = FitConfig(epochs, lambda epoch, step: lr_at(step, total, acfg.lr, warmup, acfg.min_lr), run.precision,
-                    run.device, seed=run.seed, progress=run.progress, desc=f"{acfg.method} {tag}")
-    res = fit_classifier(Classifier(model, nn.Identity()), opt, epoch_batches, fit, on_step=on_step,
-                         on_epoch=on_epoch)
+    fit = FitConfig(
+        epochs,
+        lambda epoch, step: lr_at(step, total, acfg.lr, warmup, acfg.min_lr),
+        run.precision,
+        run.device,
+        seed=run.seed,
+        progress=run.progress,
+        desc=f"{acfg.method} {tag}",
+    )
+    res = fit_classifier(Classifier(model, nn.Identity()), opt, epoch_batches, fit, on_step=on_step, on_epoch=on_epoch)
     if res.skipped:
         run.log(f"warning: {tag}: {res.skipped} steps with a non-finite loss were skipped")
     return model, res.history, res.skipped
@@ -232,21 +271,46 @@ def select_on_val(backbone, acfg, splits: ProtocolSplits, run: AdaptRun) -> Tupl
     """Grid over candidates x epochs on (select_train, select_val). -> (candidate, epoch, val top-1, table)."""
     table, best = [], None
     for cand in candidates(acfg):
-        _, hist, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.select_train,
-                                           acfg.epochs, run, splits.select_val, f"select_{cand.tag}")
+        _, hist, skipped = train_candidate(
+            backbone,
+            acfg,
+            cand,
+            splits.num_classes,
+            splits.select_train,
+            acfg.epochs,
+            run,
+            splits.select_val,
+            f"select_{cand.tag}",
+        )
         e = max(range(len(hist)), key=lambda i: (hist[i], -i))
-        table.append({"scale": cand.scale, "conv_init": cand.conv_init, "best_epoch": e + 1,
-                      "best_val_top1": round(hist[e], 3), "last_val_top1": round(hist[-1], 3),
-                      "val_history": [round(h, 2) for h in hist], "skipped_steps": skipped})
-        run.log(f"select {acfg.method} {cand.tag}: best val top-1 {hist[e]:.2f} at epoch {e + 1}/{acfg.epochs} "
-                f"(last {hist[-1]:.2f})")
+        table.append(
+            {
+                "scale": cand.scale,
+                "conv_init": cand.conv_init,
+                "best_epoch": e + 1,
+                "best_val_top1": round(hist[e], 3),
+                "last_val_top1": round(hist[-1], 3),
+                "val_history": [round(h, 2) for h in hist],
+                "skipped_steps": skipped,
+            }
+        )
+        run.log(
+            f"select {acfg.method} {cand.tag}: best val top-1 {hist[e]:.2f} at epoch {e + 1}/{acfg.epochs} "
+            f"(last {hist[-1]:.2f})"
+        )
         if best is None or hist[e] > best[2]:
             best = (cand, e + 1, hist[e])
     return best[0], best[1], best[2], table
 
 
-def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides: Iterable[str] = (),
-              log: Callable[[str], None] = lambda m: None) -> Dict:
+def run_adapt(
+    checkpoint: str,
+    dataset: str,
+    cfg,
+    out_dir: Path,
+    model_overrides: Iterable[str] = (),
+    log: Callable[[str], None] = lambda m: None,
+) -> Dict:
     """Load the backbone, select on val, retrain, test once, save the adapter. -> the results dict."""
     t0 = time.perf_counter()
     acfg = cfg.adapt
@@ -267,38 +331,67 @@ def run_adapt(checkpoint: str, dataset: str, cfg, out_dir: Path, model_overrides
     for k in ("select_train", "select_val", "final_train"):
         setattr(splits, k, in_memory(getattr(splits, k), size, workers))
     logger = RunLogger(out_dir, enabled=True, tensorboard=cfg.log.tensorboard)
-    run = AdaptRun(input_spec, device, precision, cfg.seed, cfg.eval.batch_size, workers, logger, cfg.log.progress,
-                   log)
+    run = AdaptRun(input_spec, device, precision, cfg.seed, cfg.eval.batch_size, workers, logger, cfg.log.progress, log)
     try:
         if acfg.select_on_val:
             cand, epoch, val_top1, table = select_on_val(backbone, acfg, splits, run)
-            log(f"chose {cand.tag} and epoch {epoch}/{acfg.epochs} on {splits.names['select_val']} "
-                f"(val top-1 {val_top1:.2f}); retraining on {splits.names['final_train']}")
+            log(
+                f"chose {cand.tag} and epoch {epoch}/{acfg.epochs} on {splits.names['select_val']} "
+                f"(val top-1 {val_top1:.2f}); retraining on {splits.names['final_train']}"
+            )
         else:
             cand, epoch, val_top1, table = candidates(acfg)[0], acfg.epochs, None, []
-        model, _, skipped = train_candidate(backbone, acfg, cand, splits.num_classes, splits.final_train, epoch,
-                                            run, tag="final")
+        model, _, skipped = train_candidate(
+            backbone, acfg, cand, splits.num_classes, splits.final_train, epoch, run, tag="final"
+        )
         top1 = evaluate(model, splits.test, input_spec, cfg.eval.batch_size, device, precision, workers)
         logger.log(0, {"adapt/test_top1": top1})
     finally:
         logger.close()
     params = trainable_summary(model)
-    info = dict(method=acfg.method, scale=cand.scale, conv_init=cand.conv_init, num_classes=splits.num_classes,
-                adapt_config=to_dict(acfg), model_config=to_dict(loaded.model_cfg), data_config=input_spec.to_dict(),
-                checkpoint=loaded.source, dataset=dataset)
+    info = dict(
+        method=acfg.method,
+        scale=cand.scale,
+        conv_init=cand.conv_init,
+        num_classes=splits.num_classes,
+        adapt_config=to_dict(acfg),
+        model_config=to_dict(loaded.model_cfg),
+        data_config=input_spec.to_dict(),
+        checkpoint=loaded.source,
+        dataset=dataset,
+    )
     if acfg.save_adapter:
         save_adapter(Path(out_dir) / "adapter.safetensors", model, backbone_hash, info)
-    res = {"top1": top1, "dataset": dataset, "checkpoint": loaded.source, "method": acfg.method,
-           "metric": f"adapt_{acfg.method}", "n_train": len(splits.final_train), "n_test": len(splits.test),
-           "n_select_train": len(splits.select_train), "n_val": len(splits.select_val),
-           "num_classes": splits.num_classes, "splits": splits.names, **params,
-           "scale": cand.scale, "conv_init": cand.conv_init, "epoch": epoch, "epochs": acfg.epochs,
-           "val_top1": None if val_top1 is None else round(val_top1, 3), "selection": table,
-           "skipped_steps_final": skipped, "backbone_sha256": backbone_hash,
-           "protocol": ("scale/init and epoch chosen on val, retrained on the final train split, test evaluated once"
-                        if acfg.select_on_val else f"trained {acfg.epochs} epochs on the final train split with the "
-                        f"first candidate, last epoch tested once"),
-           "adapt_config": to_dict(acfg), "precision": precision.name,
-           "wall_s": round(time.perf_counter() - t0, 3)}
+    res = {
+        "top1": top1,
+        "dataset": dataset,
+        "checkpoint": loaded.source,
+        "method": acfg.method,
+        "metric": f"adapt_{acfg.method}",
+        "n_train": len(splits.final_train),
+        "n_test": len(splits.test),
+        "n_select_train": len(splits.select_train),
+        "n_val": len(splits.select_val),
+        "num_classes": splits.num_classes,
+        "splits": splits.names,
+        **params,
+        "scale": cand.scale,
+        "conv_init": cand.conv_init,
+        "epoch": epoch,
+        "epochs": acfg.epochs,
+        "val_top1": None if val_top1 is None else round(val_top1, 3),
+        "selection": table,
+        "skipped_steps_final": skipped,
+        "backbone_sha256": backbone_hash,
+        "protocol": (
+            "scale/init and epoch chosen on val, retrained on the final train split, test evaluated once"
+            if acfg.select_on_val
+            else f"trained {acfg.epochs} epochs on the final train split with the "
+            f"first candidate, last epoch tested once"
+        ),
+        "adapt_config": to_dict(acfg),
+        "precision": precision.name,
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
     res.update(describe_backbone(loaded))
     return res

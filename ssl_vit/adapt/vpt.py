@@ -17,6 +17,7 @@ Example::
 
     added = inject_vpt(backbone, tokens=10, deep=True)   # depth PromptTokens, n*D params each
 """
+
 from __future__ import annotations
 
 import math
@@ -34,13 +35,13 @@ class PromptTokens(nn.Module):
 
     def __init__(self, n: int, dim: int, num_prefix: int, replace: bool, init_bound: float, dropout: float = 0.0):
         super().__init__()
-        self.prompts = nn.Parameter(torch.empty(1, n, dim).uniform_(-init_bound, init_bound))   # (1, n, D)
+        self.prompts = nn.Parameter(torch.empty(1, n, dim).uniform_(-init_bound, init_bound))  # (1, n, D)
         self.num_prefix, self.replace, self.drop = num_prefix, replace, nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, n = self.num_prefix, self.prompts.shape[1]
-        prompts = self.drop(self.prompts).expand(x.shape[0], -1, -1).to(x.dtype)           # (B, n, D)
-        rest = x[:, p + n:] if self.replace else x[:, p:]
+        prompts = self.drop(self.prompts).expand(x.shape[0], -1, -1).to(x.dtype)  # (B, n, D)
+        rest = x[:, p + n :] if self.replace else x[:, p:]
         return torch.cat([x[:, :p], prompts, rest], 1)
 
 
@@ -52,7 +53,7 @@ class StripPrompts(nn.Module):
         self.n, self.num_prefix = n, num_prefix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x[:, :self.num_prefix], x[:, self.num_prefix + self.n:]], 1)
+        return torch.cat([x[:, : self.num_prefix], x[:, self.num_prefix + self.n :]], 1)
 
 
 def inject_vpt(backbone: nn.Module, tokens: int = 10, deep: bool = False, dropout: float = 0.0) -> List[nn.Module]:
@@ -62,8 +63,7 @@ def inject_vpt(backbone: nn.Module, tokens: int = 10, deep: bool = False, dropou
     blocks = adapt_blocks(backbone)
     added = []
     for i, blk in enumerate(blocks if deep else blocks[:1]):
-        blk.tokens_in = PromptTokens(tokens, lay.dim, lay.num_prefix, replace=i > 0, init_bound=bound,
-                                     dropout=dropout)
+        blk.tokens_in = PromptTokens(tokens, lay.dim, lay.num_prefix, replace=i > 0, init_bound=bound, dropout=dropout)
         added.append(blk.tokens_in)
     blocks[-1].tokens_out = StripPrompts(tokens, lay.num_prefix)
     return added

@@ -18,6 +18,7 @@ size, heads, image size, channels or position embedding (the fixed sin-cos table
 the one-conv patchify ``PatchEmbed``) and any backbone that is not built on timm's
 ``VisionTransformer``; both are refused with a one-line error.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ from ssl_vit.models import registry, vit
 from ssl_vit.models.vit import resolve
 
 # timm names per width: only a label (every architecture argument is in model_kwargs and wins).
-_TIMM_NAMES = {192: "vit_tiny_patch16_224", 384: "vit_small_patch16_224", 768: "vit_base_patch16_224",
-               1024: "vit_large_patch16_224"}
+_TIMM_NAMES = {
+    192: "vit_tiny_patch16_224",
+    384: "vit_small_patch16_224",
+    768: "vit_base_patch16_224",
+    1024: "vit_large_patch16_224",
+}
 
 
 def exportable(model_cfg) -> str:
@@ -44,21 +49,42 @@ def exportable(model_cfg) -> str:
     if registry._BUILDERS.get(model_cfg.name) is not vit.build_vit:
         return f"backbone '{model_cfg.name}' is not built on timm's VisionTransformer"
     if model_cfg.stem != "patchify":
-        return (f"stem '{model_cfg.stem}' has no timm equivalent (timm's VisionTransformer has only the patchify "
-                f"PatchEmbed)")
+        return (
+            f"stem '{model_cfg.stem}' has no timm equivalent (timm's VisionTransformer has only the patchify "
+            f"PatchEmbed)"
+        )
     return ""
 
 
 def timm_spec(model_cfg, input_spec: InputSpec) -> Dict:
     r = resolve(model_cfg)
-    kwargs = dict(img_size=r.img_size, patch_size=r.patch_size, in_chans=r.in_chans, embed_dim=r.embed_dim,
-                  depth=r.depth, num_heads=r.num_heads, mlp_ratio=float(r.mlp_ratio), qkv_bias=True,
-                  class_token=True, global_pool="token")
-    pretrained_cfg = {"input_size": [r.in_chans, r.img_size, r.img_size], "mean": list(input_spec.mean),
-                      "std": list(input_spec.std), "num_classes": 0, "crop_pct": 1.0 if r.img_size < 64 else 0.875,
-                      "interpolation": "bilinear", "first_conv": "patch_embed.proj", "classifier": "head"}
-    return {"model_name": _TIMM_NAMES.get(r.embed_dim, "vit_tiny_patch16_224"), "model_kwargs": kwargs,
-            "pretrained_cfg": pretrained_cfg}
+    kwargs = dict(
+        img_size=r.img_size,
+        patch_size=r.patch_size,
+        in_chans=r.in_chans,
+        embed_dim=r.embed_dim,
+        depth=r.depth,
+        num_heads=r.num_heads,
+        mlp_ratio=float(r.mlp_ratio),
+        qkv_bias=True,
+        class_token=True,
+        global_pool="token",
+    )
+    pretrained_cfg = {
+        "input_size": [r.in_chans, r.img_size, r.img_size],
+        "mean": list(input_spec.mean),
+        "std": list(input_spec.std),
+        "num_classes": 0,
+        "crop_pct": 1.0 if r.img_size < 64 else 0.875,
+        "interpolation": "bilinear",
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+    }
+    return {
+        "model_name": _TIMM_NAMES.get(r.embed_dim, "vit_tiny_patch16_224"),
+        "model_kwargs": kwargs,
+        "pretrained_cfg": pretrained_cfg,
+    }
 
 
 def export_timm(checkpoint, out: str | Path, overrides: Iterable[str] = (), overwrite: bool = False) -> Dict:
@@ -71,14 +97,24 @@ def export_timm(checkpoint, out: str | Path, overrides: Iterable[str] = (), over
     loaded = load_backbone(checkpoint, overrides)
     why = exportable(loaded.model_cfg)
     if why:
-        raise SslvitError(f"cannot export '{loaded.source}' to timm: {why}; only plain patchify ViTs (vit_* with "
-                          f"model.stem=patchify) can be exported")
+        raise SslvitError(
+            f"cannot export '{loaded.source}' to timm: {why}; only plain patchify ViTs (vit_* with "
+            f"model.stem=patchify) can be exported"
+        )
     spec = timm_spec(loaded.model_cfg, loaded.input_spec)
     sd = loaded.model.state_dict()
     # The file is also an sslvit backbone file (metadata), so sslvit commands accept it as well.
-    save_backbone(out, sd, to_dict(loaded.model_cfg), loaded.input_spec,
-                  {"timm_model_name": spec["model_name"], "timm_model_kwargs": json.dumps(spec["model_kwargs"]),
-                   "source": loaded.source})
+    save_backbone(
+        out,
+        sd,
+        to_dict(loaded.model_cfg),
+        loaded.input_spec,
+        {
+            "timm_model_name": spec["model_name"],
+            "timm_model_kwargs": json.dumps(spec["model_kwargs"]),
+            "source": loaded.source,
+        },
+    )
     json_path = out.with_suffix(".json")
     atomic_write_text(json_path, json.dumps(spec, indent=2) + "\n")
     return {**spec, "safetensors": str(out), "json": str(json_path), "format": loaded.fmt, "notes": loaded.notes}

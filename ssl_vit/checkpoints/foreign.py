@@ -16,6 +16,7 @@ block count. Heads cannot be read off
 shapes: they come from the official ``arch`` field (MoCo v3's ViT-S has 12 heads, timm's 6), else
 timm's convention of 64-d heads, and ``--set model.num_heads=N`` overrides either.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,12 @@ TIMM_FORMAT = "timm"
 MOCO_PREFIX = "module.base_encoder."
 # MoCo v3 vits.py: (embed_dim, depth, num_heads). vit_conv_*: the conv stem (sslvit's model.stem=conv at
 # patch 16) and one block fewer.
-MOCO_ARCHS = {"vit_small": (384, 12, 12), "vit_base": (768, 12, 12), "vit_conv_small": (384, 11, 12),
-              "vit_conv_base": (768, 11, 12)}
+MOCO_ARCHS = {
+    "vit_small": (384, 12, 12),
+    "vit_base": (768, 12, 12),
+    "vit_conv_small": (384, 11, 12),
+    "vit_conv_base": (768, 11, 12),
+}
 
 # timm's ImageNet statistics: what official MoCo v3 / DeiT / timm ViTs were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,8 +53,12 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
 def looks_like_timm_vit(sd) -> bool:
-    return isinstance(sd, dict) and ("patch_embed.proj.weight" in sd or "patch_embed.proj.0.weight" in sd) and \
-        "pos_embed" in sd and any(isinstance(k, str) and k.startswith("blocks.0.") for k in sd)
+    return (
+        isinstance(sd, dict)
+        and ("patch_embed.proj.weight" in sd or "patch_embed.proj.0.weight" in sd)
+        and "pos_embed" in sd
+        and any(isinstance(k, str) and k.startswith("blocks.0.") for k in sd)
+    )
 
 
 def _tensors(d: Dict) -> Dict[str, torch.Tensor]:
@@ -70,7 +79,7 @@ def detect(obj: Dict) -> Optional[Tuple[str, Dict[str, torch.Tensor], Dict]]:
         info["arch"] = arch if isinstance(arch, str) else None
         if "epoch" in obj and isinstance(obj["epoch"], (int, float)):
             info["epoch"] = int(obj["epoch"])
-        enc = {k[len(MOCO_PREFIX):]: v for k, v in _tensors(sd).items() if k.startswith(MOCO_PREFIX)}
+        enc = {k[len(MOCO_PREFIX) :]: v for k, v in _tensors(sd).items() if k.startswith(MOCO_PREFIX)}
         return MOCOV3_FORMAT, _drop_heads(enc), info
     for wrapper in ("model", "state_dict", "module"):
         inner = obj.get(wrapper)
@@ -87,37 +96,41 @@ def detect(obj: Dict) -> Optional[Tuple[str, Dict[str, torch.Tensor], Dict]]:
 def _strip_module(sd: Dict) -> Dict:
     """DistributedDataParallel saves keys as 'module.<key>'."""
     if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
+        return {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
 def _square(n: int, what: str, source: str) -> int:
     s = int(round(math.sqrt(n)))
     if s * s != n:
-        raise SslvitError(f"'{source}': {what} has {n} positions, not a square grid; only square ViT inputs are "
-                          f"supported")
+        raise SslvitError(
+            f"'{source}': {what} has {n} positions, not a square grid; only square ViT inputs are supported"
+        )
     return s
 
 
-def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: Optional[str] = None
-                     ) -> Tuple[ModelConfig, Dict, List[str]]:
+def infer_vit_config(
+    sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: Optional[str] = None
+) -> Tuple[ModelConfig, Dict, List[str]]:
     """Shapes (+ the official ``arch``) -> (model config, data config, notes for the user)."""
-
 
     notes: List[str] = []
     stem = None
-    if any(k.startswith("patch_embed.proj.0.") for k in sd):          # a conv stem: proj is a Sequential
+    if any(k.startswith("patch_embed.proj.0.") for k in sd):  # a conv stem: proj is a Sequential
         dim = sd["pos_embed"].shape[-1] if "pos_embed" in sd else 0
         stem = infer_stem(sd, int(dim), source)
         if stem is None:
-            raise SslvitError(f"'{source}' is a conv-stem ViT ({arch or 'patch_embed.proj is a Sequential'}) whose "
-                              f"stem matches none of sslvit's stems (conv = MoCo v3 vit_conv_*, scaled_relu*); "
-                              f"load it with its own code")
+            raise SslvitError(
+                f"'{source}' is a conv-stem ViT ({arch or 'patch_embed.proj is a Sequential'}) whose "
+                f"stem matches none of sslvit's stems (conv = MoCo v3 vit_conv_*, scaled_relu*); "
+                f"load it with its own code"
+            )
     if arch is not None and not arch.startswith("vit"):
         raise SslvitError(f"'{source}' is a MoCo v3 '{arch}' checkpoint; sslvit loads ViT backbones only")
     if "cls_token" not in sd:
-        raise SslvitError(f"'{source}' has no cls_token; sslvit backbones use the CLS token (global-pool-only "
-                          f"ViTs are not supported)")
+        raise SslvitError(
+            f"'{source}' has no cls_token; sslvit backbones use the CLS token (global-pool-only ViTs are not supported)"
+        )
     if "dist_token" in sd:
         raise SslvitError(f"'{source}' is a distilled DeiT (dist_token); use a non-distilled checkpoint")
     if stem is not None:
@@ -127,8 +140,10 @@ def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: O
     else:
         proj = sd["patch_embed.proj.weight"]
         if proj.ndim != 4 or proj.shape[-1] != proj.shape[-2]:
-            raise SslvitError(f"'{source}' key 'patch_embed.proj.weight' has shape {tuple(proj.shape)}; expected a "
-                              f"square conv kernel (D, C, p, p)")
+            raise SslvitError(
+                f"'{source}' key 'patch_embed.proj.weight' has shape {tuple(proj.shape)}; expected a "
+                f"square conv kernel (D, C, p, p)"
+            )
         embed_dim, in_chans, patch = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[-1])
     depth = 1 + max(int(m.group(1)) for m in (_BLOCK.match(k) for k in sd) if m)
     fc1 = sd.get("blocks.0.mlp.fc1.weight")
@@ -141,20 +156,34 @@ def infer_vit_config(sd: Dict[str, torch.Tensor], source: str, fmt: str, arch: O
         notes.append(f"num_heads={heads} from the checkpoint's arch '{arch}'")
     else:
         heads = max(1, embed_dim // 64)
-        notes.append(f"num_heads={heads} assumed (64-d heads, timm's convention); the file cannot say, so if the "
-                     f"network had another count pass --set model.num_heads=N")
+        notes.append(
+            f"num_heads={heads} assumed (64-d heads, timm's convention); the file cannot say, so if the "
+            f"network had another count pass --set model.num_heads=N"
+        )
     # A fixed 2-D sin-cos table (ours) is regenerated exactly at a new size; anything else is resampled.
     ours = sincos_pos_embed((grid, grid), embed_dim) if embed_dim % 4 == 0 else None
     pos = "sincos" if ours is not None and torch.allclose(pe.float(), ours, atol=1e-5) else "learned"
-    name = next((n for n, s in SIZES.items() if s["embed_dim"] == embed_dim and s["depth"] == depth), None) or \
-        next((n for n, s in SIZES.items() if s["embed_dim"] == embed_dim), "vit_tiny")
-    cfg = ModelConfig(name=name, img_size=img_size, patch_size=patch, in_chans=in_chans, embed_dim=embed_dim,
-                      depth=depth, num_heads=heads, mlp_ratio=mlp_ratio, pos_embed=pos)
-    if stem is not None:                       # depth is explicit (the file's block count): no block is removed
+    name = next((n for n, s in SIZES.items() if s["embed_dim"] == embed_dim and s["depth"] == depth), None) or next(
+        (n for n, s in SIZES.items() if s["embed_dim"] == embed_dim), "vit_tiny"
+    )
+    cfg = ModelConfig(
+        name=name,
+        img_size=img_size,
+        patch_size=patch,
+        in_chans=in_chans,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=mlp_ratio,
+        pos_embed=pos,
+    )
+    if stem is not None:  # depth is explicit (the file's block count): no block is removed
         cfg.stem = stem["stem"]
         cfg.patch_embed = PatchEmbedConfig(stem_channels=stem["stem_channels"], stem_stride=stem["stem_stride"])
     mean = list(IMAGENET_MEAN) if in_chans == 3 else [sum(IMAGENET_MEAN) / 3] * in_chans
     std = list(IMAGENET_STD) if in_chans == 3 else [sum(IMAGENET_STD) / 3] * in_chans
-    notes.append(f"{fmt} checkpoint: {embed_dim}-d, depth {depth}, patch {patch}, {in_chans} channel(s), "
-                 f"{img_size} px, ImageNet mean/std assumed")
+    notes.append(
+        f"{fmt} checkpoint: {embed_dim}-d, depth {depth}, patch {patch}, {in_chans} channel(s), "
+        f"{img_size} px, ImageNet mean/std assumed"
+    )
     return cfg, InputSpec(img_size, in_chans, tuple(mean), tuple(std)), notes

@@ -1,4 +1,5 @@
 """The `sslvit` command line: one click command per file, parsing and validation only."""
+
 from __future__ import annotations
 
 import click
@@ -12,9 +13,9 @@ from ssl_vit.cli.export import export_cmd
 from ssl_vit.cli.knn import knn_cmd
 from ssl_vit.cli.linear_probe import linear_probe_cmd
 from ssl_vit.cli.pretrain import pretrain_cmd
-from ssl_vit.cli.train import train_cmd
 from ssl_vit.cli.search import search_cmd
 from ssl_vit.cli.sweep import sweep_cmd
+from ssl_vit.cli.train import train_cmd
 
 
 @click.group(cls=SslvitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

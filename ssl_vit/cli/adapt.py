@@ -1,4 +1,5 @@
 """`sslvit adapt`: Convpass or a PETL baseline on a frozen backbone; select on val, report test once."""
+
 from __future__ import annotations
 
 import typing
@@ -21,26 +22,57 @@ from ssl_vit.evaluation.results import write_results
 ADAPT_FILES = ("config.yaml", "metrics.jsonl", "results.json", "results.md", "adapter.safetensors")
 
 #: What `sslvit adapt` reads; a --set of any other key is refused (it would have no effect).
-READS = Reads("adapt", ("seed", "model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.batch_size", "eval.max_train",
-                        "eval.max_test", "adapt", "log.progress", "log.tensorboard", "train.device", "train.precision",
-                        "train.threads"))
+READS = Reads(
+    "adapt",
+    (
+        "seed",
+        "model",
+        "data.data_dir",
+        "data.download",
+        "data.num_workers",
+        "data.on_bad_image",
+        "eval.batch_size",
+        "eval.max_train",
+        "eval.max_test",
+        "adapt",
+        "log.progress",
+        "log.tensorboard",
+        "train.device",
+        "train.precision",
+        "train.threads",
+    ),
+)
 
-METHOD_NAMES = list(typing.get_args(AdaptMethodName))      # the choices of adapt.method
+METHOD_NAMES = list(typing.get_args(AdaptMethodName))  # the choices of adapt.method
 
 
 @click.command("adapt")
-@click.option("--method", type=click.Choice(METHOD_NAMES), default=None,
-              help="Adaptation method: an alias of --set adapt.method (default: the recipe's adapt.method, else "
-                   "convpass).")
+@click.option(
+    "--method",
+    type=click.Choice(METHOD_NAMES),
+    default=None,
+    help="Adaptation method: an alias of --set adapt.method (default: the recipe's adapt.method, else convpass).",
+)
 @checkpoint_option
-@click.option("--dataset", required=True,
-              help="Labelled dataset spec: vtab:<root>/<task> | fewshot:<root>?shots=k&seed=s | fmnist | cifar100:<root> ...")
-@click.option("--recipe", default=None,
-              help="Recipe with an adapt: section (vtab_convpass, fewshot_convpass, vtab_cpu) or a .yaml path.")
-@click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Where results.json, adapter.safetensors and tensorboard/ go (default: runs/adapt-<time>).")
-@overwrite_option("outputs of an earlier run in --output-dir (config.yaml, metrics.jsonl, results.*, "
-                  "adapter.safetensors, tensorboard/: deleted first, said in one line)")
+@click.option(
+    "--dataset",
+    required=True,
+    help="Labelled dataset spec: vtab:<root>/<task> | fewshot:<root>?shots=k&seed=s | fmnist | cifar100:<root> ...",
+)
+@click.option(
+    "--recipe",
+    default=None,
+    help="Recipe with an adapt: section (vtab_convpass, fewshot_convpass, vtab_cpu) or a .yaml path.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Where results.json, adapter.safetensors and tensorboard/ go (default: runs/adapt-<time>).",
+)
+@overwrite_option(
+    "outputs of an earlier run in --output-dir (config.yaml, metrics.jsonl, results.*, "
+    "adapter.safetensors, tensorboard/: deleted first, said in one line)"
+)
 @set_option
 def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overrides):
     """Adapt a frozen ViT to a labelled dataset and print top1=<percent> last.
@@ -72,8 +104,10 @@ def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overri
     out = Path(output_dir) if output_dir else default_output_dir("adapt")
     found = run_files(out, ADAPT_FILES, ("tensorboard",))
     if found and not overwrite:
-        raise SslvitError(f"'{out}' already holds outputs ({', '.join(found)}); pass --overwrite to replace them "
-                          f"or choose another --output-dir")
+        raise SslvitError(
+            f"'{out}' already holds outputs ({', '.join(found)}); pass --overwrite to replace them "
+            f"or choose another --output-dir"
+        )
     if found:
         delete_outputs(out, found, log, "the earlier outputs")
     out.mkdir(parents=True, exist_ok=True)
@@ -81,9 +115,11 @@ def adapt_cmd(method, checkpoint, dataset, recipe, output_dir, overwrite, overri
     with cpu_threads(cfg.train.threads):
         res = run_adapt(checkpoint, dataset, cfg, out, model_sets, log)
     write_results(out, res, f"adapt ({res['method']})")
-    click.echo(f"{res['method']}: trainable {res['trainable_params']:,} params "
-               f"({100 * res['trainable_share']:.3f} % of {res['total_params']:,}); "
-               f"scale {res['scale']}, conv init {res['conv_init']}, epoch {res['epoch']}/{res['epochs']}"
-               + (f", val top-1 {res['val_top1']:.2f}" if res["val_top1"] is not None else ""))
+    click.echo(
+        f"{res['method']}: trainable {res['trainable_params']:,} params "
+        f"({100 * res['trainable_share']:.3f} % of {res['total_params']:,}); "
+        f"scale {res['scale']}, conv init {res['conv_init']}, epoch {res['epoch']}/{res['epochs']}"
+        + (f", val top-1 {res['val_top1']:.2f}" if res["val_top1"] is not None else "")
+    )
     click.echo(f"results: {out / 'results.json'}")
     click.echo(f"top1={res['top1']:.2f}")

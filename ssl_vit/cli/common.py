@@ -3,6 +3,7 @@
 Exit codes: 0 success; 2 bad usage or bad input (one line on stderr: the problem and the fix);
 1 any other failure (a bug: the traceback is shown).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,10 @@ from ssl_vit.config.loading import coerce, parse_set, setting_type, valid_keys
 from ssl_vit.engine.trainer import Preempted
 from ssl_vit.errors import SslvitError
 
-SET_HELP = ("Override a config key: --set section.key=value (repeatable), e.g. --set train.max_steps=100 "
-            "--set model.patch_embed.frozen=false. Unknown keys list the valid ones.")
+SET_HELP = (
+    "Override a config key: --set section.key=value (repeatable), e.g. --set train.max_steps=100 "
+    "--set model.patch_embed.frozen=false. Unknown keys list the valid ones."
+)
 
 
 def set_option(f):
@@ -46,8 +49,9 @@ class Reads:
         for r in self.keys:
             section, _, rest = r.partition(".")
             groups.setdefault(section, []).append(rest if r in leaves else "*")
-        return ", ".join(k if v == [""] else f"{k}.{v[0]}" if len(v) == 1 else f"{k}.{{{','.join(v)}}}"
-                         for k, v in groups.items())
+        return ", ".join(
+            k if v == [""] else f"{k}.{v[0]}" if len(v) == 1 else f"{k}.{{{','.join(v)}}}" for k, v in groups.items()
+        )
 
     def check(self, keys: Iterable[str], how: str = "--set") -> None:
         """Refuse a key this command does not read (unknown keys are left to the config loader's 'did you
@@ -55,8 +59,10 @@ class Reads:
         leaves = set(valid_keys())
         for key in keys:
             if key in leaves and not self.covers(key):
-                raise SslvitError(f"sslvit {self.command} does not read {key} ({how} {key}=... would have no "
-                                  f"effect); it reads {self.describe()}; drop {how} {key}")
+                raise SslvitError(
+                    f"sslvit {self.command} does not read {key} ({how} {key}=... would have no "
+                    f"effect); it reads {self.describe()}; drop {how} {key}"
+                )
 
     def check_sets(self, overrides: Iterable[str]) -> None:
         self.check(parse_set(o)[0] for o in overrides)
@@ -75,8 +81,10 @@ def alias_flags(overrides: Iterable[str], *aliases: Tuple[str, str, Optional[Any
         for item in overrides:
             k, v = parse_set(item)
             if k == key and coerce(v, t, key) != coerce(value, t, key):
-                raise SslvitError(f"{flag} {value} and --set {item} disagree ({flag} is an alias of {key}); give "
-                                  f"the value once: {flag} {value} or --set {item}")
+                raise SslvitError(
+                    f"{flag} {value} and --set {item} disagree ({flag} is an alias of {key}); give "
+                    f"the value once: {flag} {value} or --set {item}"
+                )
         out.append(f"{key}={json.dumps(value)}")
     return out
 
@@ -88,31 +96,49 @@ def overwrite_option(what: str):
 
 def checkpoint_option(f):
     """``--checkpoint``: any backbone the one loader (``ssl_vit.checkpoints.load``) reads."""
-    return click.option("--checkpoint", required=True,
-                        help="Run dir, last.pt, a .safetensors backbone, an official MoCo v3 .pth.tar, a DeiT or "
-                             "timm ViT file.")(f)
+    return click.option(
+        "--checkpoint",
+        required=True,
+        help="Run dir, last.pt, a .safetensors backbone, an official MoCo v3 .pth.tar, a DeiT or timm ViT file.",
+    )(f)
 
 
 def training_options(kind: str):
     """The options `pretrain` and `train` share: --recipe, --output-dir, --set, --resume, --force, --overwrite."""
+
     def deco(f):
-        for opt in reversed([
-            click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume "
-                                          "and no recipe, the run dir's config.yaml is used."),
-            click.option("--output-dir", type=click.Path(file_okay=False),
-                         help=f"Run directory (default: runs/{kind}-<time>)."),
-            set_option,
-            click.option("--resume", is_flag=True,
-                         help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none)."),
-            click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config."),
-            click.option("--overwrite", is_flag=True,
-                         help="Start over in an output dir that holds a run: deletes that run's files (config.yaml, "
-                              "metrics.jsonl, results.*, report.md, diag_*.png, checkpoints/, tensorboard/; each "
-                              "named in one log line; other files are kept). Without it (or --resume) such a dir "
-                              "is refused."),
-        ]):
+        for opt in reversed(
+            [
+                click.option(
+                    "--recipe",
+                    help="Recipe name (recipes/<name>.yaml) or path to a YAML file. With --resume "
+                    "and no recipe, the run dir's config.yaml is used.",
+                ),
+                click.option(
+                    "--output-dir",
+                    type=click.Path(file_okay=False),
+                    help=f"Run directory (default: runs/{kind}-<time>).",
+                ),
+                set_option,
+                click.option(
+                    "--resume",
+                    is_flag=True,
+                    help="Continue from <output-dir>/checkpoints/last.pt (starts fresh if none).",
+                ),
+                click.option("--force", is_flag=True, help="With --resume: accept a changed model/method/data config."),
+                click.option(
+                    "--overwrite",
+                    is_flag=True,
+                    help="Start over in an output dir that holds a run: deletes that run's files (config.yaml, "
+                    "metrics.jsonl, results.*, report.md, diag_*.png, checkpoints/, tensorboard/; each "
+                    "named in one log line; other files are kept). Without it (or --resume) such a dir "
+                    "is refused.",
+                ),
+            ]
+        ):
             f = opt(f)
         return f
+
     return deco
 
 
@@ -131,7 +157,7 @@ class SslvitGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as e:
-            if type(e).__name__ == "NoArgsIsHelpError":      # bare `sslvit` / `sslvit data`: the help is the answer
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `sslvit` / `sslvit data`: the help is the answer
                 click.echo(e.ctx.get_help())
                 sys.exit(0)
             where = e.ctx.command_path if e.ctx is not None else (prog_name or "sslvit")
@@ -143,14 +169,14 @@ class SslvitGroup(click.Group):
         except click.Abort:
             click.echo("aborted", err=True)
             sys.exit(1)
-        sys.exit(rv if isinstance(rv, int) else 0)    # an int is click's exit code (--help, --version: 0)
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int is click's exit code (--help, --version: 0)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SslvitError as e:
             click.echo(f"error: {one_line(e)}", err=True)
-            sys.exit(e.exit_code)            # 2; 1 for RunStopped (a run that stopped itself, e.g. on an alarm)
+            sys.exit(e.exit_code)  # 2; 1 for RunStopped (a run that stopped itself, e.g. on an alarm)
         except click.exceptions.Exit:
             raise
         except KeyboardInterrupt:
@@ -190,10 +216,9 @@ def run_training(fn, cfg, out, resume: bool, force: bool, overwrite: bool = Fals
     except Preempted as e:
         click.echo(str(e), err=True)
         sys.exit(128 + e.signum)
-    if int(os.environ.get("RANK", "0")) != 0:      # under torchrun only rank 0 reports
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return None
     click.echo(f"run dir:     {summary['output_dir']}")
     click.echo(f"checkpoint:  {summary['checkpoint']}")
     click.echo(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
     return summary
-

@@ -1,4 +1,5 @@
 """`sslvit diagnose`: stability report of one or more runs (plots + Markdown), also while they train."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,11 @@ READS = Reads("diagnose", ("diag", "log", "model", "train"))
 
 @click.command("diagnose")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Where the comparison of several runs goes (default: runs/diagnose-<time>).")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Where the comparison of several runs goes (default: runs/diagnose-<time>).",
+)
 @set_option
 def diagnose_cmd(run_dirs, output_dir, overrides):
     """Stability report of RUN_DIR(s) from metrics.jsonl: curves with spikes marked, a table (spike

@@ -1,4 +1,5 @@
 """`sslvit export CKPT --to timm OUT.safetensors`: a checkpoint timm loads without sslvit."""
+
 from __future__ import annotations
 
 import click

@@ -1,4 +1,5 @@
 """`sslvit linear-probe`: a linear classifier on a frozen backbone's features (fast or MoCo v3 protocol)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,17 +14,39 @@ from ssl_vit.evaluation.results import RESULT_FILES, write_results
 from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
 #: What `sslvit linear-probe` reads; a --set of any other key is refused (it would have no effect).
-READS = Reads("linear-probe", ("seed", "model", "data.data_dir", "data.download", "data.num_workers", "data.on_bad_image", "eval.batch_size",
-                               "eval.max_train", "eval.max_test", "eval.feature_cache", "eval.cache_dir", "probe",
-                               "log.progress", "train.device", "train.precision", "train.threads"))
+READS = Reads(
+    "linear-probe",
+    (
+        "seed",
+        "model",
+        "data.data_dir",
+        "data.download",
+        "data.num_workers",
+        "data.on_bad_image",
+        "eval.batch_size",
+        "eval.max_train",
+        "eval.max_test",
+        "eval.feature_cache",
+        "eval.cache_dir",
+        "probe",
+        "log.progress",
+        "train.device",
+        "train.precision",
+        "train.threads",
+    ),
+)
 
 
 @click.command("linear-probe")
 @checkpoint_option
-@click.option("--dataset", required=True,
-              help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ...")
-@click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Where results.json goes (default: runs/linear-probe-<time>).")
+@click.option(
+    "--dataset", required=True, help="Labelled dataset spec: fmnist | cifar10:<root> | imagefolder:<root> ..."
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Where results.json goes (default: runs/linear-probe-<time>).",
+)
 @overwrite_option("results.json / results.md in --output-dir")
 @set_option
 def linear_probe_cmd(checkpoint, dataset, output_dir, overwrite, overrides):
@@ -57,8 +80,10 @@ def linear_probe_cmd(checkpoint, dataset, output_dir, overwrite, overrides):
     res.update(describe_backbone(s.loaded), checkpoint=s.loaded.source, precision=s.precision.name)
     write_results(out, res, f"linear probe ({res['mode']})")
     if res["mode"] == "protocol":
-        click.echo(f"top-1 last epoch {res['top1_last']:.2f} (reported), best epoch {res['best_epoch']}: "
-                   f"{res['top1_best']:.2f} (chosen on test, optimistic)")
+        click.echo(
+            f"top-1 last epoch {res['top1_last']:.2f} (reported), best epoch {res['best_epoch']}: "
+            f"{res['top1_best']:.2f} (chosen on test, optimistic)"
+        )
     else:
         click.echo(f"chose lr={res['lr']:g}, weight_decay={res['weight_decay']:g} (val top-1 {res['val_top1']:.2f})")
     click.echo(f"results: {out / 'results.json'}")

@@ -1,4 +1,5 @@
 """`sslvit pretrain`: MoCo v3 pretraining from a recipe."""
+
 from __future__ import annotations
 
 import click
@@ -14,14 +15,20 @@ READS = Reads("pretrain", ("seed", "data", "aug", "model", "method", "optim", "t
 
 
 def _epilog() -> str:
-    return ("\b\nRecipes: " + ", ".join(available_recipes())
-            + "\nBackbones (model.name): " + ", ".join(backbone_names())
-            + "\nStems (model.stem): " + ", ".join(stem_names())
-            + "\nDatasets (data.dataset): " + ", ".join(dataset_kinds())
-            + "\n\b\nExamples:\n  sslvit pretrain --recipe smoke\n"
-            "  sslvit pretrain --recipe fmnist_demo --set train.time_budget_min=3 --output-dir runs/demo\n"
-            "  sslvit pretrain --output-dir runs/demo --resume       # continue where it stopped\n"
-            "  tensorboard --logdir runs/demo/tensorboard")
+    return (
+        "\b\nRecipes: "
+        + ", ".join(available_recipes())
+        + "\nBackbones (model.name): "
+        + ", ".join(backbone_names())
+        + "\nStems (model.stem): "
+        + ", ".join(stem_names())
+        + "\nDatasets (data.dataset): "
+        + ", ".join(dataset_kinds())
+        + "\n\b\nExamples:\n  sslvit pretrain --recipe smoke\n"
+        "  sslvit pretrain --recipe fmnist_demo --set train.time_budget_min=3 --output-dir runs/demo\n"
+        "  sslvit pretrain --output-dir runs/demo --resume       # continue where it stopped\n"
+        "  tensorboard --logdir runs/demo/tensorboard"
+    )
 
 
 class _EpilogCommand(click.Command):
@@ -46,5 +53,7 @@ def pretrain_cmd(recipe, output_dir, overrides, resume, force, overwrite):
         return
     if "knn" in summary:
         k = summary["knn"]
-        click.echo(f"kNN (k={k['k']}, T={k['temperature']}) on {k['dataset']}: {k['n_train']} train / {k['n_test']} test")
+        click.echo(
+            f"kNN (k={k['k']}, T={k['temperature']}) on {k['dataset']}: {k['n_train']} train / {k['n_test']} test"
+        )
         click.echo(f"top1={k['top1']:.2f}")

@@ -1,4 +1,5 @@
 """`sslvit search`: ViTAS evolutionary architecture search under a FLOPs budget."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,11 @@ READS = Reads("search", (*PRETRAIN_READS.keys, "search"))
 
 @click.command("search")
 @click.option("--recipe", required=True, help="Recipe name (vitas_smoke, vitas_fmnist) or path to a YAML file.")
-@click.option("--output-dir", type=click.Path(file_okay=False), help="Search directory (default: runs/search-<time>). "
-              "An existing search_state.json there is resumed.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Search directory (default: runs/search-<time>). An existing search_state.json there is resumed.",
+)
 @set_option
 def search_cmd(recipe, output_dir, overrides):
     """ViTAS: train a superformer (unless search.supernet names one), then evolve sub-networks under
@@ -40,8 +44,10 @@ def search_cmd(recipe, output_dir, overrides):
     out = Path(output_dir) if output_dir else default_output_dir("search")
     res = run_search(cfg, out, log=lambda m: click.echo(m, err=True))
     click.echo(f"search dir:  {out}")
-    click.echo(f"evaluated:   {res['evaluated']} sub-networks in {res['generations']} generations; "
-               f"Pareto front: {len(res['pareto'])} (pareto.md, pareto.png)")
+    click.echo(
+        f"evaluated:   {res['evaluated']} sub-networks in {res['generations']} generations; "
+        f"Pareto front: {len(res['pareto'])} (pareto.md, pareto.png)"
+    )
     for b in res["best"]:
         click.echo(f"#{b['rank']}: {b['key']}  {b['gflops']:.4f} GFLOPs  top1={b['top1']:.2f}  -> {b['recipe']}")
     click.echo(f"best={res['best'][0]['key']}")

@@ -1,4 +1,5 @@
 """`sslvit sweep`: a recipe over a grid of --set values and seeds, side by side, resumable, summarised."""
+
 from __future__ import annotations
 
 import shlex
@@ -22,24 +23,50 @@ READS = Reads("sweep", PRETRAIN_READS.keys)
 
 @click.command("sweep")
 @click.option("--recipe", help="Recipe name (recipes/<name>.yaml) or path to a YAML file.")
-@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
-              help="A swept config key and its values (repeatable; one run per combination). Commas inside "
-                   "[...] stay, e.g. --grid aug.crop_scale=[0.2,1.0],[0.5,1.0].")
-@click.option("--seeds", metavar="S1,S2,...", help="Seeds, each point is run once per seed (default: the "
-                                                      "recipe's seed). 0-2 means 0,1,2.")
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    help="A swept config key and its values (repeatable; one run per combination). Commas inside "
+    "[...] stay, e.g. --grid aug.crop_scale=[0.2,1.0],[0.5,1.0].",
+)
+@click.option(
+    "--seeds",
+    metavar="S1,S2,...",
+    help="Seeds, each point is run once per seed (default: the recipe's seed). 0-2 means 0,1,2.",
+)
 @set_option
-@click.option("--output-dir", type=click.Path(), help="Sweep directory (default: runs/sweep-<time>). Rerunning "
-              "with the same directory continues the sweep.")
-@click.option("--jobs", type=int, default=None, help="Runs at once, as separate processes (default: 1, or what "
-              "the sweep being continued used).")
-@click.option("--threads", type=int, default=None,
-              help="CPU threads per run: train.threads and OMP_NUM_THREADS (default: cores / jobs).")
-@click.option("--retry-failed", is_flag=True, help="Run again the runs that failed earlier (default: keep them "
-                                                    "as failed).")
-@click.option("--summarize-only", is_flag=True, help="Only re-read the runs of --output-dir and rewrite "
-                                                      "sweep.json, sweep.md and the plot; runs nothing.")
-@click.option("--dry-run", is_flag=True, help="Validate every point and list the runs and their commands; "
-                                               "runs nothing, writes nothing.")
+@click.option(
+    "--output-dir",
+    type=click.Path(),
+    help="Sweep directory (default: runs/sweep-<time>). Rerunning with the same directory continues the sweep.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Runs at once, as separate processes (default: 1, or what the sweep being continued used).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads per run: train.threads and OMP_NUM_THREADS (default: cores / jobs).",
+)
+@click.option(
+    "--retry-failed", is_flag=True, help="Run again the runs that failed earlier (default: keep them as failed)."
+)
+@click.option(
+    "--summarize-only",
+    is_flag=True,
+    help="Only re-read the runs of --output-dir and rewrite sweep.json, sweep.md and the plot; runs nothing.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate every point and list the runs and their commands; runs nothing, writes nothing.",
+)
 def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_failed, summarize_only, dry_run):
     """Pretrain a recipe over a grid of config values and seeds, up to --jobs runs at once, and
     summarise: final kNN, spikes, kNN dips, alarms, RankMe, attention logits and CPU time per run, and the
@@ -70,7 +97,7 @@ def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_f
       tensorboard --logdir runs/sweep                         # every run's curves, overlaid
     """
 
-    log = lambda m: click.echo(m, err=True)        # noqa: E731 -- progress on stderr, results on stdout
+    log = lambda m: click.echo(m, err=True)  # noqa: E731 -- progress on stderr, results on stdout
     given = bool(recipe or grid or seeds or overrides)
     if summarize_only:
         if dry_run:
@@ -91,8 +118,10 @@ def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_f
     else:
         stored = load_spec_file(out) if output_dir else None
         if stored is None:
-            raise SslvitError("nothing to sweep: pass --recipe and at least one --grid key=v1,v2 (e.g. --recipe smoke "
-                              "--grid optim.lr=1e-3,3e-3), or the --output-dir of a sweep to continue")
+            raise SslvitError(
+                "nothing to sweep: pass --recipe and at least one --grid key=v1,v2 (e.g. --recipe smoke "
+                "--grid optim.lr=1e-3,3e-3), or the --output-dir of a sweep to continue"
+            )
         spec = SweepSpec.from_dict(stored)
         threads = stored.get("threads") if threads is None else threads
         jobs = stored.get("jobs") if jobs is None else jobs
@@ -115,8 +144,10 @@ def sweep_cmd(recipe, grid, seeds, overrides, output_dir, jobs, threads, retry_f
 def _spec_from_args(recipe, grid, seeds, overrides):
 
     if not recipe:
-        raise SslvitError("no recipe given; pass --recipe NAME (e.g. --recipe smoke) with --grid, or only "
-                          "--output-dir to continue a stored sweep")
+        raise SslvitError(
+            "no recipe given; pass --recipe NAME (e.g. --recipe smoke) with --grid, or only "
+            "--output-dir to continue a stored sweep"
+        )
     axes = parse_grid(grid)
     if not axes:
         raise SslvitError("empty grid: give at least one --grid key=v1,v2, e.g. --grid optim.lr=1.5e-3,3e-3")
@@ -134,8 +165,9 @@ def _report(s, out) -> None:
     click.echo(f"sweep dir:   {out} ({SUMMARY_JSON}, {SUMMARY_MD}" + (f", {PLOT})" if s.get("plot") else ")"))
     click.echo(f"runs:        {s['n_runs']} ({counts}); {s['cpu_s_total']:.0f} CPU-s")
     if s["lr_key"]:
-        click.echo(f"LR sensitivity over {s['lr_key']} (Wortsman et al. 2023; mean kNN gap to the arm's best lr, "
-                   f"points):")
+        click.echo(
+            f"LR sensitivity over {s['lr_key']} (Wortsman et al. 2023; mean kNN gap to the arm's best lr, points):"
+        )
         for a in s["arms"]:
             sens = "–" if a["lr_sensitivity"] is None else f"{a['lr_sensitivity']:.2f}"
             best = "" if a["best_lr"] is None else f"  (best lr {a['best_lr']:g}: kNN {a['best_knn']:.2f})"

@@ -1,4 +1,5 @@
 """`sslvit train`: supervised training from scratch, optionally bootstrapped with an agent CNN."""
+
 from __future__ import annotations
 
 import click

@@ -2,6 +2,7 @@
 
 Every error is an :class:`SslvitError` with one line naming the key, the problem and the fix.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,12 +34,15 @@ class StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.setdefault(key, key_node)
-            except TypeError:            # an unhashable key: PyYAML reports it below
+            except TypeError:  # an unhashable key: PyYAML reports it below
                 continue
             if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' appears twice (first at line {first.start_mark.line + 1}), keep one",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"key '{key}' appears twice (first at line {first.start_mark.line + 1}), keep one",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep)
 
 
@@ -73,15 +77,20 @@ def find_recipe(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
         if not p.is_file():
-            raise SslvitError(f"recipe file '{name_or_path}' not found; pass an existing .yaml or one of: "
-                              f"{', '.join(available_recipes())}")
+            raise SslvitError(
+                f"recipe file '{name_or_path}' not found; pass an existing .yaml or one of: "
+                f"{', '.join(available_recipes())}"
+            )
         return p
     for d in recipe_dirs():
         cand = d / f"{name_or_path}.yaml"
         if cand.is_file():
             return cand
-    raise SslvitError(f"unknown recipe '{name_or_path}'" + did_you_mean(name_or_path, available_recipes())
-                      + f"; available: {', '.join(available_recipes())}")
+    raise SslvitError(
+        f"unknown recipe '{name_or_path}'"
+        + did_you_mean(name_or_path, available_recipes())
+        + f"; available: {', '.join(available_recipes())}"
+    )
 
 
 # ----------------------------------------------------------------------------- typed assignment
@@ -146,10 +155,15 @@ def coerce(value: Any, t, key: str) -> Any:
         return coerce(value, inner[0], key)
     if origin is typing.Literal:
         return _choice(value, args, key)
-    if origin in (tuple, Tuple) and len(args) == 2 and args[1] is Ellipsis:       # Tuple[X, ...]
+    if origin in (tuple, Tuple) and len(args) == 2 and args[1] is Ellipsis:  # Tuple[X, ...]
         raw = value
-        value = _split_list(value) if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) \
+        value = (
+            _split_list(value)
+            if isinstance(value, str)
+            else list(value)
+            if isinstance(value, (list, tuple))
             else [value]
+        )
         item = args[0]
         if typing.get_origin(item) is typing.Literal:
             choices = typing.get_args(item)
@@ -173,7 +187,11 @@ def coerce(value: Any, t, key: str) -> Any:
             return value.lower() in ("true", "yes", "1", "on")
         raise SslvitError(f"{key}: expected true or false, got {value!r}")
     if t is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer())
+        ):
             if isinstance(value, str):
                 try:
                     return int(value)
@@ -189,8 +207,9 @@ def coerce(value: Any, t, key: str) -> Any:
         except (TypeError, ValueError):
             raise SslvitError(f"{key}: expected a number, got {value!r}") from None
         if not math.isfinite(value):
-            raise SslvitError(f"{key}: expected a finite number, got {value}; nan and inf are not settings, give "
-                              f"a real value")
+            raise SslvitError(
+                f"{key}: expected a finite number, got {value}; nan and inf are not settings, give a real value"
+            )
         return value
     if t is str:
         if isinstance(value, (dict, list)):
@@ -201,8 +220,11 @@ def coerce(value: Any, t, key: str) -> Any:
 
 def _unknown_key(key: str, section_cls, prefix: str) -> SslvitError:
     keys = valid_keys(section_cls, prefix)
-    return SslvitError(f"unknown config key '{key}'" + did_you_mean(key, keys)
-                       + f"; valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}")
+    return SslvitError(
+        f"unknown config key '{key}'"
+        + did_you_mean(key, keys)
+        + f"; valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(keys)}"
+    )
 
 
 def from_dict(cls, data: Dict[str, Any], prefix: str = ""):
@@ -227,12 +249,14 @@ def from_dict(cls, data: Dict[str, Any], prefix: str = ""):
 
 def to_dict(cfg) -> Dict[str, Any]:
     """Plain nested dict (tuples as lists) for YAML / JSON / checkpoints."""
+
     def conv(v):
         if isinstance(v, tuple):
             return [conv(x) for x in v]
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v
+
     return conv(dataclasses.asdict(cfg))
 
 
@@ -261,10 +285,12 @@ def setting_type(key: str):
         t = _hints(cls)[part]
         if not dataclasses.is_dataclass(t):
             if i < len(parts) - 1:
-                raise SslvitError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section; check the key '{key}'")
+                raise SslvitError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section; check the key '{key}'")
             return t
         cls, prefix = t, prefix + part + "."
-    raise SslvitError(f"'{key}' is a section, not a value; set one of its keys, e.g. {valid_keys(cls, key + '.')[0]}=...")
+    raise SslvitError(
+        f"'{key}' is a section, not a value; set one of its keys, e.g. {valid_keys(cls, key + '.')[0]}=..."
+    )
 
 
 def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
@@ -282,13 +308,14 @@ def apply_overrides(cfg: Config, overrides: Iterable[str]) -> Config:
             last = i == len(parts) - 1
             if dataclasses.is_dataclass(t):
                 if last:
-                    raise SslvitError(f"'{key}' is a section, not a value; set one of its keys, e.g. "
-                                      f"{valid_keys(t, key + '.')[0]}=...")
+                    raise SslvitError(
+                        f"'{key}' is a section, not a value; set one of its keys, e.g. "
+                        f"{valid_keys(t, key + '.')[0]}=..."
+                    )
                 node, cls, prefix = node[part], t, prefix + part + "."
             else:
                 if not last:
-                    raise SslvitError(f"'{'.'.join(parts[:i + 1])}' is a value, not a section; "
-                                      f"check the key '{key}'")
+                    raise SslvitError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section; check the key '{key}'")
                 coerce(value, t, key)  # type check now, for a precise message
                 node[part] = value
     return from_dict(Config, data)
@@ -304,9 +331,10 @@ def load_yaml(path: Path) -> Dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise SslvitError(f"recipe '{path}' is not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as "
-                          f"UTF-8") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise SslvitError(
+            f"recipe '{path}' is not UTF-8 text (byte 0x{raw[e.start]:02x} at line {line}); save it as UTF-8"
+        ) from None
     try:
         data = safe_load(text)
     except yaml.YAMLError as e:
@@ -317,8 +345,10 @@ def load_yaml(path: Path) -> Dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SslvitError(f"recipe '{path}' holds a YAML {type(data).__name__}, not a mapping of sections (seed:, "
-                          f"data:, model:, train: ...); fix the file (see recipes/smoke.yaml)")
+        raise SslvitError(
+            f"recipe '{path}' holds a YAML {type(data).__name__}, not a mapping of sections (seed:, "
+            f"data:, model:, train: ...); fix the file (see recipes/smoke.yaml)"
+        )
     return data
 
 

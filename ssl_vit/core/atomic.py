@@ -3,6 +3,7 @@
 A crash (or SIGKILL) at any moment leaves either the old file or the new one, never half of one.
 Disk-full and permission errors surface as one-line :class:`SslvitError` messages.
 """
+
 from __future__ import annotations
 
 import errno
@@ -42,8 +43,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         if e.errno == errno.ENOSPC:
-            raise SslvitError(f"disk full while writing '{path}'; the previous file is intact, free space and "
-                              f"resume with --resume") from None
+            raise SslvitError(
+                f"disk full while writing '{path}'; the previous file is intact, free space and resume with --resume"
+            ) from None
         raise SslvitError(f"cannot write '{path}': {e.strerror}; check the directory's permissions") from None
     except BaseException:
         tmp.unlink(missing_ok=True)

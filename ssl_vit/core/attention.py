@@ -31,6 +31,7 @@ Example::
 
     plan = plan_attention(model, "cpu", "bf16")      # {'backbone': False, 'momentum_backbone': True}
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

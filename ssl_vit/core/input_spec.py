@@ -15,6 +15,7 @@ Example::
     spec.to_dict()                       # the checkpoint's data_config
     InputSpec.from_dict(spec.to_dict()) == spec
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -23,10 +24,10 @@ from typing import Dict, Mapping, Tuple
 
 @dataclass(frozen=True)
 class InputSpec:
-    img_size: int                   # square side in pixels the backbone runs at
-    in_chans: int                   # 1 (grey) or 3 (RGB)
-    mean: Tuple[float, ...]         # per-channel mean of [0, 1] pixels (1 or in_chans values)
-    std: Tuple[float, ...]          # per-channel std (1 or in_chans values)
+    img_size: int  # square side in pixels the backbone runs at
+    in_chans: int  # 1 (grey) or 3 (RGB)
+    mean: Tuple[float, ...]  # per-channel mean of [0, 1] pixels (1 or in_chans values)
+    std: Tuple[float, ...]  # per-channel std (1 or in_chans values)
 
     def __post_init__(self):
         object.__setattr__(self, "mean", tuple(self.mean))

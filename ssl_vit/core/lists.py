@@ -4,6 +4,7 @@ Example::
 
     split_list("[0.01, 0.1]")          # ['0.01', '0.1']
 """
+
 from __future__ import annotations
 
 from typing import List

@@ -8,11 +8,12 @@ emulated and ~100x slower than fp32 (measured here: 0.3 vs 125 GFLOP/s).
 suite uses it (``pytest --auto-precision=bf16``) so a machine without bf16 proves the suite passes
 where ``auto`` picks bf16, and the other way round. Explicit ``bf16`` / ``fp32`` settings are unaffected.
 """
+
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -49,7 +50,7 @@ def precision_name(name: str, device: torch.device) -> str:
 
 @dataclass
 class Precision:
-    name: str                                   # bf16 | fp16 | fp32
+    name: str  # bf16 | fp16 | fp32
     device: torch.device
     scaler: Optional[torch.amp.GradScaler] = None
 

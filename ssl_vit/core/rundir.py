@@ -16,6 +16,7 @@ Only rank 0 (``$RANK``) claims: under torchrun the other ranks write nothing.
 :func:`refuse_to_replace` is the same rule for single output files (``sslvit export``, results of the
 evaluation commands): an existing file is replaced only with ``--overwrite``.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,20 @@ from ssl_vit.errors import SslvitError
 
 try:
     import fcntl
-except ImportError:       # not POSIX: no lock, the other checks still hold
+except ImportError:  # not POSIX: no lock, the other checks still hold
     fcntl = None
 
 LOCK_NAME = "run.lock"
 # What a training run writes into its dir (deleted by overwrite=True; nothing else is touched).
-RUN_FILES = ("config.yaml", "metrics.jsonl", "results.json", "results.md", "report.md", "diag_training.png",
-             "diag_representation.png")
+RUN_FILES = (
+    "config.yaml",
+    "metrics.jsonl",
+    "results.json",
+    "results.md",
+    "report.md",
+    "diag_training.png",
+    "diag_representation.png",
+)
 RUN_DIRS = ("checkpoints", "tensorboard")
 
 
@@ -83,14 +91,16 @@ def delete_outputs(out: Path, found: List[str], log: Callable[[str], None], what
         try:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
         except OSError as e:
-            raise SslvitError(f"--overwrite: cannot delete '{p}': {e.strerror}; remove it by hand or choose another "
-                              f"--output-dir") from None
+            raise SslvitError(
+                f"--overwrite: cannot delete '{p}': {e.strerror}; remove it by hand or choose another --output-dir"
+            ) from None
     log(f"--overwrite: deleted {what} {', '.join(found)} in {out}")
 
 
 @contextmanager
-def claim_run_dir(output_dir, task: str, resume: bool = False, overwrite: bool = False,
-                  log: Callable[[str], None] = print) -> Iterator[Path]:
+def claim_run_dir(
+    output_dir, task: str, resume: bool = False, overwrite: bool = False, log: Callable[[str], None] = print
+) -> Iterator[Path]:
     """Hold ``output_dir`` for one ``task`` run (``pretrain`` / ``train``); see the module docstring."""
     out = Path(output_dir)
     if resume and overwrite:
@@ -109,27 +119,45 @@ def claim_run_dir(output_dir, task: str, resume: bool = False, overwrite: bool =
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 owner = _read_owner(f)
-                who = f"pid {owner.get('pid', '?')}" + (f" on {owner['host']}" if owner.get("host") else "") + \
-                    (f", sslvit {owner['task']}" if owner.get("task") else "")
-                raise SslvitError(f"run dir '{out}' is in use by another sslvit process ({who}); wait for it to "
-                                  f"finish or stop it, or choose another --output-dir") from None
+                who = (
+                    f"pid {owner.get('pid', '?')}"
+                    + (f" on {owner['host']}" if owner.get("host") else "")
+                    + (f", sslvit {owner['task']}" if owner.get("task") else "")
+                )
+                raise SslvitError(
+                    f"run dir '{out}' is in use by another sslvit process ({who}); wait for it to "
+                    f"finish or stop it, or choose another --output-dir"
+                ) from None
         f.seek(0)
         old_record = f.read()
         previous = _read_owner(f)
         found = run_files(out)
         if found and not resume and not overwrite:
-            raise SslvitError(f"'{out}' already holds a run ({', '.join(found)}); continue it with --resume, start "
-                              f"over with --overwrite (deletes those files) or choose another --output-dir")
+            raise SslvitError(
+                f"'{out}' already holds a run ({', '.join(found)}); continue it with --resume, start "
+                f"over with --overwrite (deletes those files) or choose another --output-dir"
+            )
         held = (previous.get("task") or _logged_task(out)) if resume and found else None
         if held not in (None, task):
-            raise SslvitError(f"'{out}' holds an `sslvit {held}` run, not an `sslvit {task}` one; resume it with: "
-                              f"sslvit {held} --output-dir {out} --resume")
+            raise SslvitError(
+                f"'{out}' holds an `sslvit {held}` run, not an `sslvit {task}` one; resume it with: "
+                f"sslvit {held} --output-dir {out} --resume"
+            )
         if found and overwrite:
             delete_outputs(out, found, log)
         f.seek(0)
         f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "task": task,
-                            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "task": task,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            )
+            + "\n"
+        )
         f.flush()
         try:
             yield out
@@ -140,13 +168,15 @@ def claim_run_dir(output_dir, task: str, resume: bool = False, overwrite: bool =
             f.flush()
             raise
     finally:
-        f.close()            # releases the lock
+        f.close()  # releases the lock
 
 
 def refuse_to_replace(paths: Iterable[Path], overwrite: bool, what: str = "") -> None:
     """One-line error when any of ``paths`` exists and ``overwrite`` is false."""
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not overwrite:
-        raise SslvitError(f"{' and '.join(repr(p) for p in existing)} already exist{'s' if len(existing) == 1 else ''}"
-                          f"{' (' + what + ')' if what else ''}; pass --overwrite to replace, or choose another "
-                          f"output")
+        raise SslvitError(
+            f"{' and '.join(repr(p) for p in existing)} already exist{'s' if len(existing) == 1 else ''}"
+            f"{' (' + what + ')' if what else ''}; pass --overwrite to replace, or choose another "
+            f"output"
+        )

@@ -4,6 +4,7 @@ Example::
 
     torch.Generator().manual_seed(derive_seed("aug", cfg.seed, step))   # the views of step ``step``
 """
+
 from __future__ import annotations
 
 import hashlib

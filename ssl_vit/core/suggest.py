@@ -4,6 +4,7 @@ Example::
 
     raise SslvitError(f"unknown backbone '{name}'" + did_you_mean(name, backbone_names()) + "; ...")
 """
+
 from __future__ import annotations
 
 import difflib

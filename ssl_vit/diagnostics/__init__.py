@@ -20,6 +20,7 @@ Example::
     from ssl_vit.diagnostics import default_hooks
     hooks = default_hooks(cfg)        # what the loop installs for every run
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,14 +36,28 @@ from ssl_vit.diagnostics.tb_layout import LayoutHook
 # public name -> module; imported on first use, so `sslvit diagnose` (report.py) does not pay for the hooks'
 # imports (lightly -> torchvision)
 _EXPORTS = {
-    "GradNormHook": "grad_norms", "group_grad_norms": "grad_norms", "param_groups": "grad_norms",
-    "KnnMonitorHook": "knn_monitor", "find_dips": "knn_monitor",
-    "RepresentationHook": "representation", "attention_entropy": "representation", "feature_std": "representation",
-    "rankme": "representation", "token_diversity": "representation",
-    "RobustSpikeDetector": "spikes", "SpikeHook": "spikes", "find_spikes": "spikes",
-    "LayoutHook": "tb_layout", "stability_layout": "tb_layout",
-    "AlarmHook": "alarms", "ChanceLoss": "alarms", "Collapse": "alarms", "Ceiling": "alarms", "EarlySpike": "alarms",
-    "attention_logits": "representation", "max_attention_logit": "representation",
+    "GradNormHook": "grad_norms",
+    "group_grad_norms": "grad_norms",
+    "param_groups": "grad_norms",
+    "KnnMonitorHook": "knn_monitor",
+    "find_dips": "knn_monitor",
+    "RepresentationHook": "representation",
+    "attention_entropy": "representation",
+    "feature_std": "representation",
+    "rankme": "representation",
+    "token_diversity": "representation",
+    "RobustSpikeDetector": "spikes",
+    "SpikeHook": "spikes",
+    "find_spikes": "spikes",
+    "LayoutHook": "tb_layout",
+    "stability_layout": "tb_layout",
+    "AlarmHook": "alarms",
+    "ChanceLoss": "alarms",
+    "Collapse": "alarms",
+    "Ceiling": "alarms",
+    "EarlySpike": "alarms",
+    "attention_logits": "representation",
+    "max_attention_logit": "representation",
 }
 
 
@@ -62,7 +77,14 @@ def default_hooks(cfg) -> List:
     """
     if not cfg.diag.enabled:
         return []
-    return [LayoutHook(), GradNormHook(cfg), SpikeHook(cfg), KnnMonitorHook(cfg), RepresentationHook(cfg), AlarmHook(cfg)]
+    return [
+        LayoutHook(),
+        GradNormHook(cfg),
+        SpikeHook(cfg),
+        KnnMonitorHook(cfg),
+        RepresentationHook(cfg),
+        AlarmHook(cfg),
+    ]
 
 
 __all__ = sorted(_EXPORTS) + ["default_hooks"]

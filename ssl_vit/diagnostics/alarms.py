@@ -28,7 +28,8 @@ Rules (thresholds: ``diag.alarm_*``; "early" = the max of the first ``diag.alarm
 
 Why these are silent in healthy runs (measured, ``recipes/instability_fmnist.yaml`` at base lr 1.5e-3 with 20
 warm-up steps, the smoke recipe, ``fmnist_vit_tiny``): RankMe stays 17-24 (floor 3), feature std within
-0.7x of its early value, attention entropy >= 0.77, token |cos| <= 0.93 (with the patch projection frozen: up to 0.987 in runs within 1 kNN point of the best, eval/reproduce/stability.md), the first steps' gradient norms fall
+0.7x of its early value, attention entropy >= 0.77, token |cos| <= 0.93 (with the patch projection frozen: up to
+0.987 in runs within 1 kNN point of the best, eval/reproduce/stability.md), the first steps' gradient norms fall
 (smoke: 109 -> 13, one 2x bounce) and the loss never rises above its start; the loss is tested only after
 warm-up + 40 steps (every run starts at chance; the 20-step smoke run is still at 0.97 x chance at its end).
 
@@ -44,6 +45,7 @@ Example::
     for step, v in [(2, 13.3), (4, 4.8), (6, 2.6)]:
         hit = rule.update(v)                 # None, None, (2.6, 13.3, 3.325)  -- (value, early, bound)
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +57,7 @@ from ssl_vit.diagnostics.spikes import is_diag_step
 from ssl_vit.engine.hooks import Action, Hook, RunState
 
 KINDS = ("loss_chance", "rankme", "feature_std", "attn_entropy", "over_smoothing", "early_spike")
-Hit = Tuple[float, float, float]             # (value, reference, bound)
+Hit = Tuple[float, float, float]  # (value, reference, bound)
 
 
 # ----------------------------------------------------------------------------------------- rules
@@ -162,15 +164,17 @@ def message(kind: str, step: int, value: float, reference: float, bound: float, 
     """The one-line warning of an alarm: what, at which step, the value, and what to change."""
     what = {
         "loss_chance": f"loss {value:.3f} (mean of the last steps) is at chance level ({reference:.3f}{detail}; bound "
-                       f"{bound:.3f}): the model is not learning",
+        f"{bound:.3f}): the model is not learning",
         "rankme": f"RankMe {value:.2f} (early value {reference:.2f}, bound {bound:.2f}): dimensional collapse",
         "feature_std": f"feature std {value:.4f} (early value {reference:.4f}, bound {bound:.4f}): the features "
-                       f"collapsed",
+        f"collapsed",
         "attn_entropy": f"attention entropy {value:.3f} in {detail} (early value {reference:.3f}, bound {bound:.3f}): "
-                        f"attention collapse",
-        "over_smoothing": f"output patch tokens nearly parallel (mean |cos| {value:.3f} >= {bound:.3f}): over-smoothing",
-        "early_spike": f"{detail} {value:.4g} is {value / reference:.1f}x the median of the first steps ({reference:.4g})"
-                       f": an early spike",
+        f"attention collapse",
+        "over_smoothing": f"output patch tokens nearly parallel (mean |cos| {value:.3f} >= {bound:.3f}): "
+        "over-smoothing",
+        "early_spike": f"{detail} {value:.4g} is {value / reference:.1f}x the median of the first steps "
+        f"({reference:.4g})"
+        f": an early spike",
     }[kind]
     fix = _FIX + (", or set model.qk_norm=true" if kind == "attn_entropy" else "")
     return f"alarm {kind} at step {step}: {what}; {fix}"
@@ -187,26 +191,33 @@ class AlarmHook(Hook):
         d = cfg.diag
         self.cfg, self.d = cfg, d
         self.stop = cfg.train.on_alarm == "stop"
-        self.loss: Optional[ChanceLoss] = None                      # built in on_start (needs the chance level)
+        self.loss: Optional[ChanceLoss] = None  # built in on_start (needs the chance level)
         self.rankme = Collapse("rankme", d.alarm_rankme_frac, d.alarm_rankme_floor, d.alarm_early_obs)
-        self.feature_std = Collapse("feature_std", d.alarm_feature_std_frac, d.alarm_feature_std_floor,
-                                    d.alarm_early_obs)
-        self.attn: Dict[str, Collapse] = {}                         # per block tag
+        self.feature_std = Collapse(
+            "feature_std", d.alarm_feature_std_frac, d.alarm_feature_std_floor, d.alarm_early_obs
+        )
+        self.attn: Dict[str, Collapse] = {}  # per block tag
         self.smooth = Ceiling(d.alarm_token_cos)
-        self.early = {"grad_norm": EarlySpike(d.alarm_early_grad_ratio, d.spike_min_history),
-                      "loss": EarlySpike(d.alarm_early_loss_ratio, d.spike_min_history)}
-        self.active: Dict[str, bool] = {}                           # kind -> held at its last evaluation
-        self.fired: Dict[str, int] = {}                             # kind -> step of its first onset
+        self.early = {
+            "grad_norm": EarlySpike(d.alarm_early_grad_ratio, d.spike_min_history),
+            "loss": EarlySpike(d.alarm_early_loss_ratio, d.spike_min_history),
+        }
+        self.active: Dict[str, bool] = {}  # kind -> held at its last evaluation
+        self.fired: Dict[str, int] = {}  # kind -> step of its first onset
         self._loss_state: Dict[str, Any] = {}
 
     def on_start(self, run: RunState) -> None:
         chance = run.model.chance_loss(run.global_batch)
         if chance is not None:
-            self.loss = ChanceLoss(chance, self.d.alarm_loss_chance_frac, self.d.alarm_loss_window,
-                                   run.warmup_steps + self.d.alarm_grace_steps)
+            self.loss = ChanceLoss(
+                chance,
+                self.d.alarm_loss_chance_frac,
+                self.d.alarm_loss_window,
+                run.warmup_steps + self.d.alarm_grace_steps,
+            )
             self.loss.load_state_dict(self._loss_state)
         else:
-            self.early.pop("loss", None)                          # composite losses move legitimately
+            self.early.pop("loss", None)  # composite losses move legitimately
 
     def _check(self, run: RunState) -> Dict[str, Tuple[Hit, str]]:
         """{kind: (hit, detail)} of the rules that hold now."""
@@ -227,8 +238,15 @@ class AlarmHook(Hook):
                 hits["feature_std"] = (h, "")
         worst = None
         for tag in sorted(t for t in vals if t.startswith("diag/attn_entropy/block_")):
-            rule = self.attn.setdefault(tag, Collapse("attn_entropy", self.d.alarm_attn_entropy_frac,
-                                                      self.d.alarm_attn_entropy_floor, self.d.alarm_early_obs))
+            rule = self.attn.setdefault(
+                tag,
+                Collapse(
+                    "attn_entropy",
+                    self.d.alarm_attn_entropy_frac,
+                    self.d.alarm_attn_entropy_floor,
+                    self.d.alarm_early_obs,
+                ),
+            )
             if (h := rule.update(vals[tag])) and (worst is None or h[0] < worst[0][0]):
                 worst = (h, tag.rsplit("/", 1)[1])
         if worst is not None:
@@ -254,8 +272,9 @@ class AlarmHook(Hook):
                 continue
             (value, ref, bound), detail = hits[kind]
             msg = message(kind, run.step, value, ref, bound, detail)
-            run.record.event("alarm", {f"diag/alarm/{kind}": 1.0}, alarm=kind, value=value, reference=ref,
-                             bound=bound, message=msg)
+            run.record.event(
+                "alarm", {f"diag/alarm/{kind}": 1.0}, alarm=kind, value=value, reference=ref, bound=bound, message=msg
+            )
             if kind not in self.fired:
                 self.fired[kind] = run.step
                 if run.ctx.is_main:
@@ -268,20 +287,30 @@ class AlarmHook(Hook):
         return kind != "loss_chance" or self.loss is not None
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"loss": self.loss.state_dict() if self.loss is not None else {},
-                "rankme": self.rankme.state_dict(), "feature_std": self.feature_std.state_dict(),
-                "attn": {k: r.state_dict() for k, r in self.attn.items()},
-                "early": {k: r.state_dict() for k, r in self.early.items()},
-                "active": dict(self.active), "fired": dict(self.fired)}
+        return {
+            "loss": self.loss.state_dict() if self.loss is not None else {},
+            "rankme": self.rankme.state_dict(),
+            "feature_std": self.feature_std.state_dict(),
+            "attn": {k: r.state_dict() for k, r in self.attn.items()},
+            "early": {k: r.state_dict() for k, r in self.early.items()},
+            "active": dict(self.active),
+            "fired": dict(self.fired),
+        }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self._loss_state = state.get("loss", {})                  # applied in on_start, once the rule exists
+        self._loss_state = state.get("loss", {})  # applied in on_start, once the rule exists
         self.rankme.load_state_dict(state.get("rankme", {}))
         self.feature_std.load_state_dict(state.get("feature_std", {}))
         for tag, s in state.get("attn", {}).items():
-            self.attn.setdefault(tag, Collapse("attn_entropy", self.d.alarm_attn_entropy_frac,
-                                               self.d.alarm_attn_entropy_floor, self.d.alarm_early_obs)
-                                 ).load_state_dict(s)
+            self.attn.setdefault(
+                tag,
+                Collapse(
+                    "attn_entropy",
+                    self.d.alarm_attn_entropy_frac,
+                    self.d.alarm_attn_entropy_floor,
+                    self.d.alarm_early_obs,
+                ),
+            ).load_state_dict(s)
         for k, s in state.get("early", {}).items():
             if k in self.early:
                 self.early[k].load_state_dict(s)

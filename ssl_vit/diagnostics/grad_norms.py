@@ -30,6 +30,7 @@ Example::
     groups = param_groups(mocov3_model)                 # {'patch_embed': [...], 'block_0': [...], ...}
     norms = group_grad_norms(groups)                    # {'patch_embed': 0.03, 'block_0': 0.5, ...}
 """
+
 from __future__ import annotations
 
 import re
@@ -71,7 +72,7 @@ def param_groups(model: nn.Module, include_frozen_patch_embed: bool = True) -> D
 
 def _group_sq_sums(tensors: List[torch.Tensor], index: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Sum of squared norms of ``tensors`` per group -> (G,), on the device, no host sync."""
-    norms = torch.stack(torch._foreach_norm(tensors)).float()               # (P,)
+    norms = torch.stack(torch._foreach_norm(tensors)).float()  # (P,)
     out = torch.zeros(n_groups, device=norms.device, dtype=torch.float32)
     return out.index_add_(0, index.to(norms.device), norms.square())
 
@@ -116,7 +117,7 @@ class GradNormHook(Hook):
     def _arm(self, on: bool) -> None:
         """Before a diag step's forward: let the frozen patch projection receive a gradient (else not)."""
         for p in self.frozen:
-            p.grad = None                       # never left for an update (the optimizer does not hold it)
+            p.grad = None  # never left for an update (the optimizer does not hold it)
             p.requires_grad_(on)
 
     def after_backward(self, run: RunState, step: int) -> None:

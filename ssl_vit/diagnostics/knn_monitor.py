@@ -20,6 +20,7 @@ Example::
     dips = find_dips([(500, 70.1), (1000, 74.0), (1500, 69.5), (2000, 75.2)], min_drop=2.0)
     # [{'step': 1500, 'top1': 69.5, 'best': 74.0, 'best_step': 1000, 'drop': 4.5}]
 """
+
 from __future__ import annotations
 
 import warnings
@@ -40,8 +41,9 @@ def find_dips(history: Sequence[Tuple[int, float]], min_drop: float) -> List[Dic
     best, best_step, out = float("-inf"), None, []
     for step, v in history:
         if best - v >= min_drop:
-            out.append({"step": int(step), "top1": float(v), "best": best, "best_step": best_step,
-                        "drop": round(best - v, 4)})
+            out.append(
+                {"step": int(step), "top1": float(v), "best": best, "best_step": best_step, "drop": round(best - v, 4)}
+            )
         if v > best:
             best, best_step = float(v), int(step)
     return out
@@ -58,7 +60,7 @@ class KnnMonitorHook(Hook):
         self._disabled = False
 
     def on_start(self, run: RunState) -> None:
-        if self.history:                                      # resumed: the monitor value of the checkpoint
+        if self.history:  # resumed: the monitor value of the checkpoint
             run.monitor = self.history[-1][1]
 
     def _load(self):
@@ -79,11 +81,15 @@ class KnnMonitorHook(Hook):
                 self._disabled = True
                 return None
         bank, bl, query, ql = self._data
-        kw = dict(batch_size=self.cfg.eval.batch_size, device=run.device, precision=run.precision,
-                  num_workers=self.cfg.data.num_workers)
+        kw = dict(
+            batch_size=self.cfg.eval.batch_size,
+            device=run.device,
+            precision=run.precision,
+            num_workers=self.cfg.data.num_workers,
+        )
         spec = run.input_spec
-        fb = extract_features(run.model.backbone, bank, spec, **kw)                          # (n, D)
-        fq = extract_features(run.model.backbone, query, spec, **kw)                         # (m, D)
+        fb = extract_features(run.model.backbone, bank, spec, **kw)  # (n, D)
+        fq = extract_features(run.model.backbone, query, spec, **kw)  # (m, D)
         return knn_top1(fb, bl, fq, ql, min(self.cfg.eval.knn_k, len(bank)), self.cfg.eval.knn_temperature)
 
     def after_step(self, run: RunState, step: int) -> None:

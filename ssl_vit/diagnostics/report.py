@@ -20,6 +20,7 @@ Example::
     paths = write_run_report(run)                     # runs/fm/report.md, diag_training.png, ...
     write_comparison([read_run(a), read_run(b)], "runs/compare")
 """
+
 from __future__ import annotations
 
 import io
@@ -49,13 +50,13 @@ FIRST_LAYER = "grad_norm/patch_embed"
 class RunData:
     path: Path
     name: str
-    records: Dict[int, Dict[str, Any]]        # step -> merged record
-    bad_lines: int = 0                        # corrupt lines skipped
-    cut_tail: bool = False                    # the file ends inside a line (run still writing / killed)
-    cfg: Any = None                           # ssl_vit Config (defaults where config.yaml is missing)
+    records: Dict[int, Dict[str, Any]]  # step -> merged record
+    bad_lines: int = 0  # corrupt lines skipped
+    cut_tail: bool = False  # the file ends inside a line (run still writing / killed)
+    cfg: Any = None  # ssl_vit Config (defaults where config.yaml is missing)
     has_config: bool = False
     label: str = ""
-    alarm_events: List[Dict[str, Any]] = field(default_factory=list)   # the `event: alarm` lines, in file order
+    alarm_events: List[Dict[str, Any]] = field(default_factory=list)  # the `event: alarm` lines, in file order
 
     @property
     def steps(self) -> List[int]:
@@ -69,7 +70,7 @@ def _num(v) -> Optional[float]:
         return float(v)
     if isinstance(v, str):
         try:
-            return float(v)                   # the logger writes non-finite numbers as "nan" / "inf"
+            return float(v)  # the logger writes non-finite numbers as "nan" / "inf"
         except ValueError:
             return None
     return None
@@ -83,15 +84,17 @@ def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
         raise SslvitError(f"run dir '{d}' not found; pass a directory written by sslvit pretrain --output-dir")
     mpath = d / "metrics.jsonl"
     if not mpath.is_file():
-        raise SslvitError(f"'{d}' has no metrics.jsonl; pass a run directory written by sslvit pretrain "
-                          f"(the file appears after the first logged step)")
+        raise SslvitError(
+            f"'{d}' has no metrics.jsonl; pass a run directory written by sslvit pretrain "
+            f"(the file appears after the first logged step)"
+        )
     try:
         raw = mpath.read_bytes()
     except OSError as e:
         raise SslvitError(f"cannot read '{mpath}': {e.strerror}; check its permissions") from None
     text = raw.decode("utf-8", errors="replace")
     lines = text.split("\n")
-    tail = lines.pop()                        # "" when the file ends with a newline
+    tail = lines.pop()  # "" when the file ends with a newline
     records: Dict[int, Dict[str, Any]] = {}
     events: List[Dict[str, Any]] = []
     bad, cut = 0, False
@@ -102,24 +105,26 @@ def read_run(run_dir, overrides: Sequence[str] = ()) -> RunData:
             rec = json.loads(line)
             step = int(rec["step"])
         except (ValueError, KeyError, TypeError):
-            if i == len(lines):               # the unterminated last line
+            if i == len(lines):  # the unterminated last line
                 cut = True
             else:
                 bad += 1
             continue
-        if rec.get("event") == "alarm":       # several alarms may share a step: kept apart, not merged
+        if rec.get("event") == "alarm":  # several alarms may share a step: kept apart, not merged
             events.append(rec)
         records.setdefault(step, {}).update(rec)
     if not records:
-        raise SslvitError(f"'{mpath}' has no complete records yet; wait until the run has logged a step "
-                          f"(log.every) and run sslvit diagnose again")
+        raise SslvitError(
+            f"'{mpath}' has no complete records yet; wait until the run has logged a step "
+            f"(log.every) and run sslvit diagnose again"
+        )
     cfg, has_cfg = Config(), False
     cpath = d / "config.yaml"
     if cpath.is_file():
         try:
             cfg, has_cfg = config_from_dict(yaml.safe_load(cpath.read_text()) or {}), True
         except (SslvitError, yaml.YAMLError, OSError, TypeError):
-            cfg = Config()                    # a config of another sslvit version: defaults, still report
+            cfg = Config()  # a config of another sslvit version: defaults, still report
     cfg = apply_overrides(cfg, overrides)
     label = d.resolve().name
     if has_cfg:
@@ -157,7 +162,7 @@ class Summary:
     total_steps: Optional[int]
     in_progress: bool
     spike_steps: List[int]
-    events: List[Tuple[int, Dict[str, Dict[str, float]], str]]      # (step, {signal: stats}, action)
+    events: List[Tuple[int, Dict[str, Dict[str, float]], str]]  # (step, {signal: stats}, action)
     episodes: List[Dict[str, Any]]
     largest: Optional[Dict[str, Any]]
     first_layer_first_spike: Optional[int]
@@ -168,15 +173,15 @@ class Summary:
     final_knn_source: str
     knn_best: Optional[float]
     rankme_last: Optional[float]
-    rankme_early: Optional[float]                                   # max of the first diag.alarm_early_obs values
+    rankme_early: Optional[float]  # max of the first diag.alarm_early_obs values
     feature_std_last: Optional[float]
     feature_std_early: Optional[float]
     token_div_last: Optional[float]
     rollbacks: int
     nonfinite: int
-    excursion: Optional[Dict[str, Any]] = None                      # largest robust z on the logged points
-    collapse: Dict[str, Dict[str, float]] = field(default_factory=dict)   # rule -> first step it held, value, bound
-    alarms: List[Dict[str, Any]] = field(default_factory=list)      # the live alarms' onsets, from metrics.jsonl
+    excursion: Optional[Dict[str, Any]] = None  # largest robust z on the logged points
+    collapse: Dict[str, Dict[str, float]] = field(default_factory=dict)  # rule -> first step it held, value, bound
+    alarms: List[Dict[str, Any]] = field(default_factory=list)  # the live alarms' onsets, from metrics.jsonl
     warnings: List[str] = field(default_factory=list)
     verdict: str = ""
     notes: List[str] = field(default_factory=list)
@@ -214,8 +219,9 @@ def spike_episodes(events, gap: int) -> List[Dict[str, Any]]:
                 ep["first_step_of"].setdefault(sig, step)
             ep["n"] += 1
         else:
-            eps.append({"start": step, "end": step, "lead": sorted(hits), "n": 1,
-                        "first_step_of": {sig: step for sig in hits}})
+            eps.append(
+                {"start": step, "end": step, "lead": sorted(hits), "n": 1, "first_step_of": {sig: step for sig in hits}}
+            )
     return eps
 
 
@@ -231,8 +237,13 @@ def summarize(run: RunData) -> Summary:
         for sig, st in hits.items():
             r = _num(st.get("ratio")) if isinstance(st, dict) else None
             if r is not None and (largest is None or r > largest["ratio"]):
-                largest = {"step": step, "signal": sig, "ratio": r, "z": _num(st.get("z")),
-                           "value": _num(st.get("value"))}
+                largest = {
+                    "step": step,
+                    "signal": sig,
+                    "ratio": r,
+                    "z": _num(st.get("z")),
+                    "value": _num(st.get("value")),
+                }
     fl_steps = [s for s, hits, _ in events if FIRST_LAYER in hits]
     led = sum(1 for e in episodes if FIRST_LAYER in e["lead"])
     led_alone = sum(1 for e in episodes if e["lead"] == [FIRST_LAYER])
@@ -255,12 +266,31 @@ def summarize(run: RunData) -> Summary:
     in_progress = not len(ev) and (total is None or last < total)
     d = cfg.diag
     early_n = max(1, int(d.alarm_early_obs))
-    sm = Summary(run.name, run.label, last, total, in_progress, [e[0] for e in events], events, episodes, largest,
-                 fl_steps[0] if fl_steps else None, led, led_alone, dips, final, src,
-                 float(kv.max()) if len(kv) else None,
-                 float(rk[-1]) if len(rk) else None, float(rk[:early_n].max()) if len(rk) else None,
-                 float(fs[-1]) if len(fs) else None, float(fs[:early_n].max()) if len(fs) else None,
-                 float(td[-1]) if len(td) else None, rollbacks, nonfinite)
+    sm = Summary(
+        run.name,
+        run.label,
+        last,
+        total,
+        in_progress,
+        [e[0] for e in events],
+        events,
+        episodes,
+        largest,
+        fl_steps[0] if fl_steps else None,
+        led,
+        led_alone,
+        dips,
+        final,
+        src,
+        float(kv.max()) if len(kv) else None,
+        float(rk[-1]) if len(rk) else None,
+        float(rk[:early_n].max()) if len(rk) else None,
+        float(fs[-1]) if len(fs) else None,
+        float(fs[:early_n].max()) if len(fs) else None,
+        float(td[-1]) if len(td) else None,
+        rollbacks,
+        nonfinite,
+    )
     sm.collapse = replay_collapse(run)
     sm.alarms = live_alarms(run)
     sm.excursion = largest_excursion(run)
@@ -278,8 +308,12 @@ def largest_excursion(run: RunData) -> Optional[Dict[str, Any]]:
     best = None
     for tag in ["train/loss"] + tags(run, "diag/grad_norm/"):
         sig = tag.split("/", 1)[1] if tag.startswith("diag/") else "loss"
-        det = RobustSpikeDetector(d.spike_window, d.spike_min_history, d.spike_z,
-                                  d.spike_loss_min_ratio if sig == "loss" else d.spike_min_ratio)
+        det = RobustSpikeDetector(
+            d.spike_window,
+            d.spike_min_history,
+            d.spike_z,
+            d.spike_loss_min_ratio if sig == "loss" else d.spike_min_ratio,
+        )
         for step, v in zip(*series(run, tag)):
             sc = det.score(float(v))
             det.update(float(v))
@@ -295,10 +329,12 @@ def replay_collapse(run: RunData) -> Dict[str, Dict[str, float]]:
     run trained with alarms off or before they existed."""
     d = run.cfg.diag
     dim = resolve_model_config(run.cfg.model).embed_dim if run.has_config else 0
-    std_floor = d.alarm_feature_std_floor / math.sqrt(dim) if dim else None   # as live: scaled by 1/sqrt(D)
+    std_floor = d.alarm_feature_std_floor / math.sqrt(dim) if dim else None  # as live: scaled by 1/sqrt(D)
     out: Dict[str, Dict[str, float]] = {}
-    for kind, tag, frac, floor in (("rankme", "diag/rankme", d.alarm_rankme_frac, d.alarm_rankme_floor),
-                                   ("feature_std", "diag/feature_std", d.alarm_feature_std_frac, std_floor)):
+    for kind, tag, frac, floor in (
+        ("rankme", "diag/rankme", d.alarm_rankme_frac, d.alarm_rankme_floor),
+        ("feature_std", "diag/feature_std", d.alarm_feature_std_frac, std_floor),
+    ):
         rule = Collapse(kind, frac, floor if floor is not None else 0.0, d.alarm_early_obs)
         for step, v in zip(*series(run, tag)):
             hit = rule.update(float(v))
@@ -322,15 +358,20 @@ def _warn(sm: Summary, run: RunData) -> None:
     w = sm.warnings
     rk, fs = sm.collapse.get("rankme"), sm.collapse.get("feature_std")
     if rk:
-        w.append(f"dimensional collapse: RankMe fell to {rk['value']:.1f} from its early value {rk['reference']:.1f} "
-                 f"at step {rk['step']} (bound {rk['bound']:.2f}; {sm.rankme_last:.1f} at the end)")
+        w.append(
+            f"dimensional collapse: RankMe fell to {rk['value']:.1f} from its early value {rk['reference']:.1f} "
+            f"at step {rk['step']} (bound {rk['bound']:.2f}; {sm.rankme_last:.1f} at the end)"
+        )
     if fs:
-        w.append(f"collapse: feature std fell to {fs['value']:.4f} from its early value {fs['reference']:.4f} at "
-                 f"step {fs['step']} (bound {fs['bound']:.4f}; {sm.feature_std_last:.4f} at the end)")
-    bound = run.cfg.diag.alarm_token_cos                            # the live over-smoothing alarm's bound
+        w.append(
+            f"collapse: feature std fell to {fs['value']:.4f} from its early value {fs['reference']:.4f} at "
+            f"step {fs['step']} (bound {fs['bound']:.4f}; {sm.feature_std_last:.4f} at the end)"
+        )
+    bound = run.cfg.diag.alarm_token_cos  # the live over-smoothing alarm's bound
     if sm.token_div_last is not None and sm.token_div_last >= bound:
-        w.append(f"over-smoothing: output patch tokens nearly parallel (mean |cos| {sm.token_div_last:.3f} "
-                 f">= {bound:g})")
+        w.append(
+            f"over-smoothing: output patch tokens nearly parallel (mean |cos| {sm.token_div_last:.3f} >= {bound:g})"
+        )
     if sm.nonfinite:
         w.append(f"{sm.nonfinite} non-finite step(s) skipped by the loop")
     if run.bad_lines:
@@ -338,8 +379,10 @@ def _warn(sm: Summary, run: RunData) -> None:
     if run.cut_tail:
         sm.notes.append("metrics.jsonl ends mid-line (run still writing, or killed); the partial record is ignored")
     if int(run.cfg.log.diag_every) > 1:
-        sm.notes.append(f"per-group gradient norms are observed every {run.cfg.log.diag_every} steps (the loss and "
-                        f"the total norm every step): which signal leads is resolved to that interval only")
+        sm.notes.append(
+            f"per-group gradient norms are observed every {run.cfg.log.diag_every} steps (the loss and "
+            f"the total norm every step): which signal leads is resolved to that interval only"
+        )
 
 
 def _fmt(v: Optional[float], spec: str = ".2f", none: str = "–") -> str:
@@ -352,29 +395,39 @@ def _verdict(sm: Summary, run: RunData) -> str:
     if sm.in_progress:
         parts.append(f"Run in progress ({span} logged so far).")
     if not sm.events:
-        parts.append(f"No gradient-norm or loss spike was detected in {span}"
-                     + (" and the kNN monitor never dipped." if not sm.dips else "."))
+        parts.append(
+            f"No gradient-norm or loss spike was detected in {span}"
+            + (" and the kNN monitor never dipped." if not sm.dips else ".")
+        )
         ex = sm.excursion
         if ex:
-            parts.append(f"The closest call was {ex['signal']} at step {ex['step']}: {ex['ratio']:.1f}x its running "
-                         f"median, robust z {ex['z']:.1f} (threshold {run.cfg.diag.spike_z:g}).")
+            parts.append(
+                f"The closest call was {ex['signal']} at step {ex['step']}: {ex['ratio']:.1f}x its running "
+                f"median, robust z {ex['z']:.1f} (threshold {run.cfg.diag.spike_z:g})."
+            )
     else:
         n_ep = len(sm.episodes)
-        s = (f"{len(sm.events)} spike step(s) in {n_ep} episode(s) over {span}, the first at step {sm.events[0][0]}")
+        s = f"{len(sm.events)} spike step(s) in {n_ep} episode(s) over {span}, the first at step {sm.events[0][0]}"
         if sm.largest:
-            s += (f"; the largest was {sm.largest['signal']} at {sm.largest['ratio']:.1f}x its running median "
-                  f"(step {sm.largest['step']})")
+            s += (
+                f"; the largest was {sm.largest['signal']} at {sm.largest['ratio']:.1f}x its running median "
+                f"(step {sm.largest['step']})"
+            )
         parts.append(s + ".")
         if sm.first_layer_first_spike is not None:
-            parts.append(f"The first-layer (patch projection) gradient norm spiked first in {sm.first_layer_led} of "
-                         f"{n_ep} episode(s) ({sm.first_layer_led_alone} alone), first at step "
-                         f"{sm.first_layer_first_spike}.")
+            parts.append(
+                f"The first-layer (patch projection) gradient norm spiked first in {sm.first_layer_led} of "
+                f"{n_ep} episode(s) ({sm.first_layer_led_alone} alone), first at step "
+                f"{sm.first_layer_first_spike}."
+            )
         else:
             parts.append("The first-layer (patch projection) gradient norm never spiked.")
     if sm.dips:
         worst = max(sm.dips, key=lambda d: d["drop"])
-        parts.append(f"kNN dipped {len(sm.dips)} time(s), worst {worst['drop']:.1f} points below its best at step "
-                     f"{worst['step']}.")
+        parts.append(
+            f"kNN dipped {len(sm.dips)} time(s), worst {worst['drop']:.1f} points below its best at step "
+            f"{worst['step']}."
+        )
     elif sm.knn_best is not None and sm.events:
         parts.append("kNN did not dip by more than the threshold.")
     if sm.rollbacks:
@@ -382,20 +435,32 @@ def _verdict(sm: Summary, run: RunData) -> str:
     parts.append(f"Final kNN: {_fmt(sm.final_knn)} % ({sm.final_knn_source}).")
     if sm.alarms:
         first = sm.alarms[0]
-        parts.append(f"Live alarms: {', '.join(a['kind'] + ' at step ' + str(a['step']) for a in sm.alarms)}; the first "
-                     f"said: {first['message']}.")
+        parts.append(
+            f"Live alarms: {', '.join(a['kind'] + ' at step ' + str(a['step']) for a in sm.alarms)}; the first "
+            f"said: {first['message']}."
+        )
     if sm.warnings:
         parts.append("Warnings: " + "; ".join(sm.warnings) + ".")
     stable = not sm.events and not sm.dips and not sm.warnings and not sm.alarms
-    parts.append("Verdict: " + ("stable." if stable else "unstable." if (sm.events and sm.dips) or sm.nonfinite
-                                else "mostly stable, see the spikes above." if sm.events or sm.dips
-                                else "check the alarms and warnings."))
+    parts.append(
+        "Verdict: "
+        + (
+            "stable."
+            if stable
+            else "unstable."
+            if (sm.events and sm.dips) or sm.nonfinite
+            else "mostly stable, see the spikes above."
+            if sm.events or sm.dips
+            else "check the alarms and warnings."
+        )
+    )
     return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------- plots
 def _figure(nrows: int, ncols: int, w: float = 11, h: float = 6.5):
     from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global state
+
     fig = Figure(figsize=(w, h), dpi=80, layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
@@ -415,8 +480,9 @@ def save_png(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     data = buf.getvalue()
-    try:                                      # 256-colour palette: ~3x smaller files, same look for line plots
+    try:  # 256-colour palette: ~3x smaller files, same look for line plots
         from PIL import Image  # lazy and optional: Pillow only shrinks the PNG
+
         small = io.BytesIO()
         Image.open(io.BytesIO(data)).convert("RGB").quantize(256).save(small, format="PNG", optimize=True)
         data = small.getvalue() if small.tell() < len(data) else data
@@ -497,23 +563,28 @@ def plot_run(run: RunData, sm: Summary, out_dir: Path) -> List[Path]:
 
 def _cmap(n: int):
     from matplotlib import colormaps  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
+
     cm = colormaps["viridis"]
     return lambda i: cm(i / max(n - 1, 1) * 0.85)
 
 
 def plot_comparison(runs: List[RunData], sums: List[Summary], out_dir: Path) -> List[Path]:
     from matplotlib import colormaps  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
+
     colors = colormaps["tab10"]
     fig, ax = _figure(2, 2)
-    panels = [("train/loss", "loss", False), ("diag/grad_norm/patch_embed", "first-layer (patch_embed) grad norm", True),
-              ("diag/knn_top1", "kNN monitor top-1 (%)", False), ("diag/rankme", "RankMe", False)]
+    panels = [
+        ("train/loss", "loss", False),
+        ("diag/grad_norm/patch_embed", "first-layer (patch_embed) grad norm", True),
+        ("diag/knn_top1", "kNN monitor top-1 (%)", False),
+        ("diag/rankme", "RankMe", False),
+    ]
     for (tag, title, logy), a in zip(panels, [ax[0][0], ax[0][1], ax[1][0], ax[1][1]]):
         for i, (run, sm) in enumerate(zip(runs, sums)):
             x, y = series(run, tag)
             if not len(x):
                 continue
-            a.plot(x, y, color=colors(i), lw=1, label=run.label, marker="o" if tag == "diag/knn_top1" else None,
-                   ms=3)
+            a.plot(x, y, color=colors(i), lw=1, label=run.label, marker="o" if tag == "diag/knn_top1" else None, ms=3)
             if tag in ("train/loss", "diag/grad_norm/patch_embed") and sm.spike_steps:
                 ys = np.interp(sm.spike_steps, x, y)
                 a.plot(sm.spike_steps, ys, "x", color=colors(i), ms=6)
@@ -553,17 +624,32 @@ def _summary_rows(sm: Summary) -> List[Tuple[str, str]]:
     lg = sm.largest
     worst = max(sm.dips, key=lambda d: d["drop"]) if sm.dips else None
     return [
-        ("steps logged", f"{sm.last_step}" + (f" of {sm.total_steps}" if sm.total_steps else "")
-         + (" (in progress)" if sm.in_progress else "")),
+        (
+            "steps logged",
+            f"{sm.last_step}"
+            + (f" of {sm.total_steps}" if sm.total_steps else "")
+            + (" (in progress)" if sm.in_progress else ""),
+        ),
         ("spike steps / episodes", f"{len(sm.events)} / {len(sm.episodes)}"),
-        ("largest spike", f"{lg['signal']} {lg['ratio']:.1f}x median (z {_fmt(lg['z'], '.1f')}) at step {lg['step']}"
-         if lg else "–"),
-        ("largest excursion (logged points)", "–" if not sm.excursion else
-         f"{sm.excursion['signal']} {sm.excursion['ratio']:.1f}x median, z {sm.excursion['z']:.1f} at step "
-         f"{sm.excursion['step']}"),
-        ("first-layer grad norm: first spike", "–" if sm.first_layer_first_spike is None
-         else f"step {sm.first_layer_first_spike}"),
-        ("episodes led by the first layer", f"{sm.first_layer_led} of {len(sm.episodes)} ({sm.first_layer_led_alone} alone)"),
+        (
+            "largest spike",
+            f"{lg['signal']} {lg['ratio']:.1f}x median (z {_fmt(lg['z'], '.1f')}) at step {lg['step']}" if lg else "–",
+        ),
+        (
+            "largest excursion (logged points)",
+            "–"
+            if not sm.excursion
+            else f"{sm.excursion['signal']} {sm.excursion['ratio']:.1f}x median, z {sm.excursion['z']:.1f} at step "
+            f"{sm.excursion['step']}",
+        ),
+        (
+            "first-layer grad norm: first spike",
+            "–" if sm.first_layer_first_spike is None else f"step {sm.first_layer_first_spike}",
+        ),
+        (
+            "episodes led by the first layer",
+            f"{sm.first_layer_led} of {len(sm.episodes)} ({sm.first_layer_led_alone} alone)",
+        ),
         ("kNN dips", "0" if not worst else f"{len(sm.dips)} (worst -{worst['drop']:.1f} pts at step {worst['step']})"),
         ("best kNN (monitor)", _fmt(sm.knn_best)),
         ("final kNN", f"{_fmt(sm.final_knn)} ({sm.final_knn_source})"),
@@ -581,8 +667,12 @@ def _events_table(sm: Summary, limit: int = 40) -> List[str]:
         return ["No spikes detected."]
     lines = ["| step | signal: value (x median, z) | action |", "|---:|---|---|"]
     for step, hits, action in sm.events[:limit]:
-        sigs = "; ".join(f"{k}: {_fmt(_num(v.get('value')), '.3g')} ({_fmt(_num(v.get('ratio')), '.1f')}x, "
-                         f"z {_fmt(_num(v.get('z')), '.1f')})" for k, v in hits.items() if isinstance(v, dict))
+        sigs = "; ".join(
+            f"{k}: {_fmt(_num(v.get('value')), '.3g')} ({_fmt(_num(v.get('ratio')), '.1f')}x, "
+            f"z {_fmt(_num(v.get('z')), '.1f')})"
+            for k, v in hits.items()
+            if isinstance(v, dict)
+        )
         lines.append(f"| {step} | {_cell(sigs or '(another rank)')} | {_cell(action)} |")
     if len(sm.events) > limit:
         lines.append(f"| … | {len(sm.events) - limit} more in metrics.jsonl (`spikes` fields) | |")
@@ -590,14 +680,28 @@ def _events_table(sm: Summary, limit: int = 40) -> List[str]:
 
 
 def run_markdown(run: RunData, sm: Summary, pngs: List[Path]) -> str:
-    md = [f"# Stability report: {run.label}", "", f"Run dir: `{run.path}`", "", "## Verdict", "", sm.verdict, "",
-          "## Summary", "", "| | |", "|---|---|"]
+    md = [
+        f"# Stability report: {run.label}",
+        "",
+        f"Run dir: `{run.path}`",
+        "",
+        "## Verdict",
+        "",
+        sm.verdict,
+        "",
+        "## Summary",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     md += [f"| {_cell(k)} | {_cell(v)} |" for k, v in _summary_rows(sm)]
     md += ["", "## Spikes", ""] + _events_table(sm)
     if sm.dips:
         md += ["", "## kNN dips", "", "| step | top-1 | best before | drop (pts) |", "|---:|---:|---:|---:|"]
-        md += [f"| {d['step']} | {d['top1']:.2f} | {d['best']:.2f} (step {d['best_step']}) | {d['drop']:.2f} |"
-               for d in sm.dips]
+        md += [
+            f"| {d['step']} | {d['top1']:.2f} | {d['best']:.2f} (step {d['best_step']}) | {d['drop']:.2f} |"
+            for d in sm.dips
+        ]
     if sm.notes:
         md += ["", "Notes: " + " ".join(sm.notes)]
     md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] + [""]
@@ -616,8 +720,11 @@ def write_run_report(run: RunData, out_dir: Optional[Path] = None) -> List[Path]
 
 def _comparison_verdict(sums: List[Summary]) -> str:
     parts = []
-    counts = ", ".join(f"{s.label}: {len(s.events)} spike step(s) in {len(s.episodes)} episode(s), "
-                       f"{len(s.dips)} kNN dip(s), final kNN {_fmt(s.final_knn)} %" for s in sums)
+    counts = ", ".join(
+        f"{s.label}: {len(s.events)} spike step(s) in {len(s.episodes)} episode(s), "
+        f"{len(s.dips)} kNN dip(s), final kNN {_fmt(s.final_knn)} %"
+        for s in sums
+    )
     parts.append(counts + ".")
     fewest = min(sums, key=lambda s: (len(s.events), len(s.dips)))
     most = max(sums, key=lambda s: (len(s.events), len(s.dips)))
@@ -627,14 +734,19 @@ def _comparison_verdict(sums: List[Summary]) -> str:
         parts.append(f"{fewest.label} was the most stable, {most.label} the least.")
     led = [s for s in sums if s.first_layer_first_spike is not None]
     if led:
-        parts.append("The first-layer gradient norm spiked first in " + ", ".join(
-            f"{s.first_layer_led}/{len(s.episodes)} episodes of {s.label}" for s in led) + ".")
+        parts.append(
+            "The first-layer gradient norm spiked first in "
+            + ", ".join(f"{s.first_layer_led}/{len(s.episodes)} episodes of {s.label}" for s in led)
+            + "."
+        )
     scored = [s for s in sums if s.final_knn is not None]
     if len(scored) >= 2:
         best = max(scored, key=lambda s: s.final_knn)
         worst = min(scored, key=lambda s: s.final_knn)
-        parts.append(f"Final kNN: best {best.label} ({best.final_knn:.2f} %), {best.final_knn - worst.final_knn:.2f} "
-                     f"points above {worst.label}.")
+        parts.append(
+            f"Final kNN: best {best.label} ({best.final_knn:.2f} %), {best.final_knn - worst.final_knn:.2f} "
+            f"points above {worst.label}."
+        )
     if any(s.in_progress for s in sums):
         parts.append("At least one run is still in progress.")
     warn = [f"{s.label}: {'; '.join(s.warnings)}" for s in sums if s.warnings]
@@ -647,15 +759,26 @@ def write_comparison(runs: List[RunData], out_dir) -> List[Path]:
     """Comparison of several runs: report.md + compare.png + compare_first_vs_last.png in ``out_dir``."""
     out_dir = Path(out_dir)
     names = [r.name for r in runs]
-    for r in runs:                      # sweeps name their runs alike (lr=2.4e-2_seed=0): name the sweep too
+    for r in runs:  # sweeps name their runs alike (lr=2.4e-2_seed=0): name the sweep too
         if names.count(r.name) > 1:
             r.label = f"{r.path.resolve().parent.name}/{r.label}"
     sums = [summarize(r) for r in runs]
     pngs = plot_comparison(runs, sums, out_dir)
     keys = [k for k, _ in _summary_rows(sums[0])]
-    md = ["# Stability comparison", "", "Runs: " + ", ".join(f"`{r.path}`" for r in runs), "", "## Verdict", "",
-          _comparison_verdict(sums), "", "## Summary", "",
-          "| | " + " | ".join(_cell(s.label) for s in sums) + " |", "|---|" + "---|" * len(sums)]
+    md = [
+        "# Stability comparison",
+        "",
+        "Runs: " + ", ".join(f"`{r.path}`" for r in runs),
+        "",
+        "## Verdict",
+        "",
+        _comparison_verdict(sums),
+        "",
+        "## Summary",
+        "",
+        "| | " + " | ".join(_cell(s.label) for s in sums) + " |",
+        "|---|" + "---|" * len(sums),
+    ]
     rows = [dict(_summary_rows(s)) for s in sums]
     md += [f"| {_cell(k)} | " + " | ".join(_cell(r[k]) for r in rows) + " |" for k in keys]
     for r, s in zip(runs, sums):

@@ -38,6 +38,7 @@ Example::
     rankme(z)                                          # ~ 50-64
     token_diversity(torch.ones(2, 16, 8))              # tensor([1., 1.])
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -54,7 +55,7 @@ from ssl_vit.engine.hooks import Hook, RunState
 def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
     """Effective rank of embeddings ``(N, D)``: exp(entropy(sigma / ||sigma||_1)), in [1, min(N, D)]."""
     # written out: RankMe is two lines on top of torch.linalg.svdvals and no installed library has it
-    s = torch.linalg.svdvals(z.float())                                     # (min(N, D),)
+    s = torch.linalg.svdvals(z.float())  # (min(N, D),)
     p = s / s.sum().clamp_min(eps) + eps
     return float(torch.exp(-(p * p.log()).sum()))
 
@@ -62,7 +63,8 @@ def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
 @torch.no_grad()
 def feature_std(z: torch.Tensor) -> float:
     """Mean per-dimension std of L2-normalised embeddings ``(N, D)`` (SimSiam's collapse measure)."""
-    from lightly.utils.debug import std_of_l2_normalized      # here: lightly.utils.debug imports torchvision
+    from lightly.utils.debug import std_of_l2_normalized  # here: lightly.utils.debug imports torchvision
+
     return float(std_of_l2_normalized(z.float()))
 
 
@@ -80,7 +82,7 @@ def token_diversity(tokens: torch.Tensor, reduction: str = "mean") -> torch.Tens
     if n < 2:
         raise ValueError(f"token_diversity needs >= 2 tokens per image, got {n}")
     t = F.normalize(tokens.float(), dim=-1)
-    gram = (t @ t.transpose(1, 2)).abs()                                    # (B, N, N)
+    gram = (t @ t.transpose(1, 2)).abs()  # (B, N, N)
     off = (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
     return off if reduction == "none" else off.mean()
 
@@ -141,8 +143,9 @@ class _Capture:
     def _hook(self, key: str, want_input: bool):
         def fn(module, args, output):
             t = args[0] if want_input else output
-            if isinstance(t, torch.Tensor) and key not in self.out:           # the first forward only
+            if isinstance(t, torch.Tensor) and key not in self.out:  # the first forward only
                 self.out[key] = t[: self.n].detach()
+
         return fn
 
     def remove(self) -> None:
@@ -164,11 +167,12 @@ class RepresentationHook(Hook):
 
     def on_start(self, run: RunState) -> None:
         import lightly.utils.debug  # noqa: F401  (~1 s of imports: pay it at start, not in a training step)
+
         if run.step < run.total_steps and is_diag_step(run, run.step):
             self._arm(run)
 
     def after_backward(self, run: RunState, step: int) -> None:
-        if self.capture is not None and not is_diag_step(run, step):      # e.g. armed before a skipped step
+        if self.capture is not None and not is_diag_step(run, step):  # e.g. armed before a skipped step
             self.capture.remove()
             self.capture = None
         return None

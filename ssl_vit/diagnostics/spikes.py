@@ -28,6 +28,7 @@ Example::
         hit = det.update(g)          # None, or {'value', 'median', 'ratio', 'z'}
         if hit: print(step, hit)
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,7 @@ class RobustSpikeDetector:
 
     def __init__(self, window: int = 100, min_history: int = 20, z: float = 6.0, min_ratio: float = 1.5):
         self.window, self.min_history, self.z, self.min_ratio = window, min_history, z, min_ratio
-        self.values: Deque[float] = deque(maxlen=window)        # log values
+        self.values: Deque[float] = deque(maxlen=window)  # log values
 
     def score(self, x: float) -> Optional[Dict[str, float]]:
         """Statistics of x against the current window (None while the window is too short)."""
@@ -65,8 +66,7 @@ class RobustSpikeDetector:
         # MAD floored at 1e-3 in log units (0.1 %) so a constant series gives a finite z
         mad = max(float(np.median(np.abs(w - med))), 1e-3)
         lx = math.log(max(x, _LOG_FLOOR))
-        return {"value": x, "median": math.exp(med), "ratio": x / math.exp(med),
-                "z": (lx - med) / (_MAD_TO_STD * mad)}
+        return {"value": x, "median": math.exp(med), "ratio": x / math.exp(med), "z": (lx - med) / (_MAD_TO_STD * mad)}
 
     def update(self, x: float) -> Optional[Dict[str, float]]:
         """Score x, add it to the window, return the statistics when x is a spike (else None)."""
@@ -85,8 +85,7 @@ class RobustSpikeDetector:
         self.values = deque((float(v) for v in state.get("values", [])), maxlen=self.window)
 
 
-def find_spikes(series, window: int = 100, min_history: int = 20, z: float = 6.0,
-                min_ratio: float = 1.5) -> List[int]:
+def find_spikes(series, window: int = 100, min_history: int = 20, z: float = 6.0, min_ratio: float = 1.5) -> List[int]:
     """Indices of spikes in a 1-D series (offline use of the same detector: tests, reports)."""
     det = RobustSpikeDetector(window, min_history, z, min_ratio)
     return [i for i, x in enumerate(series) if det.update(float(x)) is not None]
@@ -114,15 +113,16 @@ class SpikeHook(Hook):
     def _detector(self, signal: str) -> RobustSpikeDetector:
         if signal not in self.detectors:
             ratio = self.d.spike_loss_min_ratio if signal == "loss" else self.d.spike_min_ratio
-            self.detectors[signal] = RobustSpikeDetector(self.d.spike_window, self.d.spike_min_history,
-                                                         self.d.spike_z, ratio)
+            self.detectors[signal] = RobustSpikeDetector(
+                self.d.spike_window, self.d.spike_min_history, self.d.spike_z, ratio
+            )
         return self.detectors[signal]
 
     def after_backward(self, run: RunState, step: int) -> Action:
         self._pending = {}
         loss, total = run.loss, float(run.grad_norm)
         if not (math.isfinite(loss) and math.isfinite(total)):
-            return Action.CONTINUE                        # the loop skips non-finite steps itself
+            return Action.CONTINUE  # the loop skips non-finite steps itself
         signals = {"loss": loss, "grad_norm/total": total}
         for group, v in run.group_grad_norms.items():
             if group != "total":
@@ -134,7 +134,7 @@ class SpikeHook(Hook):
                 hits[name] = hit
         spiked = bool(hits)
         if run.ctx.enabled and self.action != "log":
-            spiked = _any_rank(spiked, run.device)        # every rank logs the same decision
+            spiked = _any_rank(spiked, run.device)  # every rank logs the same decision
         self._pending = {"hits": hits, "spiked": spiked, "diag": is_diag_step(run, step)}
         if not spiked or self.action == "log":
             return Action.CONTINUE
@@ -153,8 +153,11 @@ class SpikeHook(Hook):
         if p.get("action") == "rollback":
             if run.rollback is not None:
                 self.rollbacks += 1
-                p["rollback"] = {"to_step": run.rollback.to_step, "lr_scale": run.rollback.lr_scale,
-                                 "n": self.rollbacks}
+                p["rollback"] = {
+                    "to_step": run.rollback.to_step,
+                    "lr_scale": run.rollback.lr_scale,
+                    "n": self.rollbacks,
+                }
             else:
                 p["action"], p["note"] = "skip", "no checkpoint to roll back to yet"
         if p["spiked"]:
@@ -171,8 +174,11 @@ class SpikeHook(Hook):
         return Action.CONTINUE
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"detectors": {k: d.state_dict() for k, d in self.detectors.items()},
-                "rollbacks": self.rollbacks, "n_spikes": self.n_spikes}
+        return {
+            "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
+            "rollbacks": self.rollbacks,
+            "n_spikes": self.n_spikes,
+        }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         for k, s in state.get("detectors", {}).items():

@@ -14,6 +14,7 @@ Example::
 
     writer.add_custom_scalars(stability_layout(depth=12))
 """
+
 from __future__ import annotations
 
 from typing import Dict, List
@@ -26,11 +27,17 @@ def stability_layout(depth: int) -> Dict[str, Dict[str, List]]:
     return {
         "stability": {
             "grad norm: first layer (patch_embed) vs blocks": [
-                "Multiline", [r"diag/grad_norm/patch_embed$", r"diag/grad_norm/block_\d+$"]],
+                "Multiline",
+                [r"diag/grad_norm/patch_embed$", r"diag/grad_norm/block_\d+$"],
+            ],
             f"grad norm: first layer vs last block (block_{last})": [
-                "Multiline", [r"diag/grad_norm/patch_embed$", rf"diag/grad_norm/block_{last}$"]],
+                "Multiline",
+                [r"diag/grad_norm/patch_embed$", rf"diag/grad_norm/block_{last}$"],
+            ],
             "grad norm: total and heads": [
-                "Multiline", [r"diag/grad_norm/total$", r"diag/grad_norm/(projector|predictor|backbone_other)$"]],
+                "Multiline",
+                [r"diag/grad_norm/total$", r"diag/grad_norm/(projector|predictor|backbone_other)$"],
+            ],
             "update / weight ratio": ["Multiline", [r"diag/update_ratio/.*"]],
             "loss and spikes": ["Multiline", [r"train/loss$", r"diag/spike$"]],
             "kNN monitor": ["Multiline", [r"diag/knn_top1$", r"diag/knn_drop$"]],

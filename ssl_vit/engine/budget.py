@@ -18,6 +18,7 @@ Example::
     ...                                     # after each step:
     total = b.observe(run.step, time.perf_counter())   # None, then once the schedule's length
 """
+
 from __future__ import annotations
 
 import math
@@ -26,25 +27,27 @@ from typing import Optional
 
 from ssl_vit.errors import SslvitError
 
-MIN_CALIBRATION_STEPS = 10      # the warm-up must be at least this long to time steps in it
+MIN_CALIBRATION_STEPS = 10  # the warm-up must be at least this long to time steps in it
 
 
 @dataclass
 class TimeBudget:
-    seconds: float                      # train.time_budget_min x 60
-    cap: int                            # train.max_steps, else train.epochs x steps per epoch
-    warmup: int                         # warm-up steps: the schedule's length is fixed at its end
-    calib_start: int = 0                # first step of the timed window (set by begin)
-    t_begin: Optional[float] = None     # when training (re)started
+    seconds: float  # train.time_budget_min x 60
+    cap: int  # train.max_steps, else train.epochs x steps per epoch
+    warmup: int  # warm-up steps: the schedule's length is fixed at its end
+    calib_start: int = 0  # first step of the timed window (set by begin)
+    t_begin: Optional[float] = None  # when training (re)started
     t_calib_start: Optional[float] = None
-    total: Optional[int] = None         # the resolved schedule length
-    step_s: Optional[float] = None      # measured seconds per step
+    total: Optional[int] = None  # the resolved schedule length
+    step_s: Optional[float] = None  # measured seconds per step
 
     def __post_init__(self):
         if self.warmup < MIN_CALIBRATION_STEPS:
-            raise SslvitError(f"train.time_budget_min needs a warm-up of at least {MIN_CALIBRATION_STEPS} steps to "
-                              f"time the steps in (it has {self.warmup}); raise optim.warmup_epochs or set "
-                              f"optim.warmup_steps")
+            raise SslvitError(
+                f"train.time_budget_min needs a warm-up of at least {MIN_CALIBRATION_STEPS} steps to "
+                f"time the steps in (it has {self.warmup}); raise optim.warmup_epochs or set "
+                f"optim.warmup_steps"
+            )
 
     def begin(self, step: int, now: float) -> None:
         """Training starts (or resumes) at ``step``: the first third of what is left of the warm-up is start-up
@@ -69,6 +72,8 @@ class TimeBudget:
 
     def message(self, steps_per_epoch: int) -> str:
         capped = " (the upper bound train.max_steps / train.epochs)" if self.total == self.cap else ""
-        return (f"time budget {self.seconds / 60:g} min: {1000 * self.step_s:.0f} ms/step over the warm-up -> "
-                f"{self.total} steps ({self.total / steps_per_epoch:.1f} epochs){capped}; to repeat this schedule: "
-                f"--set train.time_budget_min=0 --set train.max_steps={self.total} --set optim.warmup_steps={self.warmup}")
+        return (
+            f"time budget {self.seconds / 60:g} min: {1000 * self.step_s:.0f} ms/step over the warm-up -> "
+            f"{self.total} steps ({self.total / steps_per_epoch:.1f} epochs){capped}; to repeat this schedule: "
+            f"--set train.time_budget_min=0 --set train.max_steps={self.total} --set optim.warmup_steps={self.warmup}"
+        )

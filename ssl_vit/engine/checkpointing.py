@@ -13,6 +13,7 @@ previous complete file. On resume, :meth:`CheckpointManager.load_latest` verifie
 (it must load with ``weights_only=True``; its size and hash must match the manifest when listed)
 and falls back to the newest valid periodic checkpoint with a warning.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,15 @@ class CheckpointManager:
     def _entry(self, path: Path, step: int, **extra) -> Dict[str, Any]:
         return {"file": path.name, "step": step, "size": path.stat().st_size, "sha256": _sha256(path), **extra}
 
-    def save(self, state: Dict[str, Any], backbone: Dict[str, torch.Tensor], model_cfg: Dict, input_spec: InputSpec,
-             periodic: bool = False, monitor: Optional[float] = None) -> None:
+    def save(
+        self,
+        state: Dict[str, Any],
+        backbone: Dict[str, torch.Tensor],
+        model_cfg: Dict,
+        input_spec: InputSpec,
+        periodic: bool = False,
+        monitor: Optional[float] = None,
+    ) -> None:
         """Write last.pt (+ a periodic copy, + best.pt when ``monitor`` improves) and last.safetensors."""
         if not self.enabled:
             return
@@ -68,7 +76,8 @@ class CheckpointManager:
             if periodic:
                 self._link_or_copy(tmp, self.dir / f"step_{step:08d}.pt")
                 self.manifest["periodic"] = [p for p in self.manifest["periodic"] if p["step"] != step] + [
-                    {**entry, "file": f"step_{step:08d}.pt"}]
+                    {**entry, "file": f"step_{step:08d}.pt"}
+                ]
             best = self.manifest.get("best")
             if monitor is not None and (best is None or monitor > best.get("monitor", float("-inf"))):
                 self._link_or_copy(tmp, self.dir / "best.pt")
@@ -88,7 +97,10 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         periodic = sorted(self.manifest["periodic"], key=lambda p: p["step"])
-        drop, keep = periodic[:-self.keep_last] if self.keep_last > 0 else periodic, periodic[-self.keep_last:] if self.keep_last > 0 else []
+        drop, keep = (
+            periodic[: -self.keep_last] if self.keep_last > 0 else periodic,
+            periodic[-self.keep_last :] if self.keep_last > 0 else [],
+        )
         for p in drop:
             (self.dir / p["file"]).unlink(missing_ok=True)
         self.manifest["periodic"] = keep
@@ -119,8 +131,9 @@ class CheckpointManager:
 
     def load_latest(self, log=print) -> Optional[Dict[str, Any]]:
         """Newest loadable training state, or None when the directory has none."""
-        candidates = [self.dir / "last.pt"] + [self.dir / p["file"] for p in
-                                               sorted(self.manifest["periodic"], key=lambda p: -p["step"])]
+        candidates = [self.dir / "last.pt"] + [
+            self.dir / p["file"] for p in sorted(self.manifest["periodic"], key=lambda p: -p["step"])
+        ]
         candidates += sorted(self.dir.glob("step_*.pt"), reverse=True)
         seen, problems = set(), []
         for path in candidates:
@@ -129,13 +142,16 @@ class CheckpointManager:
             seen.add(path)
             state, why = self._valid(path)
             if state is not None:
-                if problems:         # said once, on the run's log (stderr for the CLI)
-                    log(f"warning: skipped unusable checkpoint(s): {'; '.join(problems)}; falling back to {path.name} "
-                        f"(step {state['step']})")
+                if problems:  # said once, on the run's log (stderr for the CLI)
+                    log(
+                        f"warning: skipped unusable checkpoint(s): {'; '.join(problems)}; falling back to {path.name} "
+                        f"(step {state['step']})"
+                    )
                 return state
             if why != "missing":
                 problems.append(f"{path.name}: {why}")
         if problems:
-            raise SslvitError(f"no usable checkpoint in '{self.dir}' ({'; '.join(problems)}); start a new run "
-                              f"without --resume")
+            raise SslvitError(
+                f"no usable checkpoint in '{self.dir}' ({'; '.join(problems)}); start a new run without --resume"
+            )
         return None

@@ -4,6 +4,7 @@ Works without ``torch.distributed`` (a single process is rank 0 of 1). Under ``t
 environment (RANK, WORLD_SIZE, LOCAL_RANK) is read and the process group is initialised (nccl on
 GPUs, gloo on CPU).
 """
+
 from __future__ import annotations
 
 import os

@@ -6,7 +6,8 @@ Per step (0-based ``step``) the loop (``ssl_vit/engine/trainer.py``) does::
 
     forward, backward                         -> run.loss, run.grad_norm (host floats)
     a = hooks.after_backward(run, step)       # gradients ready, update not applied
-    CONTINUE: optimizer step | SKIP: no update | ROLLBACK: restore checkpoints/last.pt, lr_scale *= diag.rollback_lr_factor
+    CONTINUE: optimizer step | SKIP: no update |
+    ROLLBACK: restore checkpoints/last.pt, lr_scale *= diag.rollback_lr_factor
     STOP: no update, then checkpoint and end
     b = hooks.after_step(run, step)           # run.step == step + 1; run.record holds this step's log values
     write run.record (one metrics.jsonl object + TensorBoard, then its events); STOP: checkpoint and end
@@ -30,6 +31,7 @@ Example::
                 return Action.STOP
             return Action.CONTINUE
 """
+
 from __future__ import annotations
 
 import enum
@@ -44,16 +46,18 @@ from ssl_vit.core.input_spec import InputSpec
 
 class Action(enum.IntEnum):
     """What a hook asks the loop to do; a larger value wins when hooks disagree."""
+
     CONTINUE = 0
-    SKIP = 1            # after_backward: drop this update (the gradients are discarded)
-    ROLLBACK = 2        # after_backward: restore checkpoints/last.pt instead of the update, lower lr_scale
-    STOP = 3            # checkpoint and end the run (from after_backward: without this update)
+    SKIP = 1  # after_backward: drop this update (the gradients are discarded)
+    ROLLBACK = 2  # after_backward: restore checkpoints/last.pt instead of the update, lower lr_scale
+    STOP = 3  # checkpoint and end the run (from after_backward: without this update)
 
 
 @dataclass
 class Event:
     """A metrics.jsonl record of its own: ``{"step", **values, "event": kind, **fields}`` (values also to
     TensorBoard)."""
+
     kind: str
     values: Dict[str, float] = field(default_factory=dict)
     fields: Dict[str, Any] = field(default_factory=dict)
@@ -64,6 +68,7 @@ class StepRecord:
     """This step's part of the log, filled by hooks in ``after_step``: ``values`` ({TensorBoard tag: float},
     into the step's metrics.jsonl object and TensorBoard), ``fields`` (JSON values, metrics.jsonl only) and
     ``events`` (separate records after the step's object)."""
+
     values: Dict[str, float] = field(default_factory=dict)
     fields: Dict[str, Any] = field(default_factory=dict)
     events: List[Event] = field(default_factory=list)
@@ -81,6 +86,7 @@ class StepRecord:
 @dataclass
 class Rollback:
     """A rollback the loop carried out this step: back to the weights of ``to_step``, lr now x ``lr_scale``."""
+
     to_step: int
     lr_scale: float
 
@@ -89,28 +95,29 @@ class Rollback:
 class RunState:
     """What hooks read. Hooks write only ``record`` (via ``record.add`` / ``record.event``), ``monitor``
     (best-checkpoint value), ``group_grad_norms`` (the grad-norm hook) and ``stop_reason``."""
-    cfg: Any                                  # ssl_vit.config.Config
-    model: Any                                # the method (ssl_vit.methods.base.Method), unwrapped from DDP
-    logger: Any                               # RunLogger (``.tb``: the SummaryWriter or None)
-    ctx: Any                                  # DistContext (rank, world size, is_main)
+
+    cfg: Any  # ssl_vit.config.Config
+    model: Any  # the method (ssl_vit.methods.base.Method), unwrapped from DDP
+    logger: Any  # RunLogger (``.tb``: the SummaryWriter or None)
+    ctx: Any  # DistContext (rank, world size, is_main)
     out_dir: Path
-    input_spec: InputSpec                     # the backbone's input (img_size, in_chans, mean, std)
+    input_spec: InputSpec  # the backbone's input (img_size, in_chans, mean, std)
     device: torch.device
-    precision: Any                            # ssl_vit.core.precision.Precision (name, dtype, autocast)
+    precision: Any  # ssl_vit.core.precision.Precision (name, dtype, autocast)
     total_steps: int
     warmup_steps: int = 0
-    global_batch: int = 0                     # train.batch_size: the batch over all ranks
-    log: Callable[[str], None] = print        # one-line console messages (rank 0 should gate its own)
-    step: int = 0                             # steps completed
-    loss: float = float("nan")                # this step's loss (global mean)
-    lr: float = 0.0                           # this step's lr (base group, before per-group multipliers)
-    momentum: Optional[float] = None          # this step's momentum-encoder coefficient (MoCo), else None
-    lr_scale: float = 1.0                     # multiplies the scheduled lr (lowered at a rollback); checkpointed
-    grad_norm: float = float("nan")           # L2 norm of all trained gradients, every step
-    group_grad_norms: Dict[str, float] = field(default_factory=dict)   # {group: norm}, diag steps only
-    monitor: Optional[float] = None           # latest online kNN top-1 (best.pt is chosen by it)
-    rollback: Optional[Rollback] = None       # set by the loop on the step it rolled back
-    stop_reason: Optional[str] = None         # with Action.STOP: fit raises RunStopped(stop_reason)
+    global_batch: int = 0  # train.batch_size: the batch over all ranks
+    log: Callable[[str], None] = print  # one-line console messages (rank 0 should gate its own)
+    step: int = 0  # steps completed
+    loss: float = float("nan")  # this step's loss (global mean)
+    lr: float = 0.0  # this step's lr (base group, before per-group multipliers)
+    momentum: Optional[float] = None  # this step's momentum-encoder coefficient (MoCo), else None
+    lr_scale: float = 1.0  # multiplies the scheduled lr (lowered at a rollback); checkpointed
+    grad_norm: float = float("nan")  # L2 norm of all trained gradients, every step
+    group_grad_norms: Dict[str, float] = field(default_factory=dict)  # {group: norm}, diag steps only
+    monitor: Optional[float] = None  # latest online kNN top-1 (best.pt is chosen by it)
+    rollback: Optional[Rollback] = None  # set by the loop on the step it rolled back
+    stop_reason: Optional[str] = None  # with Action.STOP: fit raises RunStopped(stop_reason)
     record: StepRecord = field(default_factory=StepRecord)
 
 

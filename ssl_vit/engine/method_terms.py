@@ -8,6 +8,7 @@ Example::
 
     hooks = Hooks([..., MethodTermsHook()])      # the loop installs it for every run
 """
+
 from __future__ import annotations
 
 from typing import Dict

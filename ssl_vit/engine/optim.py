@@ -14,6 +14,7 @@ Example::
     opt = make_optimizer(groups, cfg.optim, lr=1e-3, device=torch.device("cpu"))
     set_lr(opt, 5e-4)                                       # patch embedding: 1e-4
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
@@ -32,8 +33,10 @@ def param_groups(model: torch.nn.Module, patch_embed_lr_mult: float = 1.0) -> Li
     if patch_embed_lr_mult == 1.0 or not patch:
         return [{"params": [p for _, p in named], "lr_mult": 1.0, "name": "default"}]
     rest = [p for n, p in named if not n.startswith(PATCH_EMBED_PREFIXES)]
-    return [{"params": rest, "lr_mult": 1.0, "name": "default"},
-            {"params": patch, "lr_mult": float(patch_embed_lr_mult), "name": "patch_embed"}]
+    return [
+        {"params": rest, "lr_mult": 1.0, "name": "default"},
+        {"params": patch, "lr_mult": float(patch_embed_lr_mult), "name": "patch_embed"},
+    ]
 
 
 def make_optimizer(params: Sequence, optim_cfg, lr: float, device: torch.device) -> torch.optim.Optimizer:

@@ -9,6 +9,7 @@ step are (T total steps, W warm-up steps):
 lightly's ``cosine_schedule`` uses ``s / (T - 1)`` and reaches the end value one step early; these
 follow the paper's code exactly and are tested at known steps.
 """
+
 from __future__ import annotations
 
 import math

@@ -11,6 +11,7 @@ is the loop's.
   (:class:`~ssl_vit.methods.supervised.SupervisedClassifier`, bootstrapped when enabled); final test top-1
   of the ViT (and of the agent), plus kNN on the backbone when ``eval.final_knn``.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,17 @@ class PretrainTask:
     uses_momentum = True
 
     def stream(self, cfg, train, input_spec: InputSpec, order, device):
-        return two_view_stream(train, cfg.aug, input_spec, order, device, cfg.seed, cfg.data.num_workers,
-                               cfg.data.on_bad_image, cfg.method.local_crops)
+        return two_view_stream(
+            train,
+            cfg.aug,
+            input_spec,
+            order,
+            device,
+            cfg.seed,
+            cfg.data.num_workers,
+            cfg.data.on_bad_image,
+            cfg.method.local_crops,
+        )
 
     def loss(self, model, batch, m: float) -> torch.Tensor:
         """``batch``: ``(x1, x2)`` or, with ``method.local_crops``, ``(x1, x2, local)`` -> the scalar loss."""
@@ -50,17 +60,29 @@ class PretrainTask:
     def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
         if cfg.model.bootstrap.enabled:
             if cfg.method.name != "mocov3":
-                raise SslvitError(f"model.bootstrap.enabled works with method.name=mocov3 only, not "
-                                  f"'{cfg.method.name}'")
+                raise SslvitError(
+                    f"model.bootstrap.enabled works with method.name=mocov3 only, not '{cfg.method.name}'"
+                )
             return BootstrapMoCoV3(backbone, embed_dim, cfg.method, cfg.model.bootstrap)
         return METHODS[cfg.method.name](backbone, embed_dim, cfg.method)
 
-    def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
-                 step: int) -> Dict:
-        res = run_knn(model.backbone, input_spec, cfg.eval.dataset or cfg.data.dataset, cfg.data, k=cfg.eval.knn_k,
-                      temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
-                      max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device, precision=precision,
-                      progress=cfg.log.progress)
+    def evaluate(
+        self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger, step: int
+    ) -> Dict:
+        res = run_knn(
+            model.backbone,
+            input_spec,
+            cfg.eval.dataset or cfg.data.dataset,
+            cfg.data,
+            k=cfg.eval.knn_k,
+            temperature=cfg.eval.knn_temperature,
+            batch_size=cfg.eval.batch_size,
+            max_train=cfg.eval.max_train,
+            max_test=cfg.eval.max_test,
+            device=device,
+            precision=precision,
+            progress=cfg.log.progress,
+        )
         logger.log(step, {"eval/knn_top1": res["top1"]})
         write_results(out, {**res, "checkpoint": checkpoint, "metric": "knn"}, "pretrain kNN")
         return {"knn": res}
@@ -70,17 +92,25 @@ def num_classes_of(train) -> int:
     y = train.targets
     n = max(len(getattr(train, "classes", []) or []), int(y.max()) + 1 if y is not None and len(y) else 0)
     if n < 2:
-        raise SslvitError(f"dataset '{train.name}' has {n} class(es); `sslvit train` needs a labelled dataset "
-                          f"with 2+ classes")
+        raise SslvitError(
+            f"dataset '{train.name}' has {n} class(es); `sslvit train` needs a labelled dataset with 2+ classes"
+        )
     return n
 
 
 @torch.no_grad()
-def test_top1(logits_model: torch.nn.Module, data, input_spec: InputSpec, batch_size: int, device,
-              precision: Optional[Precision] = None) -> float:
+def test_top1(
+    logits_model: torch.nn.Module,
+    data,
+    input_spec: InputSpec,
+    batch_size: int,
+    device,
+    precision: Optional[Precision] = None,
+) -> float:
     """Top-1 (percent) of a ``x -> logits`` module on a labelled dataset, through the feature extractor."""
-    logits = extract_features(logits_model, data, input_spec, batch_size=batch_size, device=device,
-                              precision=precision)                           # (N, K)
+    logits = extract_features(
+        logits_model, data, input_spec, batch_size=batch_size, device=device, precision=precision
+    )  # (N, K)
     return 100.0 * (logits.argmax(1) == data.targets.long()).float().mean().item()
 
 
@@ -97,29 +127,48 @@ class SupervisedTask:
 
     def build(self, cfg, backbone, embed_dim: int, train) -> torch.nn.Module:
         if cfg.method.local_crops:
-            raise SslvitError(f"method.local_crops={cfg.method.local_crops} is a pretraining (MoCo v3) option; "
-                              f"`sslvit train` has no multi-crop: set method.local_crops=0")
+            raise SslvitError(
+                f"method.local_crops={cfg.method.local_crops} is a pretraining (MoCo v3) option; "
+                f"`sslvit train` has no multi-crop: set method.local_crops=0"
+            )
         return SupervisedClassifier(backbone, embed_dim, num_classes_of(train), cfg.model.bootstrap)
 
-    def evaluate(self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger,
-                 step: int) -> Dict:
+    def evaluate(
+        self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger, step: int
+    ) -> Dict:
         t0 = time.perf_counter()
         dataset = cfg.data.dataset
         test = load_eval_splits(dataset, cfg.data, max_test=cfg.eval.max_test).test
         kw = dict(batch_size=cfg.eval.batch_size, device=device, precision=precision)
-        res = {"top1": test_top1(logits_module(model), test, input_spec, **kw), "dataset": dataset,
-               "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)), "n_test": len(test),
-               "metric": "test_top1", "checkpoint": checkpoint, "bootstrap": bool(cfg.model.bootstrap.enabled)}
+        res = {
+            "top1": test_top1(logits_module(model), test, input_spec, **kw),
+            "dataset": dataset,
+            "n_train": len(load_dataset(dataset, cfg.data.train_split, cfg.data)),
+            "n_test": len(test),
+            "metric": "test_top1",
+            "checkpoint": checkpoint,
+            "bootstrap": bool(cfg.model.bootstrap.enabled),
+        }
         vals = {"eval/test_top1": res["top1"]}
         if getattr(model, "bootstrap", None) is not None:
             res["bootstrap_mode"] = cfg.model.bootstrap.mode
             res["top1_agent"] = test_top1(logits_module(model, agent=True), test, input_spec, **kw)
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
-            knn = run_knn(model.backbone, input_spec, dataset, cfg.data, k=cfg.eval.knn_k,
-                          temperature=cfg.eval.knn_temperature, batch_size=cfg.eval.batch_size,
-                          max_train=cfg.eval.max_train, max_test=cfg.eval.max_test, device=device,
-                          precision=precision, progress=cfg.log.progress)
+            knn = run_knn(
+                model.backbone,
+                input_spec,
+                dataset,
+                cfg.data,
+                k=cfg.eval.knn_k,
+                temperature=cfg.eval.knn_temperature,
+                batch_size=cfg.eval.batch_size,
+                max_train=cfg.eval.max_train,
+                max_test=cfg.eval.max_test,
+                device=device,
+                precision=precision,
+                progress=cfg.log.progress,
+            )
             res["knn_top1"] = knn["top1"]
             vals["eval/knn_top1"] = knn["top1"]
         res["wall_s"] = round(time.perf_counter() - t0, 3)

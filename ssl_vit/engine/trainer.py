@@ -10,6 +10,7 @@ Everything a step depends on is a function of ``(seed, step, rank)`` -- the batc
 the global RNG (drop-path) -- or lives in the checkpoint (weights, optimizer, hook windows), so a
 resumed run is bit-identical to an uninterrupted one on the same hardware and thread count.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -48,7 +49,7 @@ from ssl_vit.errors import RunStopped, SslvitError
 from ssl_vit.methods.base import Method
 from ssl_vit.models import create_backbone, resolve_model_config
 
-_clock = time.perf_counter     # the time budget's clock (tests replace it with a counter)
+_clock = time.perf_counter  # the time budget's clock (tests replace it with a counter)
 
 # Sections whose change makes a checkpoint a different experiment (resume refuses without --force).
 _RESUME_LOCKED = ("seed", "data", "aug", "model", "method")
@@ -65,7 +66,7 @@ class _StopOnSignal:
         for s in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._old[s] = signal.signal(s, self._handle)
-            except ValueError:        # not the main thread
+            except ValueError:  # not the main thread
                 pass
         return self
 
@@ -90,9 +91,12 @@ class Preempted(Exception):
 def input_spec_of(cfg: Config, train) -> InputSpec:
     """The trained backbone's input: the model's size and channels, the training set's mean / std."""
     c = cfg.model.in_chans
-    return InputSpec(cfg.model.img_size, c,
-                     tuple(float(v) for v in train.mean)[:c] if len(train.mean) >= c else (float(train.mean[0]),) * c,
-                     tuple(float(v) for v in train.std)[:c] if len(train.std) >= c else (float(train.std[0]),) * c)
+    return InputSpec(
+        cfg.model.img_size,
+        c,
+        tuple(float(v) for v in train.mean)[:c] if len(train.mean) >= c else (float(train.mean[0]),) * c,
+        tuple(float(v) for v in train.std)[:c] if len(train.std) >= c else (float(train.std[0]),) * c,
+    )
 
 
 def _grads_finite(params: List[torch.Tensor]) -> tuple[bool, float]:
@@ -110,7 +114,7 @@ def build_model(cfg: Config, device: torch.device, task=None, train=None) -> tor
     backbone = create_backbone(cfg.model, device.type)
     feat_dim = getattr(backbone, "num_features", None) or resolve_model_config(cfg.model).embed_dim
     model = task.build(cfg, backbone, feat_dim, train).to(device)
-    if str(cfg.model.fused_attn).lower() == "auto":    # SDPA or plain per pass and dtype (core/attention.py)
+    if str(cfg.model.fused_attn).lower() == "auto":  # SDPA or plain per pass and dtype (core/attention.py)
         plan_attention(model, device.type, precision_name(cfg.train.precision, device))
     if cfg.train.compile:
         compile_backbones(model)
@@ -121,14 +125,22 @@ def compile_backbones(model: torch.nn.Module) -> None:
     """``train.compile``: compile every ViT inside ``model`` in place (``nn.Module.compile``, so state-dict
     keys and checkpoints are unchanged); a graph that fails to compile runs eagerly instead."""
     import torch._dynamo  # lazy: torch._dynamo is heavy and only train.compile needs it
+
     torch._dynamo.config.suppress_errors = True
     for m in model.modules():
         if m is not model and isinstance(m, VisionTransformer):
             m.compile()
 
 
-def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume: bool = False, force: bool = False,
-        hooks: Optional[List[Hook]] = None, log=print) -> Dict:
+def fit(
+    cfg: Config,
+    output_dir: str | Path,
+    task_name: str = "pretrain",
+    resume: bool = False,
+    force: bool = False,
+    hooks: Optional[List[Hook]] = None,
+    log=print,
+) -> Dict:
     """The loop for any task in :data:`~ssl_vit.engine.tasks.TASKS`, observed by ``hooks`` (in order; the loop
     adds its :class:`MethodTermsHook` last): set-up, resume, the steps, the end."""
     task = TASKS[task_name]
@@ -143,7 +155,9 @@ def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume
         try:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise SslvitError(f"cannot create output dir '{out}': {e.strerror}; choose a writable --output-dir") from None
+            raise SslvitError(
+                f"cannot create output dir '{out}': {e.strerror}; choose a writable --output-dir"
+            ) from None
     loop = _set_up(cfg, task, ctx, device, precision, out, list(hooks or []), log)
     state = _resume(loop, resume, force)
     run = _start(loop, state, resume)
@@ -155,6 +169,7 @@ def fit(cfg: Config, output_dir: str | Path, task_name: str = "pretrain", resume
 @dataclass
 class _Loop:
     """What the set-up builds and the step functions share (hooks see :class:`RunState` instead)."""
+
     cfg: Config
     task: Any
     ctx: DistContext
@@ -162,28 +177,29 @@ class _Loop:
     precision: Precision
     out: Path
     input_spec: InputSpec
-    stream: Any                                 # .batches(start_step) -> iterator of batches
+    stream: Any  # .batches(start_step) -> iterator of batches
     steps_per_epoch: int
-    total_steps: int                            # fixed at set-up, or at the warm-up's end under a time budget
+    total_steps: int  # fixed at set-up, or at the warm-up's end under a time budget
     warmup: int
     peak_lr: float
     min_lr: float
-    model: Method                               # unwrapped
-    train_model: torch.nn.Module                # the DDP wrapper under torchrun, else the model
-    params: List[torch.nn.Parameter]            # trained parameters, every optimizer group
+    model: Method  # unwrapped
+    train_model: torch.nn.Module  # the DDP wrapper under torchrun, else the model
+    params: List[torch.nn.Parameter]  # trained parameters, every optimizer group
     optimizer: torch.optim.Optimizer
-    lr_mults: List[float]                       # per optimizer group (optim.patch_embed_lr_mult)
+    lr_mults: List[float]  # per optimizer group (optim.patch_embed_lr_mult)
     hooks: Hooks
     ckpts: CheckpointManager
     log: Callable[[str], None]
     logger: Optional[RunLogger] = None
-    budget: Optional[TimeBudget] = None         # train.time_budget_min > 0
-    nonfinite: int = 0                          # consecutive non-finite steps
-    stopped: bool = False                       # a hook returned Action.STOP
+    budget: Optional[TimeBudget] = None  # train.time_budget_min > 0
+    nonfinite: int = 0  # consecutive non-finite steps
+    stopped: bool = False  # a hook returned Action.STOP
 
 
-def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision: Precision, out: Path,
-            hooks: List[Hook], log) -> _Loop:
+def _set_up(
+    cfg: Config, task, ctx: DistContext, device: torch.device, precision: Precision, out: Path, hooks: List[Hook], log
+) -> _Loop:
     """Data (a stream of batches, a pure function of the step), schedule lengths, the method, the optimizer."""
     train = load_dataset(cfg.data.dataset, cfg.data.train_split, cfg.data)
     input_spec = input_spec_of(cfg, train)
@@ -209,13 +225,35 @@ def _set_up(cfg: Config, task, ctx: DistContext, device: torch.device, precision
         model = convert_sync_batchnorm(model, device.type)
         model.set_gather(gather_no_grad, ctx.rank)
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     groups = param_groups(model, cfg.optim.patch_embed_lr_mult)
     optimizer = make_optimizer(groups, cfg.optim, peak_lr, device)
     ckpts = CheckpointManager(out / "checkpoints", cfg.train.keep_last, enabled=ctx.is_main)
-    return _Loop(cfg, task, ctx, device, precision, out, input_spec, stream, spe, total_steps, warmup, peak_lr, min_lr,
-                 model, train_model, [p for g in groups for p in g["params"]], optimizer, lr_mults(optimizer),
-                 Hooks(hooks + [MethodTermsHook()]), ckpts, log, budget=budget)
+    return _Loop(
+        cfg,
+        task,
+        ctx,
+        device,
+        precision,
+        out,
+        input_spec,
+        stream,
+        spe,
+        total_steps,
+        warmup,
+        peak_lr,
+        min_lr,
+        model,
+        train_model,
+        [p for g in groups for p in g["params"]],
+        optimizer,
+        lr_mults(optimizer),
+        Hooks(hooks + [MethodTermsHook()]),
+        ckpts,
+        log,
+        budget=budget,
+    )
 
 
 # ---- resume -------------------------------------------------------------------------------------------
@@ -230,22 +268,24 @@ def _resume(loop: _Loop, resume: bool, force: bool) -> Dict:
         if is_main:
             log(f"--resume: no checkpoint in {ckpt_dir}; starting fresh")
         return {}
-    try:   # keys added to the config since the checkpoint was written take their defaults
+    try:  # keys added to the config since the checkpoint was written take their defaults
         saved = to_dict(config_from_dict(state["config"]))
     except SslvitError:
         saved = state["config"]
-    locked = diff_configs({k: saved.get(k) for k in _RESUME_LOCKED},
-                          {k: to_dict(cfg).get(k) for k in _RESUME_LOCKED})
+    locked = diff_configs({k: saved.get(k) for k in _RESUME_LOCKED}, {k: to_dict(cfg).get(k) for k in _RESUME_LOCKED})
     if locked and not force:
-        raise SslvitError(f"resuming '{loop.out}' with a changed config ({'; '.join(locked)}); restore those "
-                          f"settings or pass --force")
+        raise SslvitError(
+            f"resuming '{loop.out}' with a changed config ({'; '.join(locked)}); restore those settings or pass --force"
+        )
     sched = diff_configs(saved.get("train", {}), to_dict(cfg.train), "train.")
     load_state_strict(loop.model, state["model"], str(ckpt_dir))
     try:
         loop.optimizer.load_state_dict(state["optimizer"])
-    except ValueError as e:            # another number / layout of parameter groups
-        raise SslvitError(f"the checkpoint's optimizer does not fit this run ({e}); resume with the "
-                          f"optim.patch_embed_lr_mult it was trained with") from None
+    except ValueError as e:  # another number / layout of parameter groups
+        raise SslvitError(
+            f"the checkpoint's optimizer does not fit this run ({e}); resume with the "
+            f"optim.patch_embed_lr_mult it was trained with"
+        ) from None
     if loop.precision.scaler is not None and state.get("scaler"):
         loop.precision.scaler.load_state_dict(state["scaler"])
     loop.hooks.load_state_dict(state.get("hooks", {}))
@@ -253,8 +293,11 @@ def _resume(loop: _Loop, resume: bool, force: bool) -> Dict:
     if loop.budget is not None:
         _resume_budget(loop, state, start_step)
     if is_main:
-        log(f"resuming from step {start_step} ({ckpt_dir})" + (f"; changed: {'; '.join(sched)}" if sched else "")
-            + (f"; forced despite: {'; '.join(locked)}" if locked else ""))
+        log(
+            f"resuming from step {start_step} ({ckpt_dir})"
+            + (f"; changed: {'; '.join(sched)}" if sched else "")
+            + (f"; forced despite: {'; '.join(locked)}" if locked else "")
+        )
         if start_step >= loop.total_steps:
             log(f"checkpoint is at step {start_step} >= total steps {loop.total_steps}; nothing to train")
     return state
@@ -265,8 +308,10 @@ def _resume_budget(loop: _Loop, state: Dict, start_step: int) -> None:
     if state.get("budget_total"):
         loop.budget.total = loop.total_steps = int(state["budget_total"])
     elif start_step >= loop.warmup:
-        raise SslvitError(f"train.time_budget_min sizes a run at the end of its warm-up, and this checkpoint (step "
-                          f"{start_step}) is past it without a resolved length; set train.max_steps instead")
+        raise SslvitError(
+            f"train.time_budget_min sizes a run at the end of its warm-up, and this checkpoint (step "
+            f"{start_step}) is past it without a resolved length; set train.max_steps instead"
+        )
 
 
 def _start(loop: _Loop, state: Dict, resume: bool) -> RunState:
@@ -275,11 +320,27 @@ def _start(loop: _Loop, state: Dict, resume: bool) -> RunState:
     start_step = int(state.get("step", 0))
     loop.logger = RunLogger(loop.out, ctx.is_main, cfg.log.tensorboard, purge_step=start_step if resume else None)
     if ctx.is_main:
-        dump_yaml(cfg, loop.out / "config.yaml",
-                  header=f"world_size: {ctx.world_size} (processes; train.batch_size is the global batch)")
-    return RunState(cfg, loop.model, loop.logger, ctx, loop.out, loop.input_spec, loop.device, loop.precision,
-                    loop.total_steps, warmup_steps=loop.warmup, global_batch=cfg.train.batch_size, log=loop.log,
-                    step=start_step, lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0)
+        dump_yaml(
+            cfg,
+            loop.out / "config.yaml",
+            header=f"world_size: {ctx.world_size} (processes; train.batch_size is the global batch)",
+        )
+    return RunState(
+        cfg,
+        loop.model,
+        loop.logger,
+        ctx,
+        loop.out,
+        loop.input_spec,
+        loop.device,
+        loop.precision,
+        loop.total_steps,
+        warmup_steps=loop.warmup,
+        global_batch=cfg.train.batch_size,
+        log=loop.log,
+        step=start_step,
+        lr_scale=float(state.get("lr_scale", 1.0)) if start_step else 1.0,
+    )
 
 
 # ---- the steps ----------------------------------------------------------------------------------------
@@ -307,24 +368,34 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
     loop.hooks.on_start(run)
     loop.train_model.train()
     batches = loop.stream.batches(start_step)
-    pbar = tqdm(total=loop.total_steps, initial=start_step, disable=not (ctx.is_main and cfg.log.progress),
-                desc=loop.task.name, unit="step", dynamic_ncols=True)
+    pbar = tqdm(
+        total=loop.total_steps,
+        initial=start_step,
+        disable=not (ctx.is_main and cfg.log.progress),
+        desc=loop.task.name,
+        unit="step",
+        dynamic_ncols=True,
+    )
     window = _LossWindow()
     if loop.budget is not None and loop.budget.total is None:
         loop.budget.begin(start_step, _clock())
     with _StopOnSignal() as sig:
         for step in itertools.count(start_step):
-            if step >= loop.total_steps:         # the total can change once, at the end of a budget's warm-up
+            if step >= loop.total_steps:  # the total can change once, at the end of a budget's warm-up
                 break
             action = _step(loop, run, step, batches)
-            if action is None:                   # non-finite loss / gradients: skipped, nothing logged
+            if action is None:  # non-finite loss / gradients: skipped, nothing logged
                 continue
             if loop.budget is not None and (total := loop.budget.observe(run.step, _clock())):
                 _resize(loop, run, total, pbar)
             window.add(run.loss)
             action = max(action, _agree(loop, loop.hooks.after_step(run, step)))
             _write_record(loop, run, window, pbar)
-            if cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0 and run.step < loop.total_steps:
+            if (
+                cfg.train.checkpoint_every
+                and run.step % cfg.train.checkpoint_every == 0
+                and run.step < loop.total_steps
+            ):
                 _save(loop, run, run.step, periodic=True)
             loop.stopped = action is Action.STOP
             if sig.signum is not None or loop.stopped:
@@ -335,8 +406,11 @@ def _run_steps(loop: _Loop, run: RunState) -> int:
         loop.logger.flush()
         if sig.signum is not None:
             loop.logger.close()
-            raise Preempted(f"stopped by signal {sig.signum} at step {end_step}; checkpoint saved in {loop.ckpts.dir}. "
-                            f"Resume with: sslvit {loop.task.name} --output-dir {loop.out} --resume", sig.signum)
+            raise Preempted(
+                f"stopped by signal {sig.signum} at step {end_step}; checkpoint saved in {loop.ckpts.dir}. "
+                f"Resume with: sslvit {loop.task.name} --output-dir {loop.out} --resume",
+                sig.signum,
+            )
     return end_step
 
 
@@ -350,8 +424,14 @@ def _resize(loop: _Loop, run: RunState, total: int, pbar) -> None:
     pbar.refresh()
     if loop.ctx.is_main:
         loop.log(loop.budget.message(loop.steps_per_epoch))
-    loop.logger.log(run.step, {}, event="budget", total_steps=total, step_ms=round(1000 * loop.budget.step_s, 2),
-                    warmup_steps=loop.warmup)
+    loop.logger.log(
+        run.step,
+        {},
+        event="budget",
+        total_steps=total,
+        step_ms=round(1000 * loop.budget.step_s, 2),
+        warmup_steps=loop.warmup,
+    )
 
 
 def _step(loop: _Loop, run: RunState, step: int, batches) -> Optional[Action]:
@@ -359,14 +439,18 @@ def _step(loop: _Loop, run: RunState, step: int, batches) -> Optional[Action]:
     None: the loss or a gradient was not finite (update skipped, the step not counted)."""
     cfg, model, precision, opt = loop.cfg, loop.model, loop.precision, loop.optimizer
     lr = lr_at(step, loop.total_steps, loop.peak_lr, loop.warmup, loop.min_lr) * run.lr_scale
-    m = momentum_at(step, loop.total_steps, cfg.method.momentum, cfg.method.momentum_final) if loop.task.uses_momentum else None
+    m = (
+        momentum_at(step, loop.total_steps, cfg.method.momentum, cfg.method.momentum_final)
+        if loop.task.uses_momentum
+        else None
+    )
     set_lr(opt, lr, loop.lr_mults)
-    torch.manual_seed(derive_seed("step", cfg.seed, step, loop.ctx.rank))   # drop-path etc.
-    batch = next(batches)                      # (x1, x2[, local]) views or (x, y), (B, C, S, S) images
-    model.begin_step(step, cfg.seed)           # e.g. a ViTAS superformer picks this step's sub-network
-    model.set_progress(step, loop.total_steps) # e.g. the bootstrap hint-weight schedule
+    torch.manual_seed(derive_seed("step", cfg.seed, step, loop.ctx.rank))  # drop-path etc.
+    batch = next(batches)  # (x1, x2[, local]) views or (x, y), (B, C, S, S) images
+    model.begin_step(step, cfg.seed)  # e.g. a ViTAS superformer picks this step's sub-network
+    model.set_progress(step, loop.total_steps)  # e.g. the bootstrap hint-weight schedule
     with precision.autocast():
-        loss = loop.task.loss(loop.train_model, batch, m)                    # scalar
+        loss = loop.task.loss(loop.train_model, batch, m)  # scalar
     opt.zero_grad(set_to_none=True)
     (precision.scaler.scale(loss) if precision.scaler else loss).backward()
     if precision.scaler:
@@ -439,9 +523,11 @@ def _skip_nonfinite(loop: _Loop, run: RunState, step: int) -> None:
     loop.nonfinite += 1
     loop.logger.log(step + 1, {}, event="nonfinite", loss=str(run.loss), grad_norm=str(run.grad_norm))
     if loop.nonfinite >= cfg.train.max_nonfinite:
-        _save(loop, run, step)             # weights are still those from before the bad steps
-        raise SslvitError(f"{loop.nonfinite} consecutive non-finite losses/gradients at step {step + 1}; "
-                          f"checkpoint saved at step {step}: lower optim.lr or raise warm-up, then --resume")
+        _save(loop, run, step)  # weights are still those from before the bad steps
+        raise SslvitError(
+            f"{loop.nonfinite} consecutive non-finite losses/gradients at step {step + 1}; "
+            f"checkpoint saved at step {step}: lower optim.lr or raise warm-up, then --resume"
+        )
     if loop.precision.scaler:
         loop.precision.scaler.update()
 
@@ -452,10 +538,19 @@ def _write_record(loop: _Loop, run: RunState, window: _LossWindow, pbar) -> None
     cfg, rec, logger = loop.cfg, run.record, loop.logger
     if run.step % cfg.log.every == 0 or run.step == loop.total_steps:
         loss, pairs_s = window.flush(cfg.train.batch_size)
-        logger.log(run.step, {"train/loss": loss, "train/lr": run.lr,
-                              **({"train/momentum": run.momentum} if run.momentum is not None else {}),
-                              "train/throughput": pairs_s, **rec.values},
-                   epoch=round(run.step / loop.steps_per_epoch, 4), world_size=loop.ctx.world_size, **rec.fields)
+        logger.log(
+            run.step,
+            {
+                "train/loss": loss,
+                "train/lr": run.lr,
+                **({"train/momentum": run.momentum} if run.momentum is not None else {}),
+                "train/throughput": pairs_s,
+                **rec.values,
+            },
+            epoch=round(run.step / loop.steps_per_epoch, 4),
+            world_size=loop.ctx.world_size,
+            **rec.fields,
+        )
         pbar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{run.lr:.2e}")
     elif rec.values or rec.fields:
         logger.log(run.step, rec.values, **rec.fields)
@@ -470,13 +565,26 @@ def _save(loop: _Loop, run: RunState, step: int, periodic: bool = False) -> None
     if not loop.ctx.is_main:
         return
     cfg, sd, scaler = loop.cfg, loop.model.state_dict(), loop.precision.scaler
-    loop.ckpts.save({"step": step, "epoch": step / loop.steps_per_epoch, "config": to_dict(cfg),
-                     "data_config": loop.input_spec.to_dict(), "model": sd, "optimizer": loop.optimizer.state_dict(),
-                     "scaler": scaler.state_dict() if scaler is not None else {},
-                     "hooks": loop.hooks.state_dict(), "world_size": loop.ctx.world_size, "lr_scale": run.lr_scale,
-                     "budget_total": loop.budget.total if loop.budget is not None else None},
-                    {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")},
-                    to_dict(cfg.model), loop.input_spec, periodic=periodic, monitor=run.monitor)
+    loop.ckpts.save(
+        {
+            "step": step,
+            "epoch": step / loop.steps_per_epoch,
+            "config": to_dict(cfg),
+            "data_config": loop.input_spec.to_dict(),
+            "model": sd,
+            "optimizer": loop.optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "hooks": loop.hooks.state_dict(),
+            "world_size": loop.ctx.world_size,
+            "lr_scale": run.lr_scale,
+            "budget_total": loop.budget.total if loop.budget is not None else None,
+        },
+        {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")},
+        to_dict(cfg.model),
+        loop.input_spec,
+        periodic=periodic,
+        monitor=run.monitor,
+    )
 
 
 # ---- the end: final evaluation (kNN / test top-1), summary ----------------------------------------------
@@ -485,13 +593,29 @@ def _end(loop: _Loop, run: RunState, end_step: int) -> Dict:
     task's final evaluation when the run is complete, and the summary."""
     cfg, ctx, out = loop.cfg, loop.ctx, loop.out
     loop.hooks.on_end(run)
-    summary: Dict = {"step": end_step, "total_steps": loop.total_steps, "output_dir": str(out),
-                     "tensorboard": str(out / "tensorboard"), "checkpoint": str(loop.ckpts.dir / "last.safetensors")}
+    summary: Dict = {
+        "step": end_step,
+        "total_steps": loop.total_steps,
+        "output_dir": str(out),
+        "tensorboard": str(out / "tensorboard"),
+        "checkpoint": str(loop.ckpts.dir / "last.safetensors"),
+    }
     if loop.stopped and run.stop_reason:
         loop.logger.close()
         raise RunStopped(f"{run.stop_reason}; checkpoint saved at step {end_step} in {loop.ckpts.dir}")
     if ctx.is_main and end_step >= loop.total_steps and (cfg.eval.final_knn or not loop.task.uses_momentum):
-        summary.update(loop.task.evaluate(loop.model, cfg, loop.input_spec, loop.device, loop.precision, out,
-                                          summary["checkpoint"], loop.logger, end_step))
+        summary.update(
+            loop.task.evaluate(
+                loop.model,
+                cfg,
+                loop.input_spec,
+                loop.device,
+                loop.precision,
+                out,
+                summary["checkpoint"],
+                loop.logger,
+                end_step,
+            )
+        )
     loop.logger.close()
     return summary

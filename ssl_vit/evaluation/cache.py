@@ -22,6 +22,7 @@ Example::
     f = cache.features(model, data, input_spec, weights_hash=loaded.weights_hash, dataset="fmnist",
                        split="train")          # (N, D); second call reads the file
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -100,7 +101,7 @@ class CacheEvent:
 
 @dataclass
 class FeatureCache:
-    root: Optional[Path] = None              # None: caching off (features are still extracted fast)
+    root: Optional[Path] = None  # None: caching off (features are still extracted fast)
     events: List[CacheEvent] = field(default_factory=list)
 
     @classmethod
@@ -121,20 +122,40 @@ class FeatureCache:
     def extracted(self) -> int:
         return sum(1 for e in self.events if not e.hit)
 
-    def features(self, model, data, input_spec: InputSpec, *, weights_hash: str = "", dataset: str = "",
-                 split: str = "", subset: str = "all", batch_size: int = 512, device=None,
-                 precision: Optional[Precision] = None, progress: bool = False, desc: str = "features",
-                 pooling: str = "cls", num_workers: int = 2) -> torch.Tensor:
+    def features(
+        self,
+        model,
+        data,
+        input_spec: InputSpec,
+        *,
+        weights_hash: str = "",
+        dataset: str = "",
+        split: str = "",
+        subset: str = "all",
+        batch_size: int = 512,
+        device=None,
+        precision: Optional[Precision] = None,
+        progress: bool = False,
+        desc: str = "features",
+        pooling: str = "cls",
+        num_workers: int = 2,
+    ) -> torch.Tensor:
         """(N, D) float32 features of ``data`` in order: read from the cache or extracted (and stored).
         ``pooling`` names what ``model`` outputs when it is not the backbone's own CLS feature
         (:func:`~ssl_vit.evaluation.pooling.pooling_name`); it is part of the key. ``num_workers``: DataLoader
         workers of an extraction (file datasets; not part of the key)."""
 
-        parts = {"weights": weights_hash or state_hash(model),
-                 "data_cfg": input_spec.to_dict(),                # (key name kept: old entries stay valid)
-                 "transform": TRANSFORM_VERSION, "dtype": _dtype_name(precision),
-                 "dataset": dataset, "split": split, "subset": subset, "n": len(data)}
-        if pooling != "cls":                                   # (CLS keys stay as before: old entries stay valid)
+        parts = {
+            "weights": weights_hash or state_hash(model),
+            "data_cfg": input_spec.to_dict(),  # (key name kept: old entries stay valid)
+            "transform": TRANSFORM_VERSION,
+            "dtype": _dtype_name(precision),
+            "dataset": dataset,
+            "split": split,
+            "subset": subset,
+            "n": len(data),
+        }
+        if pooling != "cls":  # (CLS keys stay as before: old entries stay valid)
             parts["pooling"] = pooling
         labels = data.targets if data.targets is not None else torch.full((len(data),), -1, dtype=torch.long)
         t0 = time.perf_counter()
@@ -151,22 +172,33 @@ class FeatureCache:
                         self.events.append(CacheEvent(key, split, True, len(data), time.perf_counter() - t0))
                         return f
                 except (SafetensorError, OSError, KeyError, RuntimeError):
-                    pass                                                             # corrupt: re-extract
+                    pass  # corrupt: re-extract
         t1 = time.perf_counter()
-        f = feature_extraction.extract_features(model, data, input_spec, batch_size=batch_size, device=device,
-                                                precision=precision, num_workers=num_workers, progress=progress,
-                                                desc=desc)
+        f = feature_extraction.extract_features(
+            model,
+            data,
+            input_spec,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            num_workers=num_workers,
+            progress=progress,
+            desc=desc,
+        )
         dt = time.perf_counter() - t1
         if path is not None:
-            meta = {"key_parts": json.dumps(parts, sort_keys=True, default=str),
-                    "images_per_s": f"{len(data) / dt:.1f}"}
+            meta = {
+                "key_parts": json.dumps(parts, sort_keys=True, default=str),
+                "images_per_s": f"{len(data) / dt:.1f}",
+            }
             tensors = {"features": f.contiguous(), "labels": labels.long().contiguous()}
             try:
                 atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
             except Exception as e:  # noqa: BLE001 - a read-only cache must not fail the evaluation
-                warnings.warn(f"feature cache not written ({e}); set eval.cache_dir to a writable folder")
-        self.events.append(CacheEvent(key or "", split, False, len(data), time.perf_counter() - t0,
-                                      len(data) / max(dt, 1e-9)))
+                warnings.warn(f"feature cache not written ({e}); set eval.cache_dir to a writable folder", stacklevel=2)
+        self.events.append(
+            CacheEvent(key or "", split, False, len(data), time.perf_counter() - t0, len(data) / max(dt, 1e-9))
+        )
         return f
 
     def summary(self, since: int = 0) -> Dict:
@@ -174,8 +206,10 @@ class FeatureCache:
         events = self.events[since:]
         ext = [e for e in events if not e.hit]
         n = sum(e.n for e in ext)
-        return {"feature_cache": str(self.root) if self.root else "off",
-                "features_cached": [e.split for e in events if e.hit],
-                "features_extracted": [e.split for e in ext],
-                "extract_s": round(sum(e.seconds for e in ext), 3),
-                "extract_img_per_s": round(n / max(sum(e.seconds for e in ext), 1e-9), 1) if ext else None}
+        return {
+            "feature_cache": str(self.root) if self.root else "off",
+            "features_cached": [e.split for e in events if e.hit],
+            "features_extracted": [e.split for e in ext],
+            "extract_s": round(sum(e.seconds for e in ext), 3),
+            "extract_img_per_s": round(n / max(sum(e.seconds for e in ext), 1e-9), 1) if ext else None,
+        }

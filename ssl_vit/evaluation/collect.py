@@ -11,6 +11,7 @@ Example::
     rows = collect_rows(["runs/"], sort="dataset,metric,top1")
     print(to_markdown(rows))
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,20 @@ from ssl_vit.config.loading import from_dict
 from ssl_vit.config.schema import ModelConfig
 from ssl_vit.evaluation.runner import backbone_label
 
-COLUMNS = ["backbone", "method", "dataset", "metric", "features", "top1", "top1_best", "params", "n_train", "n_test",
-           "wall_s", "source"]
+COLUMNS = [
+    "backbone",
+    "method",
+    "dataset",
+    "metric",
+    "features",
+    "top1",
+    "top1_best",
+    "params",
+    "n_train",
+    "n_test",
+    "wall_s",
+    "source",
+]
 
 
 def config_near(path: Path) -> Dict:
@@ -71,14 +84,23 @@ def row_for(path: Path) -> Dict:
         except Exception:  # noqa: BLE001 - a config of another version: show its name only
             backbone = str(model.get("name"))
     metric = r.get("metric") or ("linear" if "mode" in r else "knn")
-    return {"backbone": backbone or "?",
-            "method": r.get("method") or (r.get("pretrain_method") if r.get("pretrain_method") != "unknown" else None)
-            or (cfg.get("method") or {}).get("name") or "?",
-            "dataset": r.get("dataset", "?"), "metric": metric, "features": r.get("features"),
-            "top1": r.get("top1"), "top1_best": r.get("top1_best"),
-            "params": r.get("params") or params_from_checkpoint(r.get("checkpoint")),
-            "n_train": r.get("n_train"), "n_test": r.get("n_test"), "wall_s": r.get("wall_s"),
-            "source": str(path.parent)}
+    return {
+        "backbone": backbone or "?",
+        "method": r.get("method")
+        or (r.get("pretrain_method") if r.get("pretrain_method") != "unknown" else None)
+        or (cfg.get("method") or {}).get("name")
+        or "?",
+        "dataset": r.get("dataset", "?"),
+        "metric": metric,
+        "features": r.get("features"),
+        "top1": r.get("top1"),
+        "top1_best": r.get("top1_best"),
+        "params": r.get("params") or params_from_checkpoint(r.get("checkpoint")),
+        "n_train": r.get("n_train"),
+        "n_test": r.get("n_test"),
+        "wall_s": r.get("wall_s"),
+        "source": str(path.parent),
+    }
 
 
 def find_results(paths: Iterable[str], warn: Callable[[str], None] = print) -> List[Path]:
@@ -128,8 +150,11 @@ def sort_rows(rows: List[Dict], sort: str = "dataset,metric,top1") -> List[Dict]
     return rows
 
 
-def collect_rows(paths: Iterable[str], sort: str = "dataset,metric,top1",
-                 warn: Callable[[str], None] = lambda m: print(f"warning: {m}", file=sys.stderr)) -> List[Dict]:
+def collect_rows(
+    paths: Iterable[str],
+    sort: str = "dataset,metric,top1",
+    warn: Callable[[str], None] = lambda m: print(f"warning: {m}", file=sys.stderr),
+) -> List[Dict]:
     """One row per results.json found under ``paths`` (an unreadable one is skipped with a warning)."""
     rows = []
     for f in find_results(paths, warn):

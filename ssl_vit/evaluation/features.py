@@ -1,4 +1,5 @@
 """Frozen-backbone feature extraction: CLS token after the final norm, any dataset, any input spec."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -18,9 +19,17 @@ from ssl_vit.transforms.pipeline import eval_transform
 
 
 @torch.inference_mode()
-def extract_features(model: nn.Module, data, input_spec: InputSpec, batch_size: int = 512,
-                     device: Optional[torch.device] = None, precision: Optional[Precision] = None,
-                     num_workers: int = 2, progress: bool = False, desc: str = "features") -> torch.Tensor:
+def extract_features(
+    model: nn.Module,
+    data,
+    input_spec: InputSpec,
+    batch_size: int = 512,
+    device: Optional[torch.device] = None,
+    precision: Optional[Precision] = None,
+    num_workers: int = 2,
+    progress: bool = False,
+    desc: str = "features",
+) -> torch.Tensor:
     """-> (N, D) float32 features (not normalised), in dataset order.
 
     Fast path: ``inference_mode``, whole-batch input conversion, large batches, ``precision``'s autocast
@@ -33,21 +42,25 @@ def extract_features(model: nn.Module, data, input_spec: InputSpec, batch_size: 
     was_training = model.training
     model.eval()
     if isinstance(data, TensorImages):
-        batches = (data.images[i:i + batch_size] for i in range(0, len(data), batch_size))
+        batches = (data.images[i : i + batch_size] for i in range(0, len(data), batch_size))
         total = (len(data) + batch_size - 1) // batch_size
     else:
-        loader = DataLoader(LabelledFiles(data, eval_transform(int(input_spec.img_size))), batch_size=batch_size,
-                            num_workers=num_workers, shuffle=False)
+        loader = DataLoader(
+            LabelledFiles(data, eval_transform(int(input_spec.img_size))),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            shuffle=False,
+        )
         batches = (x for x, _ in loader)
         total = len(loader)
     out = []
     try:
         with fused_attention(model):
             for x in tqdm(batches, total=total, desc=desc, disable=not progress, leave=False, unit="batch"):
-                x = to_model_input(x.to(device), input_spec)                           # (B, C, S, S)
+                x = to_model_input(x.to(device), input_spec)  # (B, C, S, S)
                 with autocast(precision):
                     f = model(x)
-                out.append(f.float().cpu())                                          # (B, D)
+                out.append(f.float().cpu())  # (B, D)
     finally:
         model.train(was_training)
     return torch.cat(out, 0)

@@ -18,6 +18,7 @@ Example::
     res = fit_classifier(Classifier(backbone, head, frozen_features=True), opt, batches_of_epoch, cfg)
     res.skipped, res.history, res.steps
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,43 +34,43 @@ from ssl_vit.core.precision import Precision
 
 @dataclass
 class Classifier:
-    features: nn.Module         # model input (B, C, S, S) -> (B, D) features or (B, K) logits, under autocast
-    head: nn.Module             # (B, D) float32 -> (B, K) logits, in fp32 (nn.Identity when features gives logits)
+    features: nn.Module  # model input (B, C, S, S) -> (B, D) features or (B, K) logits, under autocast
+    head: nn.Module  # (B, D) float32 -> (B, K) logits, in fp32 (nn.Identity when features gives logits)
     frozen_features: bool = False  # True: features run without grad and stay in eval mode (linear probe)
 
 
 @dataclass
 class FitConfig:
-    epochs: int                             # epochs to run (may stop before the schedule's end)
-    lr_at: Callable[[int, int], float]      # (epoch, global step) -> learning rate of that step
-    precision: Precision                    # autocast of the features pass
+    epochs: int  # epochs to run (may stop before the schedule's end)
+    lr_at: Callable[[int, int], float]  # (epoch, global step) -> learning rate of that step
+    precision: Precision  # autocast of the features pass
     device: torch.device
-    seed: Optional[int] = None              # reseeds torch's global RNG before epoch 1 (dropout, drop-path)
-    progress: bool = False                  # a progress bar over epochs
-    desc: str = "fit"                       # its label
+    seed: Optional[int] = None  # reseeds torch's global RNG before epoch 1 (dropout, drop-path)
+    progress: bool = False  # a progress bar over epochs
+    desc: str = "fit"  # its label
 
 
 @dataclass
 class EpochEnd:
-    epoch: int                  # 0-based
-    step: int                   # global steps done so far
-    lr: float                   # the epoch's last learning rate
-    loss: float                 # the epoch's last loss (nan when the epoch had no batch)
+    epoch: int  # 0-based
+    step: int  # global steps done so far
+    lr: float  # the epoch's last learning rate
+    loss: float  # the epoch's last loss (nan when the epoch had no batch)
 
 
 @dataclass
 class StepEnd:
-    epoch: int                  # 0-based
-    step: int                   # global index of the step just taken (0-based)
+    epoch: int  # 0-based
+    step: int  # global index of the step just taken (0-based)
     lr: float
-    loss: torch.Tensor          # scalar, float32 (not synchronised: call .item() only when needed)
+    loss: torch.Tensor  # scalar, float32 (not synchronised: call .item() only when needed)
 
 
 @dataclass
 class FitResult:
-    history: List[float] = field(default_factory=list)   # what on_epoch returned, per epoch (None dropped)
-    skipped: int = 0            # steps skipped for a non-finite loss
-    steps: int = 0              # steps taken, skipped ones included
+    history: List[float] = field(default_factory=list)  # what on_epoch returned, per epoch (None dropped)
+    skipped: int = 0  # steps skipped for a non-finite loss
+    steps: int = 0  # steps taken, skipped ones included
 
 
 Batches = Iterable[Tuple[torch.Tensor, torch.Tensor]]
@@ -78,13 +79,19 @@ Batches = Iterable[Tuple[torch.Tensor, torch.Tensor]]
 def _forward(clf: Classifier, x: torch.Tensor, precision: Precision) -> torch.Tensor:
     """Model input (B, C, S, S) -> fp32 logits (B, K)."""
     with torch.set_grad_enabled(torch.is_grad_enabled() and not clf.frozen_features), precision.autocast():
-        f = clf.features(x)                                                         # (B, D) or (B, K)
-    return clf.head(f.float())                                                      # (B, K)
+        f = clf.features(x)  # (B, D) or (B, K)
+    return clf.head(f.float())  # (B, K)
 
 
-def fit_classifier(clf: Classifier, optimizer: torch.optim.Optimizer, epoch_batches: Callable[[int], Batches],
-                   cfg: FitConfig, *, on_step: Optional[Callable[[StepEnd], None]] = None,
-                   on_epoch: Optional[Callable[[EpochEnd], Optional[float]]] = None) -> FitResult:
+def fit_classifier(
+    clf: Classifier,
+    optimizer: torch.optim.Optimizer,
+    epoch_batches: Callable[[int], Batches],
+    cfg: FitConfig,
+    *,
+    on_step: Optional[Callable[[StepEnd], None]] = None,
+    on_epoch: Optional[Callable[[EpochEnd], Optional[float]]] = None,
+) -> FitResult:
     """Train ``clf`` with cross-entropy for ``cfg.epochs`` epochs of ``epoch_batches(epoch)``: pairs of model
     input (B, C, S, S) and labels (B,), moved to ``cfg.device`` here. -> :class:`FitResult`.
 
@@ -103,7 +110,7 @@ def fit_classifier(clf: Classifier, optimizer: torch.optim.Optimizer, epoch_batc
             lr = cfg.lr_at(epoch, res.steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = x.to(cfg.device), y.to(cfg.device).long()                       # (B, C, S, S), (B,)
+            x, y = x.to(cfg.device), y.to(cfg.device).long()  # (B, C, S, S), (B,)
             loss = F.cross_entropy(_forward(clf, x, cfg.precision), y)
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(loss):

@@ -7,6 +7,7 @@ Example::
 
     top1 = knn_top1(train_feats, train_labels, test_feats, test_labels, k=20, temperature=0.07)
 """
+
 from __future__ import annotations
 
 import time
@@ -25,9 +26,15 @@ from ssl_vit.data.labelled import load_eval_splits, require_labels
 from ssl_vit.evaluation.features import extract_features
 
 
-def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-                k: int = 20, temperature: float = 0.07, num_classes: int | None = None,
-                batch_size: int = 4096) -> torch.Tensor:
+def knn_predict(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    batch_size: int = 4096,
+) -> torch.Tensor:
     """train (N, D), labels (N,), test (M, D) -> predicted labels (M,)."""
     train = F.normalize(train_feats.float(), dim=1).contiguous().numpy()
     test = F.normalize(test_feats.float(), dim=1).contiguous().numpy()
@@ -38,11 +45,11 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     labels = train_labels.long()
     preds = []
     for i in range(0, test.shape[0], batch_size):
-        sims, idx = index.search(np.ascontiguousarray(test[i:i + batch_size]), k)   # (b, k) each
+        sims, idx = index.search(np.ascontiguousarray(test[i : i + batch_size]), k)  # (b, k) each
         sims, idx = torch.from_numpy(sims), torch.from_numpy(idx)
-        weights = (sims / temperature).exp()                                         # (b, k)
+        weights = (sims / temperature).exp()  # (b, k)
         votes = torch.zeros(idx.shape[0], num_classes)
-        votes.scatter_add_(1, labels[idx], weights)                                  # (b, C)
+        votes.scatter_add_(1, labels[idx], weights)  # (b, C)
         preds.append(votes.argmax(1))
     return torch.cat(preds)
 
@@ -54,9 +61,23 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, k: int = 20, te
     return 100.0 * (pred == test_labels.long()).float().mean().item()
 
 
-def run_knn(backbone, input_spec: InputSpec, dataset: str, data_cfg: DataConfig, *, k: int = 20,
-            temperature: float = 0.07, batch_size: int = 512, max_train: int = 0, max_test: int = 0, device=None,
-            precision: Optional[Precision] = None, progress: bool = False, cache=None, weights_hash: str = "") -> dict:
+def run_knn(
+    backbone,
+    input_spec: InputSpec,
+    dataset: str,
+    data_cfg: DataConfig,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    batch_size: int = 512,
+    max_train: int = 0,
+    max_test: int = 0,
+    device=None,
+    precision: Optional[Precision] = None,
+    progress: bool = False,
+    cache=None,
+    weights_hash: str = "",
+) -> dict:
     """Extract features of a labelled dataset's train and test splits and return kNN top-1 (percent).
     ``input_spec``: what ``backbone`` takes; ``data_cfg``: the config's data section (workers, dataset options).
 
@@ -69,24 +90,40 @@ def run_knn(backbone, input_spec: InputSpec, dataset: str, data_cfg: DataConfig,
     train, test = splits.train, splits.test
     require_labels(train, f"dataset '{dataset}' split '{splits.train_split}'", "kNN")
     tl, vl = train.targets, test.targets
-    keep = tl >= 0                  # features of the whole subsample (the cache key), votes of the labelled ones
-    kw = dict(batch_size=batch_size, device=device, precision=precision, progress=progress,
-              num_workers=data_cfg.num_workers)
+    keep = tl >= 0  # features of the whole subsample (the cache key), votes of the labelled ones
+    kw = dict(
+        batch_size=batch_size, device=device, precision=precision, progress=progress, num_workers=data_cfg.num_workers
+    )
     if cache is None:
         ftr = extract_features(backbone, train, input_spec, desc="kNN train features", **kw)[keep]
         fte = extract_features(backbone, test, input_spec, desc="kNN test features", **kw)
     else:
         kw.update(weights_hash=weights_hash, dataset=dataset)
         n_events = len(cache.events)
-        ftr = cache.features(backbone, train, input_spec, split=splits.train_split, subset=f"{max_train}:0",
-                             desc="kNN train features", **kw)[keep]
-        fte = cache.features(backbone, test, input_spec, split=splits.test_split, subset=f"{max_test}:1",
-                             desc="kNN test features", **kw)
+        ftr = cache.features(
+            backbone,
+            train,
+            input_spec,
+            split=splits.train_split,
+            subset=f"{max_train}:0",
+            desc="kNN train features",
+            **kw,
+        )[keep]
+        fte = cache.features(
+            backbone, test, input_spec, split=splits.test_split, subset=f"{max_test}:1", desc="kNN test features", **kw
+        )
     t1 = time.perf_counter()
     top1 = knn_top1(ftr, tl[keep], fte, vl, k, temperature)
-    res = {"top1": top1, "dataset": dataset, "n_train": int(keep.sum()), "n_test": len(test),
-           "k": min(k, int(keep.sum())), "temperature": temperature,       # the k and T the votes used
-           "search_s": round(time.perf_counter() - t1, 3), "wall_s": round(time.perf_counter() - t0, 3)}
+    res = {
+        "top1": top1,
+        "dataset": dataset,
+        "n_train": int(keep.sum()),
+        "n_test": len(test),
+        "k": min(k, int(keep.sum())),
+        "temperature": temperature,  # the k and T the votes used
+        "search_s": round(time.perf_counter() - t1, 3),
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
     if cache is not None:
         res.update(cache.summary(n_events))
     return res

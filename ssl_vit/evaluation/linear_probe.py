@@ -22,6 +22,7 @@ Example::
     res = fast_probe(train_feats, train_labels, test_feats, test_labels, ProbeConfig())
     res["top1"], res["lr"], res["weight_decay"]
 """
+
 from __future__ import annotations
 
 import math
@@ -65,20 +66,29 @@ def _standardise(fit: torch.Tensor, *others: torch.Tensor):
     return [(t - mean) / std for t in (fit, *others)]
 
 
-def train_logreg_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, lrs: List[float], wds: List[float],
-                      epochs: int, batch_size: int, seed: int = 0):
+def train_logreg_grid(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    lrs: List[float],
+    wds: List[float],
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+):
     """Train one softmax classifier per (lr, wd) pair jointly. -> weights (G, D, C), biases (G, C), grid.
 
     Why by hand: neither torch nor faiss has a (multi-config) logistic regression, and scikit-learn is not a
     dependency; a grid of G configs trained as one batched matmul costs about one config's Python overhead.
     """
     n, d = x.shape
-    batch_size = min(batch_size, max(32, math.ceil(n / 20)))        # small sets: still >= 20 steps per epoch
+    batch_size = min(batch_size, max(32, math.ceil(n / 20)))  # small sets: still >= 20 steps per epoch
     grid = [(lr, wd) for lr in lrs for wd in wds]
     ws = [nn.Parameter(torch.zeros(d, num_classes)) for _ in grid]
     bs = [nn.Parameter(torch.zeros(num_classes)) for _ in grid]
-    groups = [{"params": [w], "lr": lr, "weight_decay": wd} for w, (lr, wd) in zip(ws, grid)] + \
-             [{"params": [b], "lr": lr, "weight_decay": 0.0} for b, (lr, wd) in zip(bs, grid)]
+    groups = [{"params": [w], "lr": lr, "weight_decay": wd} for w, (lr, wd) in zip(ws, grid)] + [
+        {"params": [b], "lr": lr, "weight_decay": 0.0} for b, (lr, wd) in zip(bs, grid)
+    ]
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.999))
     steps_per_epoch = max(1, math.ceil(n / batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
@@ -87,9 +97,9 @@ def train_logreg_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, lrs: L
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            xb, yb = x[idx], y[idx]                                                   # (b, D), (b,)
-            logits = torch.einsum("bd,gdc->gbc", xb, torch.stack(ws)) + torch.stack(bs)[:, None]   # (G, b, C)
+            idx = perm[i : i + batch_size]
+            xb, yb = x[idx], y[idx]  # (b, D), (b,)
+            logits = torch.einsum("bd,gdc->gbc", xb, torch.stack(ws)) + torch.stack(bs)[:, None]  # (G, b, C)
             # sum over grid points of each one's mean CE: gradients stay independent per grid point
             loss = F.cross_entropy(logits.reshape(-1, num_classes), yb.repeat(len(grid)), reduction="sum") / len(yb)
             opt.zero_grad(set_to_none=True)
@@ -101,12 +111,19 @@ def train_logreg_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, lrs: L
 
 @torch.no_grad()
 def _grid_accuracy(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    pred = (torch.einsum("nd,gdc->gnc", x, w) + b[:, None]).argmax(-1)              # (G, N)
-    return 100.0 * (pred == y.long()[None]).float().mean(1)                         # (G,)
+    pred = (torch.einsum("nd,gdc->gnc", x, w) + b[:, None]).argmax(-1)  # (G, N)
+    return 100.0 * (pred == y.long()[None]).float().mean(1)  # (G,)
 
 
-def fast_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-               cfg: ProbeConfig, seed: int = 0, log: Callable[[str], None] = lambda m: None) -> Dict:
+def fast_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    cfg: ProbeConfig,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda m: None,
+) -> Dict:
     lrs, wds = list(cfg.fast_lrs), list(cfg.fast_weight_decays)
     n = train_x.shape[0]
     num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -120,25 +137,35 @@ def fast_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tenso
     va, fi = perm[:n_val], perm[n_val:]
     xf, xv = _standardise(train_x[fi], train_x[va])
     with _one_thread():
-        w, b, grid = train_logreg_grid(xf, train_y[fi], num_classes, lrs, wds, cfg.fast_epochs, cfg.fast_batch_size,
-                                       seed)
+        w, b, grid = train_logreg_grid(
+            xf, train_y[fi], num_classes, lrs, wds, cfg.fast_epochs, cfg.fast_batch_size, seed
+        )
     val_acc = _grid_accuracy(w, b, xv, train_y[va])
     best = int(val_acc.argmax())
     lr, wd = grid[best]
     sweep = [{"lr": a, "weight_decay": c, "val_top1": round(v, 3)} for (a, c), v in zip(grid, val_acc.tolist())]
-    log("linear probe (fast): val top-1 per (lr, wd): "
+    log(
+        "linear probe (fast): val top-1 per (lr, wd): "
         + ", ".join(f"({p['lr']:g}, {p['weight_decay']:g})={p['val_top1']:.2f}" for p in sweep)
-        + f"; chose lr={lr:g} wd={wd:g}")
+        + f"; chose lr={lr:g} wd={wd:g}"
+    )
     # 2) refit the chosen point on all of train, score on test
     xtr, xte = _standardise(train_x, test_x)
     with _one_thread():
         w, b, _ = train_logreg_grid(xtr, train_y, num_classes, [lr], [wd], cfg.fast_epochs, cfg.fast_batch_size, seed)
     top1 = float(_grid_accuracy(w, b, xte, test_y)[0])
     train_top1 = float(_grid_accuracy(w, b, xtr, train_y)[0])
-    return {"top1": top1, "train_top1": round(train_top1, 3), "lr": lr, "weight_decay": wd,
-            "val_top1": round(float(val_acc[best]), 3), "n_val": n_val,
-            "sweep": sweep,
-            "epochs": cfg.fast_epochs, "fit_s": round(time.perf_counter() - t0, 3)}
+    return {
+        "top1": top1,
+        "train_top1": round(train_top1, 3),
+        "lr": lr,
+        "weight_decay": wd,
+        "val_top1": round(float(val_acc[best]), 3),
+        "n_val": n_val,
+        "sweep": sweep,
+        "epochs": cfg.fast_epochs,
+        "fit_s": round(time.perf_counter() - t0, 3),
+    }
 
 
 # ------------------------------------------------------------------------------------- protocol mode
@@ -151,7 +178,7 @@ def random_resized_crop_flip(x: torch.Tensor, scale, g: torch.Generator, ratio=(
     b = x.shape[0]
     area = torch.rand(b, generator=g) * (scale[1] - scale[0]) + scale[0]
     logr = torch.rand(b, generator=g) * (math.log(ratio[1]) - math.log(ratio[0])) + math.log(ratio[0])
-    w = torch.sqrt(area * logr.exp()).clamp(max=1.0)                                 # fraction of the width
+    w = torch.sqrt(area * logr.exp()).clamp(max=1.0)  # fraction of the width
     h = torch.sqrt(area / logr.exp()).clamp(max=1.0)
     cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - w)
     cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - h)
@@ -168,24 +195,40 @@ def _train_batches(data, input_spec: InputSpec, cfg: ProbeConfig, epoch: int, se
     if isinstance(data, TensorImages):
         perm = torch.randperm(len(data), generator=g)
         for i in range(0, len(data), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            x = to_model_input(data.images[idx], input_spec)                       # (B, C, S, S) normalised
+            idx = perm[i : i + cfg.batch_size]
+            x = to_model_input(data.images[idx], input_spec)  # (B, C, S, S) normalised
             yield random_resized_crop_flip(x, tuple(cfg.crop_scale), g), data.targets[idx]
     else:
-        torch.manual_seed(seed * 1000003 + epoch)                   # torchvision draws from the global RNG
-        train_t = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(int(input_spec.img_size), scale=tuple(cfg.crop_scale),
-                                                                 antialias=True), v2.RandomHorizontalFlip()])
-        loader = torch.utils.data.DataLoader(LabelledFiles(data, train_t),
-                                             batch_size=cfg.batch_size, shuffle=True, num_workers=num_workers,
-                                             generator=g)
+        torch.manual_seed(seed * 1000003 + epoch)  # torchvision draws from the global RNG
+        train_t = v2.Compose(
+            [
+                v2.ToImage(),
+                v2.RandomResizedCrop(int(input_spec.img_size), scale=tuple(cfg.crop_scale), antialias=True),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
+        loader = torch.utils.data.DataLoader(
+            LabelledFiles(data, train_t), batch_size=cfg.batch_size, shuffle=True, num_workers=num_workers, generator=g
+        )
         for x, y in loader:
             yield to_model_input(x, input_spec), y
 
 
-def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.Tensor, input_spec: InputSpec,
-                   cfg: ProbeConfig, *, seed: int = 0, device: Optional[torch.device] = None,
-                   precision: Optional[Precision] = None, num_workers: int = 2, progress: bool = False,
-                   log: Callable[[str], None] = lambda m: None) -> Dict:
+def protocol_probe(
+    model: nn.Module,
+    train,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    input_spec: InputSpec,
+    cfg: ProbeConfig,
+    *,
+    seed: int = 0,
+    device: Optional[torch.device] = None,
+    precision: Optional[Precision] = None,
+    num_workers: int = 2,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda m: None,
+) -> Dict:
     """MoCo v3 main_lincls on a frozen backbone (:func:`~ssl_vit.evaluation.fit.fit_classifier`); test accuracy
     from (cached) test features ``test_x`` (M, D) every epoch. ``precision``: autocast of the backbone (None: fp32)."""
     device = device or next(model.parameters()).device
@@ -207,21 +250,27 @@ def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.
     test_x, test_y = test_x.to(device), test_y.to(device).long()
 
     def lr_of(epoch: int, step: int) -> float:
-        return init_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))      # main_lincls: per epoch
+        return init_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))  # main_lincls: per epoch
 
     def on_epoch(e: EpochEnd) -> float:
         head.eval()
         with torch.no_grad():
             acc = 100.0 * (head(test_x).argmax(1) == test_y).float().mean().item()
-        log(f"linear probe (protocol) epoch {e.epoch + 1}/{cfg.epochs}: lr {e.lr:.4g}, loss {e.loss:.4f}, "
-            f"test top-1 {acc:.2f}")
+        log(
+            f"linear probe (protocol) epoch {e.epoch + 1}/{cfg.epochs}: lr {e.lr:.4g}, loss {e.loss:.4f}, "
+            f"test top-1 {acc:.2f}"
+        )
         return acc
 
     fit = FitConfig(cfg.epochs, lr_of, precision, device, progress=progress, desc="linear probe")
     with fused_attention(model):
-        res = fit_classifier(Classifier(model, head, frozen_features=True), opt,
-                             lambda epoch: _train_batches(train, input_spec, cfg, epoch, seed, num_workers), fit,
-                             on_epoch=on_epoch)
+        res = fit_classifier(
+            Classifier(model, head, frozen_features=True),
+            opt,
+            lambda epoch: _train_batches(train, input_spec, cfg, epoch, seed, num_workers),
+            fit,
+            on_epoch=on_epoch,
+        )
     if res.skipped:
         log(f"warning: linear probe: {res.skipped} steps with a non-finite loss were skipped")
     history = res.history
@@ -229,19 +278,36 @@ def protocol_probe(model: nn.Module, train, test_x: torch.Tensor, test_y: torch.
     after = model.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:
-        raise RuntimeError(f"linear probe changed frozen backbone weights ({changed[0]}, {len(changed)} tensors): "
-                           f"a bug")
+        raise RuntimeError(
+            f"linear probe changed frozen backbone weights ({changed[0]}, {len(changed)} tensors): a bug"
+        )
     best = max(range(len(history)), key=lambda i: history[i])
-    return {"top1": history[-1], "top1_last": history[-1], "top1_best": history[best], "best_epoch": best + 1,
-            "top1_is": "last epoch (top1_best is the best epoch on the test set: optimistic, chosen on test)",
-            "epochs": cfg.epochs, "lr": init_lr, "batch_size": cfg.batch_size,
-            "history": [round(h, 3) for h in history], "skipped_steps": res.skipped,
-            "backbone_unchanged": True, "fit_s": round(time.perf_counter() - t0, 3)}
+    return {
+        "top1": history[-1],
+        "top1_last": history[-1],
+        "top1_best": history[best],
+        "best_epoch": best + 1,
+        "top1_is": "last epoch (top1_best is the best epoch on the test set: optimistic, chosen on test)",
+        "epochs": cfg.epochs,
+        "lr": init_lr,
+        "batch_size": cfg.batch_size,
+        "history": [round(h, 3) for h in history],
+        "skipped_steps": res.skipped,
+        "backbone_unchanged": True,
+        "fit_s": round(time.perf_counter() - t0, 3),
+    }
 
 
 # ------------------------------------------------------------------------------------------ driver
-def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, precision: Optional[Precision] = None,
-                     log: Callable[[str], None] = lambda m: None) -> Dict:
+def run_linear_probe(
+    loaded,
+    dataset: str,
+    cfg,
+    cache=None,
+    device=None,
+    precision: Optional[Precision] = None,
+    log: Callable[[str], None] = lambda m: None,
+) -> Dict:
     """Features (cached) of the train/test splits -> fast or protocol probe. ``precision``: autocast of the
     backbone (None: fp32). Returns the results dict."""
     t0 = time.perf_counter()
@@ -251,28 +317,63 @@ def run_linear_probe(loaded, dataset: str, cfg, cache=None, device=None, precisi
     splits = load_eval_splits(dataset, cfg.data, cfg.eval.max_train, cfg.eval.max_test)
     train, test, train_split, test_split = splits.train, splits.test, splits.train_split, splits.test_split
     if not has_labels(train) or test.targets is None:
-        raise SslvitError(f"dataset '{dataset}' has no labels in '{train_split}'/'{test_split}'; the linear probe "
-                          f"needs a labelled dataset")
+        raise SslvitError(
+            f"dataset '{dataset}' has no labels in '{train_split}'/'{test_split}'; the linear probe "
+            f"needs a labelled dataset"
+        )
     p = cfg.probe
     features = pooling_name(p.n_last_blocks, p.avgpool_patchtokens)
     model = probe_features(loaded.model, p.n_last_blocks, p.avgpool_patchtokens)
-    kw = dict(weights_hash=loaded.weights_hash, dataset=dataset, batch_size=cfg.eval.batch_size, device=device,
-              precision=precision, progress=cfg.log.progress, pooling=features,
-              num_workers=cfg.data.num_workers)
-    fte = cache.features(model, test, loaded.input_spec, split=test_split, subset=f"{cfg.eval.max_test}:1",
-                         desc="test features", **kw)
+    kw = dict(
+        weights_hash=loaded.weights_hash,
+        dataset=dataset,
+        batch_size=cfg.eval.batch_size,
+        device=device,
+        precision=precision,
+        progress=cfg.log.progress,
+        pooling=features,
+        num_workers=cfg.data.num_workers,
+    )
+    fte = cache.features(
+        model, test, loaded.input_spec, split=test_split, subset=f"{cfg.eval.max_test}:1", desc="test features", **kw
+    )
     yte = test.targets
     if p.mode == "fast":
-        ftr = cache.features(model, train, loaded.input_spec, split=train_split, subset=f"{cfg.eval.max_train}:0",
-                             desc="train features", **kw)
+        ftr = cache.features(
+            model,
+            train,
+            loaded.input_spec,
+            split=train_split,
+            subset=f"{cfg.eval.max_train}:0",
+            desc="train features",
+            **kw,
+        )
         keep = train.targets >= 0
         res = fast_probe(ftr[keep], train.targets[keep], fte, yte, p, cfg.seed, log)
     else:
-        res = protocol_probe(model, train, fte, yte, loaded.input_spec, p, seed=cfg.seed, device=device,
-                             precision=precision, num_workers=cfg.data.num_workers, progress=cfg.log.progress,
-                             log=log)
+        res = protocol_probe(
+            model,
+            train,
+            fte,
+            yte,
+            loaded.input_spec,
+            p,
+            seed=cfg.seed,
+            device=device,
+            precision=precision,
+            num_workers=cfg.data.num_workers,
+            progress=cfg.log.progress,
+            log=log,
+        )
     res.update(cache.summary(n_events))
-    res.update(dataset=dataset, mode=p.mode, metric=f"linear_{p.mode}", features=features,
-               feature_dim=int(fte.shape[1]), n_train=int((train.targets >= 0).sum()), n_test=len(test),
-               wall_s=round(time.perf_counter() - t0, 3))
+    res.update(
+        dataset=dataset,
+        mode=p.mode,
+        metric=f"linear_{p.mode}",
+        features=features,
+        feature_dim=int(fte.shape[1]),
+        n_train=int((train.targets >= 0).sum()),
+        n_test=len(test),
+        wall_s=round(time.perf_counter() - t0, 3),
+    )
     return res

@@ -20,6 +20,7 @@ Example::
     m = probe_features(vit, n_last_blocks=4, avgpool_patchtokens=True)
     m(torch.randn(2, 1, 28, 28)).shape          # (2, 5 * 64) for a 64-d ViT
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,12 +38,13 @@ class LastBlocksPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.backbone
-        blocks = m.forward_intermediates(x, indices=self.n, norm=True, output_fmt="NLC",
-                                         return_prefix_tokens=True, intermediates_only=True)
-        feats = [prefix[:, 0] for _, prefix in blocks]                      # n x (B, D): CLS after the norm
+        blocks = m.forward_intermediates(
+            x, indices=self.n, norm=True, output_fmt="NLC", return_prefix_tokens=True, intermediates_only=True
+        )
+        feats = [prefix[:, 0] for _, prefix in blocks]  # n x (B, D): CLS after the norm
         if self.avgpool:
-            feats.append(blocks[-1][0].mean(1))                              # (B, N, D) patch tokens -> (B, D)
-        return torch.cat(feats, 1)                                           # (B, D * (n + avgpool))
+            feats.append(blocks[-1][0].mean(1))  # (B, N, D) patch tokens -> (B, D)
+        return torch.cat(feats, 1)  # (B, D * (n + avgpool))
 
 
 def pooling_name(n_last_blocks: int = 1, avgpool_patchtokens: bool = False) -> str:
@@ -57,9 +59,10 @@ def probe_features(backbone: nn.Module, n_last_blocks: int = 1, avgpool_patchtok
         return backbone
     depth = len(getattr(backbone, "blocks", ()))
     if not hasattr(backbone, "forward_intermediates") or getattr(backbone, "num_prefix_tokens", 0) < 1:
-        raise SslvitError(f"probe.n_last_blocks / probe.avgpool_patchtokens need a ViT with a CLS token and timm's "
-                          f"forward_intermediates; {type(backbone).__name__} has none: leave them at 1 / false")
+        raise SslvitError(
+            f"probe.n_last_blocks / probe.avgpool_patchtokens need a ViT with a CLS token and timm's "
+            f"forward_intermediates; {type(backbone).__name__} has none: leave them at 1 / false"
+        )
     if not 1 <= n_last_blocks <= depth:
-        raise SslvitError(f"probe.n_last_blocks={n_last_blocks} but the backbone has {depth} blocks; "
-                          f"use 1..{depth}")
+        raise SslvitError(f"probe.n_last_blocks={n_last_blocks} but the backbone has {depth} blocks; use 1..{depth}")
     return LastBlocksPooling(backbone, n_last_blocks, avgpool_patchtokens)

@@ -1,5 +1,6 @@
 """What every evaluation command shares: checkpoint -> backbone, config with --set, device, precision,
 feature cache, and the columns that describe the backbone in results.json."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,21 +21,22 @@ from ssl_vit.models.vit import SIZES, resolve
 
 @dataclass
 class EvalSetup:
-    loaded: object          # LoadedBackbone
-    cfg: object             # Config
+    loaded: object  # LoadedBackbone
+    cfg: object  # Config
     device: object
     precision: object
     cache: FeatureCache
 
 
-def prepare_eval(checkpoint, dataset: str, overrides: Iterable[str] = (), log: Callable[[str], None] = lambda m: None
-                 ) -> EvalSetup:
+def prepare_eval(
+    checkpoint, dataset: str, overrides: Iterable[str] = (), log: Callable[[str], None] = lambda m: None
+) -> EvalSetup:
     """Load the backbone (``model.*`` overrides), apply the other overrides to its config, pick device/precision."""
 
     overrides = list(overrides)
     parse_spec(dataset)
     rest = [o for o in overrides if not o.split("=", 1)[0].strip().startswith("model.")]
-    apply_overrides(Config(), rest)                     # bad keys fail before the (slow) checkpoint load
+    apply_overrides(Config(), rest)  # bad keys fail before the (slow) checkpoint load
     loaded = load_backbone(checkpoint, overrides)
     for note in loaded.notes:
         log(f"note: {note}")
@@ -49,17 +51,24 @@ def prepare_eval(checkpoint, dataset: str, overrides: Iterable[str] = (), log: C
 def backbone_label(m) -> str:
     """'vit_pico d128 L6 h4 p7 28px' (+ the stem when it is not patchify)."""
     r = resolve(m) if m.name in SIZES else m
-    return f"{m.name} d{r.embed_dim} L{r.depth} h{r.num_heads} p{m.patch_size} {m.img_size}px" + \
-        (f" {m.stem}" if m.stem != "patchify" else "")
+    return f"{m.name} d{r.embed_dim} L{r.depth} h{r.num_heads} p{m.patch_size} {m.img_size}px" + (
+        f" {m.stem}" if m.stem != "patchify" else ""
+    )
 
 
 def describe_backbone(loaded) -> Dict:
     """results.json columns naming the backbone (for tables across runs)."""
-    method = loaded.config.method.name if loaded.config is not None else _run_dir_method(loaded.source) or \
-        {"mocov3.official": "mocov3"}.get(loaded.fmt, "unknown")
-    return {"backbone": backbone_label(loaded.model_cfg),
-            "params": int(sum(p.numel() for p in loaded.model.parameters())), "pretrain_method": method,
-            "checkpoint_format": loaded.fmt}
+    method = (
+        loaded.config.method.name
+        if loaded.config is not None
+        else _run_dir_method(loaded.source) or {"mocov3.official": "mocov3"}.get(loaded.fmt, "unknown")
+    )
+    return {
+        "backbone": backbone_label(loaded.model_cfg),
+        "params": int(sum(p.numel() for p in loaded.model.parameters())),
+        "pretrain_method": method,
+        "checkpoint_format": loaded.fmt,
+    }
 
 
 def _run_dir_method(source: str):

@@ -17,6 +17,7 @@ Example::
     write_vtab_table(res, Path("runs/tables"))             # vtab_table.{md,csv,json}
     write_fewshot_curves(res, Path("runs/tables"))         # fewshot_curves.{md,csv,json,png}
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,8 +67,10 @@ def parse_dataset(spec: str) -> Dict:
         try:
             out.update(shots=int(opts["shots"]), seed=int(opts.get("seed", 0)))
         except (KeyError, ValueError):
-            raise SslvitError(f"few-shot result with dataset '{spec}' has no integer shots=; expected "
-                              f"'fewshot:<root>?shots=<k>&seed=<s>'") from None
+            raise SslvitError(
+                f"few-shot result with dataset '{spec}' has no integer shots=; expected "
+                f"'fewshot:<root>?shots=<k>&seed=<s>'"
+            ) from None
     return out
 
 
@@ -93,20 +96,32 @@ def vtab_table(results: List[Dict]) -> Dict:
         cells[_row_key(r, multi), parse_dataset(r["dataset"])["task"]].append(r)
     present = {t for _, t in cells}
     bench = [t for g in GROUPS.values() for t in g]
-    order = [t for t in bench if t in present] + sorted((t for t in present if t not in bench),
-                                                       key=lambda t: (GROUP_ORDER.index(group_of(t)), t))
+    order = [t for t in bench if t in present] + sorted(
+        (t for t in present if t not in bench), key=lambda t: (GROUP_ORDER.index(group_of(t)), t)
+    )
     groups = {g: [t for t in order if group_of(t) == g] for g in GROUP_ORDER}
     groups = {g: ts for g, ts in groups.items() if ts}
     rows = []
     for row in dict.fromkeys(k for k, _ in sorted(cells)):
         tasks = {t: _mean([float(r["top1"]) for r in cells[row, t]]) for t in order if (row, t) in cells}
         gm = {g: (_mean([tasks[t] for t in ts]) if all(t in tasks for t in ts) else None) for g, ts in groups.items()}
-        shares = [float(r["trainable_share"]) for t in order for r in cells.get((row, t), [])
-                  if r.get("trainable_share") is not None]
-        rows.append({"row": row, "tasks": tasks, "n": {t: len(cells[row, t]) for t in tasks}, "groups": gm,
-                     "mean_of_groups": None if None in gm.values() else _mean(list(gm.values())),
-                     "mean_tasks": _mean(list(tasks.values())) if len(tasks) == len(order) else None,
-                     "trainable_share": _mean(shares)})
+        shares = [
+            float(r["trainable_share"])
+            for t in order
+            for r in cells.get((row, t), [])
+            if r.get("trainable_share") is not None
+        ]
+        rows.append(
+            {
+                "row": row,
+                "tasks": tasks,
+                "n": {t: len(cells[row, t]) for t in tasks},
+                "groups": gm,
+                "mean_of_groups": None if None in gm.values() else _mean(list(gm.values())),
+                "mean_tasks": _mean(list(tasks.values())) if len(tasks) == len(order) else None,
+                "trainable_share": _mean(shares),
+            }
+        )
     return {"tasks": order, "groups": groups, "rows": rows}
 
 
@@ -116,12 +131,19 @@ def _fmt(v, digits: int = 1) -> str:
 
 def vtab_markdown(table: Dict) -> str:
     cols = table["tasks"] + [f"{g} mean" for g in table["groups"]] + ["mean of groups", "mean (tasks)", "trainable %"]
-    lines = ["Groups: " + "; ".join(f"{g} = {', '.join(ts)}" for g, ts in table["groups"].items()) + ". Top-1 %.", "",
-             "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        "Groups: " + "; ".join(f"{g} = {', '.join(ts)}" for g, ts in table["groups"].items()) + ". Top-1 %.",
+        "",
+        "| method | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for r in table["rows"]:
         vals = [_fmt(r["tasks"].get(t)) for t in table["tasks"]] + [_fmt(r["groups"][g]) for g in table["groups"]]
-        vals += [_fmt(r["mean_of_groups"]), _fmt(r["mean_tasks"]),
-                 "-" if r["trainable_share"] is None else f"{100 * r['trainable_share']:.3g}"]
+        vals += [
+            _fmt(r["mean_of_groups"]),
+            _fmt(r["mean_tasks"]),
+            "-" if r["trainable_share"] is None else f"{100 * r['trainable_share']:.3g}",
+        ]
         lines.append(f"| {r['row']} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
@@ -129,12 +151,19 @@ def vtab_markdown(table: Dict) -> str:
 def vtab_csv(table: Dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["method"] + table["tasks"] + [f"{g}_mean" for g in table["groups"]] + ["mean_of_groups", "mean_tasks",
-                                                                                      "trainable_share"])
+    w.writerow(
+        ["method"]
+        + table["tasks"]
+        + [f"{g}_mean" for g in table["groups"]]
+        + ["mean_of_groups", "mean_tasks", "trainable_share"]
+    )
     for r in table["rows"]:
-        w.writerow([r["row"]] + [r["tasks"].get(t, "") for t in table["tasks"]]
-                   + [("" if r["groups"][g] is None else r["groups"][g]) for g in table["groups"]]
-                   + ["" if r[k] is None else r[k] for k in ("mean_of_groups", "mean_tasks", "trainable_share")])
+        w.writerow(
+            [r["row"]]
+            + [r["tasks"].get(t, "") for t in table["tasks"]]
+            + [("" if r["groups"][g] is None else r["groups"][g]) for g in table["groups"]]
+            + ["" if r[k] is None else r[k] for k in ("mean_of_groups", "mean_tasks", "trainable_share")]
+        )
     return buf.getvalue()
 
 
@@ -164,8 +193,15 @@ def fewshot_curves(results: List[Dict]) -> Dict:
         for k in sorted(by_k):
             vals = [v for _, v in by_k[k]]
             m = sum(vals) / len(vals)
-            pts.append({"shots": k, "mean": m, "std": math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals)),
-                        "n": len(vals), "seeds": sorted(s for s, _ in by_k[k])})
+            pts.append(
+                {
+                    "shots": k,
+                    "mean": m,
+                    "std": math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals)),
+                    "n": len(vals),
+                    "seeds": sorted(s for s, _ in by_k[k]),
+                }
+            )
         curves.append({"dataset": ds, "method": method, "points": pts})
     return {"curves": curves}
 
@@ -175,8 +211,11 @@ def fewshot_markdown(curves: Dict) -> str:
     lines = ["| dataset | method | " + " | ".join(f"{k}-shot" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
     for c in curves["curves"]:
         by = {p["shots"]: p for p in c["points"]}
-        lines.append(f"| {c['dataset']} | {c['method']} | " + " | ".join(
-            f"{by[k]['mean']:.1f} ± {by[k]['std']:.1f} (n={by[k]['n']})" if k in by else "-" for k in ks) + " |")
+        lines.append(
+            f"| {c['dataset']} | {c['method']} | "
+            + " | ".join(f"{by[k]['mean']:.1f} ± {by[k]['std']:.1f} (n={by[k]['n']})" if k in by else "-" for k in ks)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -186,21 +225,31 @@ def fewshot_csv(curves: Dict) -> str:
     w.writerow(["dataset", "method", "shots", "mean", "std", "n", "seeds"])
     for c in curves["curves"]:
         for p in c["points"]:
-            w.writerow([c["dataset"], c["method"], p["shots"], p["mean"], p["std"], p["n"], " ".join(map(str, p["seeds"]))])
+            w.writerow(
+                [c["dataset"], c["method"], p["shots"], p["mean"], p["std"], p["n"], " ".join(map(str, p["seeds"]))]
+            )
     return buf.getvalue()
 
 
 def fewshot_png(curves: Dict) -> bytes:
     import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
+
     names = list(dict.fromkeys(c["dataset"] for c in curves["curves"]))
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         for c in (c for c in curves["curves"] if c["dataset"] == name):
             ks = [p["shots"] for p in c["points"]]
-            ax.errorbar(ks, [p["mean"] for p in c["points"]], yerr=[p["std"] for p in c["points"]], marker="o",
-                        capsize=3, label=c["method"])
+            ax.errorbar(
+                ks,
+                [p["mean"] for p in c["points"]],
+                yerr=[p["std"] for p in c["points"]],
+                marker="o",
+                capsize=3,
+                label=c["method"],
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({p["shots"] for c in curves["curves"] for p in c["points"]}))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())

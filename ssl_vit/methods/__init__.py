@@ -1,5 +1,6 @@
 """Methods: modules whose ``forward`` returns the loss, subclasses of :class:`~ssl_vit.methods.base.Method`.
 Know nothing of the loop."""
+
 from ssl_vit.config.validate import register_check
 from ssl_vit.errors import SslvitError
 from ssl_vit.methods.base import Method

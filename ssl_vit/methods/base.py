@@ -29,6 +29,7 @@ Example::
             self.last_features = f.detach()
             return f.pow(2).mean()
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional
@@ -44,14 +45,14 @@ GatherFn = Callable[[torch.Tensor], torch.Tensor]
 class Method(nn.Module):
     """Base class of the methods (MoCo v3, supervised, bootstrapped variants; ViTAS runs under them)."""
 
-    backbone: nn.Module                    # every method trains one; diagnostics and evaluation read it
+    backbone: nn.Module  # every method trains one; diagnostics and evaluation read it
 
     def __init__(self):
         super().__init__()
-        self.gather: Optional[GatherFn] = None       # set_gather: all-gather of keys under DDP
+        self.gather: Optional[GatherFn] = None  # set_gather: all-gather of keys under DDP
         self.rank: int = 0
-        self.terms: Dict[str, torch.Tensor] = {}     # extra loss terms of the last forward (detached, 0-d)
-        self.last_features: Optional[torch.Tensor] = None   # (N, D) CLS features of the last forward, detached
+        self.terms: Dict[str, torch.Tensor] = {}  # extra loss terms of the last forward (detached, 0-d)
+        self.last_features: Optional[torch.Tensor] = None  # (N, D) CLS features of the last forward, detached
 
     def set_gather(self, fn: Optional[GatherFn], rank: int) -> None:
         """Distributed training: ``fn(k) -> (world * B, D)`` gathers keys (no grad); this process is ``rank``."""

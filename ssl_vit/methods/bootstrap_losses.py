@@ -19,6 +19,7 @@ Example::
     w = default_weights("shared")                        # BootstrapWeights(ce=0.5, kd=0.5, hint=5.0)
     loss, terms = supervised_bootstrap_loss(z_vit, z_agent, y, tokens, maps, w, hint_w=hint_weight(10, 100, 5.0))
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,16 +33,17 @@ _DEFAULTS = {"shared": (0.5, 0.5, 5.0), "joint": (1.0, 1.0, 10.0)}
 
 @dataclass(frozen=True)
 class BootstrapWeights:
-    ce: float        # per network
-    kd: float        # per direction
-    hint: float      # at step 0, before decay
+    ce: float  # per network
+    kd: float  # per direction
+    hint: float  # at step 0, before decay
 
 
 def default_weights(mode: str, ce=None, kd=None, hint=None) -> BootstrapWeights:
     """The authors' weights for ``mode``; explicit values win."""
     c, d, h = _DEFAULTS[mode]
-    return BootstrapWeights(c if ce is None else float(ce), d if kd is None else float(kd),
-                            h if hint is None else float(hint))
+    return BootstrapWeights(
+        c if ce is None else float(ce), d if kd is None else float(kd), h if hint is None else float(hint)
+    )
 
 
 def weights_from_config(bcfg) -> BootstrapWeights:
@@ -73,21 +75,33 @@ def hint_loss(vit_tokens: Sequence[torch.Tensor], agent_maps: Sequence[torch.Ten
         raise ValueError(f"{len(vit_tokens)} ViT blocks vs {len(agent_maps)} agent blocks")
     total = vit_tokens[0].new_zeros(())
     for tok, fmap in zip(vit_tokens, agent_maps):
-        target = fmap.detach().flatten(2).transpose(1, 2)                    # (B, D, gh, gw) -> (B, N, D)
+        target = fmap.detach().flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D)
         D = tok.shape[-1]
         total = total + F.mse_loss(F.layer_norm(tok, (D,)), F.layer_norm(target, (D,)))
     return total
 
 
-def supervised_bootstrap_loss(z_vit: torch.Tensor, z_agent: torch.Tensor, y: torch.Tensor,
-                              vit_tokens: List[torch.Tensor], agent_maps: List[torch.Tensor],
-                              w: BootstrapWeights, hint_w: float, temperature: float = 4.0
-                              ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+def supervised_bootstrap_loss(
+    z_vit: torch.Tensor,
+    z_agent: torch.Tensor,
+    y: torch.Tensor,
+    vit_tokens: List[torch.Tensor],
+    agent_maps: List[torch.Tensor],
+    w: BootstrapWeights,
+    hint_w: float,
+    temperature: float = 4.0,
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """-> (scalar loss, detached terms for logging). Logits ``(B, K)``, labels ``(B,)``."""
     ce_vit, ce_agent = F.cross_entropy(z_vit, y), F.cross_entropy(z_agent, y)
     kd_vit, kd_agent = kd_loss(z_vit, z_agent, temperature), kd_loss(z_agent, z_vit, temperature)
     hint = hint_loss(vit_tokens, agent_maps)
     loss = w.ce * (ce_vit + ce_agent) + w.kd * (kd_vit + kd_agent) + hint_w * hint
-    terms = {"ce_vit": ce_vit, "ce_agent": ce_agent, "kd_vit": kd_vit, "kd_agent": kd_agent,
-             "kd_loss": kd_vit + kd_agent, "hint_loss": hint}
+    terms = {
+        "ce_vit": ce_vit,
+        "ce_agent": ce_agent,
+        "kd_vit": kd_vit,
+        "kd_agent": kd_agent,
+        "kd_loss": kd_vit + kd_agent,
+        "hint_loss": hint,
+    }
     return loss, {k: v.detach() for k, v in terms.items()}

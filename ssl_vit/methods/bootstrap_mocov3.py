@@ -21,6 +21,7 @@ Example::
     model.set_progress(step, total_steps)
     loss = model(x1, x2, m=0.99)
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,10 +38,18 @@ from ssl_vit.models.bootstrap import BootstrapAgent, vit_features_and_tokens
 class BootstrapMoCoV3(MoCoV3):
     def __init__(self, backbone: nn.Module, embed_dim: int, method_cfg, bootstrap_cfg):
         if method_cfg.local_crops:
-            raise SslvitError(f"method.local_crops={method_cfg.local_crops}: multi-crop works with plain MoCo v3 "
-                              f"only, not with model.bootstrap.enabled=true; set method.local_crops=0")
-        super().__init__(backbone, embed_dim, method_cfg.proj_hidden_dim, method_cfg.pred_hidden_dim,
-                         method_cfg.out_dim, method_cfg.temperature)
+            raise SslvitError(
+                f"method.local_crops={method_cfg.local_crops}: multi-crop works with plain MoCo v3 "
+                f"only, not with model.bootstrap.enabled=true; set method.local_crops=0"
+            )
+        super().__init__(
+            backbone,
+            embed_dim,
+            method_cfg.proj_hidden_dim,
+            method_cfg.pred_hidden_dim,
+            method_cfg.out_dim,
+            method_cfg.temperature,
+        )
         self.bootstrap = bootstrap_cfg
         self.weights = weights_from_config(bootstrap_cfg)
         self.agent = BootstrapAgent(backbone, bootstrap_cfg.mode)
@@ -49,22 +58,22 @@ class BootstrapMoCoV3(MoCoV3):
         self.step, self.total_steps = 0, 1
 
     def chance_loss(self, global_batch: int):
-        return None                      # the hint term has no chance level
+        return None  # the hint term has no chance level
 
     def set_progress(self, step: int, total_steps: int) -> None:
         self.step, self.total_steps = step, total_steps
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float) -> torch.Tensor:
         B = x1.shape[0]
-        x = torch.cat([x1, x2], 0)                                            # (2B, C, H, W)
-        f, tokens = vit_features_and_tokens(self.backbone, x)                 # (2B, D), [(2B, N, D)]
-        fa, maps = self.agent(x)                                              # (2B, D), [(2B, D, gh, gw)]
-        q1, q2 = self.predictor(self.projector(f[:B])), self.predictor(self.projector(f[B:]))           # (B, out)
+        x = torch.cat([x1, x2], 0)  # (2B, C, H, W)
+        f, tokens = vit_features_and_tokens(self.backbone, x)  # (2B, D), [(2B, N, D)]
+        fa, maps = self.agent(x)  # (2B, D), [(2B, D, gh, gw)]
+        q1, q2 = self.predictor(self.projector(f[:B])), self.predictor(self.projector(f[B:]))  # (B, out)
         qa1 = self.agent_predictor(self.agent_projector(fa[:B]))
         qa2 = self.agent_predictor(self.agent_projector(fa[B:]))
         with torch.no_grad():
             self.update_momentum(m)
-            fk = self.momentum_backbone(x)                                    # (2B, D)
+            fk = self.momentum_backbone(x)  # (2B, D)
             k1, k2 = self.momentum_projector(fk[:B]), self.momentum_projector(fk[B:])
         t, g, r = self.temperature, self.gather, self.rank
         ctr_vit = contrastive_loss(q1, k2, t, g, r) + contrastive_loss(q2, k1, t, g, r)
@@ -72,6 +81,10 @@ class BootstrapMoCoV3(MoCoV3):
         hint = hint_loss(tokens, maps)
         hw = hint_weight(self.step, self.total_steps, self.weights.hint, self.bootstrap.hint_decay)
         self.last_features = f.detach()
-        self.terms = {"ctr_vit": ctr_vit.detach(), "ctr_agent": ctr_agent.detach(), "hint_loss": hint.detach(),
-                      "hint_weight": torch.tensor(hw)}
+        self.terms = {
+            "ctr_vit": ctr_vit.detach(),
+            "ctr_agent": ctr_agent.detach(),
+            "hint_loss": hint.detach(),
+            "hint_weight": torch.tensor(hw),
+        }
         return self.weights.ce * (ctr_vit + ctr_agent) + hw * hint

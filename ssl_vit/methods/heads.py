@@ -13,6 +13,7 @@ Example::
     proj = mocov3_projector(384, 4096, 256)      # (B, 384) -> (B, 256)
     pred = mocov3_predictor(256, 4096, 256)      # (B, 256) -> (B, 256)
 """
+
 from __future__ import annotations
 
 import torch.nn as nn

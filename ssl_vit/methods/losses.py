@@ -12,6 +12,7 @@ Example::
 
     loss = contrastive_loss(q1, k2, tau=0.2) + contrastive_loss(q2, k1, tau=0.2)
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -20,13 +21,18 @@ import torch
 import torch.nn.functional as F
 
 
-def contrastive_loss(q: torch.Tensor, k: torch.Tensor, temperature: float,
-                     gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, rank: int = 0) -> torch.Tensor:
+def contrastive_loss(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    temperature: float,
+    gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    rank: int = 0,
+) -> torch.Tensor:
     """q: (B, D) queries (with grad), k: (B, D) keys (no grad) -> scalar loss."""
     q = F.normalize(q.float(), dim=1)
     k = F.normalize(k.float(), dim=1)
     if gather is not None:
-        k = gather(k)                                                  # (world * B, D)
-    logits = q @ k.t() / temperature                                   # (B, world * B)
+        k = gather(k)  # (world * B, D)
+    logits = q @ k.t() / temperature  # (B, world * B)
     labels = torch.arange(q.shape[0], device=q.device) + rank * q.shape[0]
     return F.cross_entropy(logits, labels) * (2 * temperature)

@@ -27,6 +27,7 @@ Example::
     loss = model(x1, x2, 0.99)                     # x1, x2: (B, C, 28, 28): plain MoCo v3
     loss = model(x1, x2, 0.99, local)              # local: (2, B, C, 14, 14); model.terms: ctr_global, ctr_local
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,8 +52,16 @@ def mocov3_chance_loss(global_batch: int, temperature: float) -> float:
 
 
 class MoCoV3(Method):
-    def __init__(self, backbone: nn.Module, embed_dim: int, proj_hidden_dim: int = 4096,
-                 pred_hidden_dim: int = 4096, out_dim: int = 256, temperature: float = 0.2, local_crops: int = 0):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embed_dim: int,
+        proj_hidden_dim: int = 4096,
+        pred_hidden_dim: int = 4096,
+        out_dim: int = 256,
+        temperature: float = 0.2,
+        local_crops: int = 0,
+    ):
         super().__init__()
         if local_crops:
             check_local_view_backbone(backbone, local_crops)
@@ -73,31 +82,40 @@ class MoCoV3(Method):
     def update_momentum(self, m: float) -> None:
         update_momentum([self.backbone, self.projector], [self.momentum_backbone, self.momentum_projector], m)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, m: float,
-                local: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, m: float, local: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """x1, x2: (B, C, H, W) global views; local: None or (L, B, C, s, s) local views (multi-crop) -> loss."""
         B = x1.shape[0]
-        x = torch.cat([x1, x2], 0)                                            # (2B, C, H, W)
-        f = self.backbone(x)                                                  # (2B, D)
-        q1 = self.predictor(self.projector(f[:B]))                            # (B, out)
-        q2 = self.predictor(self.projector(f[B:]))                            # (B, out)
+        x = torch.cat([x1, x2], 0)  # (2B, C, H, W)
+        f = self.backbone(x)  # (2B, D)
+        q1 = self.predictor(self.projector(f[:B]))  # (B, out)
+        q2 = self.predictor(self.projector(f[B:]))  # (B, out)
         if local is not None:
-            fl = self.backbone(local.flatten(0, 1))                           # (L*B, D): one forward, crop-major
-            lq = [self.predictor(self.projector(v)) for v in fl.split(B)]     # L x (B, out): BN per view
+            fl = self.backbone(local.flatten(0, 1))  # (L*B, D): one forward, crop-major
+            lq = [self.predictor(self.projector(v)) for v in fl.split(B)]  # L x (B, out): BN per view
         with torch.no_grad():
             self.update_momentum(m)
-            fk = self.momentum_backbone(x)                                    # (2B, D)
-            k1 = self.momentum_projector(fk[:B])                              # (B, out)
+            fk = self.momentum_backbone(x)  # (2B, D)
+            k1 = self.momentum_projector(fk[:B])  # (B, out)
             k2 = self.momentum_projector(fk[B:])
         self.last_features = f.detach()
         if local is None:
-            return (contrastive_loss(q1, k2, self.temperature, self.gather, self.rank)
-                    + contrastive_loss(q2, k1, self.temperature, self.gather, self.rank))
+            return contrastive_loss(q1, k2, self.temperature, self.gather, self.rank) + contrastive_loss(
+                q2, k1, self.temperature, self.gather, self.rank
+            )
         out = multicrop_loss(q1, q2, lq, k1, k2, self.temperature, self.gather, self.rank)
         self.terms = {"ctr_global": out.ctr_global.detach(), "ctr_local": out.ctr_local.detach()}
         return out.loss
 
 
 def build_mocov3(backbone: nn.Module, embed_dim: int, method_cfg) -> MoCoV3:
-    return MoCoV3(backbone, embed_dim, method_cfg.proj_hidden_dim, method_cfg.pred_hidden_dim,
-                  method_cfg.out_dim, method_cfg.temperature, method_cfg.local_crops)
+    return MoCoV3(
+        backbone,
+        embed_dim,
+        method_cfg.proj_hidden_dim,
+        method_cfg.pred_hidden_dim,
+        method_cfg.out_dim,
+        method_cfg.temperature,
+        method_cfg.local_crops,
+    )

@@ -24,6 +24,7 @@ Example::
     from ssl_vit.methods.momentum import update_momentum
     update_momentum(self.backbone, self.momentum_backbone, 0.99)
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple, Union
@@ -51,8 +52,10 @@ def paired_parameters(model: Modules, model_ema: Modules) -> Tuple[List[torch.Te
             raise ValueError(f"update_momentum: module {i} has {len(na)} parameters, its momentum copy {len(nb)}")
         for (name, p), (name_ema, q) in zip(na, nb):
             if name != name_ema or p.shape != q.shape or p.dtype != q.dtype or p.device != q.device:
-                raise ValueError(f"update_momentum: online '{name}' {tuple(p.shape)} {p.dtype} {p.device} does not "
-                                 f"match momentum '{name_ema}' {tuple(q.shape)} {q.dtype} {q.device}")
+                raise ValueError(
+                    f"update_momentum: online '{name}' {tuple(p.shape)} {p.dtype} {p.device} does not "
+                    f"match momentum '{name_ema}' {tuple(q.shape)} {q.dtype} {q.device}"
+                )
             online.append(p)
             ema.append(q)
     return online, ema

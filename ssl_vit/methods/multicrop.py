@@ -24,6 +24,7 @@ Example::
     out = multicrop_loss(q1, q2, [l1, l2], k1, k2, temperature=0.2)
     out.loss.backward()                 # out.ctr_global, out.ctr_local: the two parts (logged as terms)
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence
@@ -38,17 +39,25 @@ from ssl_vit.methods.losses import contrastive_loss
 
 
 class MultiCropLoss(NamedTuple):
-    loss: torch.Tensor           # 0-d: 2 * mean over all (query, key) pairs of ctr
-    ctr_global: torch.Tensor     # 0-d: ctr(q1, k2) + ctr(q2, k1), MoCo v3's loss
-    ctr_local: torch.Tensor      # 0-d: 2 * mean over the local pairs (0 without local views)
+    loss: torch.Tensor  # 0-d: 2 * mean over all (query, key) pairs of ctr
+    ctr_global: torch.Tensor  # 0-d: ctr(q1, k2) + ctr(q2, k1), MoCo v3's loss
+    ctr_local: torch.Tensor  # 0-d: 2 * mean over the local pairs (0 without local views)
 
 
-def multicrop_loss(q1: torch.Tensor, q2: torch.Tensor, local_q: Sequence[torch.Tensor], k1: torch.Tensor,
-                   k2: torch.Tensor, temperature: float, gather: Optional[GatherFn] = None,
-                   rank: int = 0) -> MultiCropLoss:
+def multicrop_loss(
+    q1: torch.Tensor,
+    q2: torch.Tensor,
+    local_q: Sequence[torch.Tensor],
+    k1: torch.Tensor,
+    k2: torch.Tensor,
+    temperature: float,
+    gather: Optional[GatherFn] = None,
+    rank: int = 0,
+) -> MultiCropLoss:
     """Global queries ``q1, q2`` (B, out), local queries ``local_q`` (L tensors (B, out)), momentum keys
     ``k1, k2`` (B, out; no grad) -> the loss and its two parts (module docstring). Keys are gathered over
     ranks per pair, as :func:`~ssl_vit.methods.losses.contrastive_loss` does."""
+
     def ctr(q, k):
         return contrastive_loss(q, k, temperature, gather, rank)
 
@@ -67,6 +76,8 @@ def check_local_view_backbone(backbone: nn.Module, local_crops: int) -> None:
     if isinstance(backbone, VisionTransformer) and backbone.dynamic_img_size:
         return
     why = "is built without it" if isinstance(backbone, VisionTransformer) else "is not one"
-    raise SslvitError(f"method.local_crops={local_crops} needs a backbone that takes local views smaller than "
-                      f"model.img_size: a timm VisionTransformer built with dynamic_img_size=True (this "
-                      f"{type(backbone).__name__} {why}); set method.local_crops=0")
+    raise SslvitError(
+        f"method.local_crops={local_crops} needs a backbone that takes local views smaller than "
+        f"model.img_size: a timm VisionTransformer built with dynamic_img_size=True (this "
+        f"{type(backbone).__name__} {why}); set method.local_crops=0"
+    )

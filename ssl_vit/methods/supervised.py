@@ -15,6 +15,7 @@ Example::
     model = SupervisedClassifier(vit, embed_dim=64, num_classes=10, bootstrap=BootstrapConfig(enabled=True))
     loss = model(x, y); loss.backward()
 """
+
 from __future__ import annotations
 
 import math
@@ -64,15 +65,16 @@ class SupervisedClassifier(Method):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.bootstrap is None:
-            f = self.backbone(x)                                                  # (B, D)
+            f = self.backbone(x)  # (B, D)
             loss = F.cross_entropy(self.head(f), y)
             self.terms = {"ce_vit": loss.detach()}
         else:
-            f, tokens = vit_features_and_tokens(self.backbone, x)                 # (B, D), [(B, N, D)] * depth
-            fa, maps = self.agent(x)                                              # (B, D), [(B, D, gh, gw)] * depth
+            f, tokens = vit_features_and_tokens(self.backbone, x)  # (B, D), [(B, N, D)] * depth
+            fa, maps = self.agent(x)  # (B, D), [(B, D, gh, gw)] * depth
             hw = self.current_hint_weight()
-            loss, self.terms = supervised_bootstrap_loss(self.head(f), self.agent_head(fa), y, tokens, maps,
-                                                         self.weights, hw, self.bootstrap.kd_temperature)
+            loss, self.terms = supervised_bootstrap_loss(
+                self.head(f), self.agent_head(fa), y, tokens, maps, self.weights, hw, self.bootstrap.kd_temperature
+            )
             self.terms["hint_weight"] = torch.tensor(hw)
         self.last_features = f.detach()
         return loss

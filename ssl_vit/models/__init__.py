@@ -1,5 +1,6 @@
 """Models: backbone registry (timm ViTs with MoCo v3 choices), stems, and the ``sslvit_*`` timm entries.
 Knows nothing of training."""
+
 from ssl_vit.config.validate import register_check
 from ssl_vit.models import timm_entries as _timm_entries  # noqa: E402,F401  registers the sslvit_* timm models
 from ssl_vit.models import vitas as _vitas  # noqa: E402,F401  registers vitas_super, vitas_subnet
@@ -28,5 +29,12 @@ def check_model_stem(cfg) -> None:
 register_check("names", "models", check_model_names)
 register_check("model", "models", check_model_stem)
 
-__all__ = ["backbone_names", "check_backbone_name", "create_backbone", "get_stem", "register_backbone",
-           "resolve_model_config", "stem_names"]
+__all__ = [
+    "backbone_names",
+    "check_backbone_name",
+    "create_backbone",
+    "get_stem",
+    "register_backbone",
+    "resolve_model_config",
+    "stem_names",
+]

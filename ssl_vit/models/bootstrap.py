@@ -45,6 +45,7 @@ Example::
     feats, maps = agent(torch.randn(8, 1, 28, 28))      # (8, 64), 4 x (8, 64, 4, 4)
     assert agent.blocks[0].attn_conv.attn.qkv.weight is vit.blocks[0].attn.qkv.weight
 """
+
 from __future__ import annotations
 
 import copy
@@ -76,8 +77,10 @@ class HeadOffsetConv(nn.Module):
     def __init__(self, attn: nn.Module):
         super().__init__()
         if not (hasattr(attn, "qkv") and hasattr(attn, "proj") and hasattr(attn, "num_heads")):
-            raise SslvitError(f"the bootstrap agent needs timm Attention blocks (qkv, proj); got "
-                              f"{type(attn).__name__}; use a ViT backbone (model.name=vit_*)")
+            raise SslvitError(
+                f"the bootstrap agent needs timm Attention blocks (qkv, proj); got "
+                f"{type(attn).__name__}; use a ViT backbone (model.name=vit_*)"
+            )
         if not isinstance(getattr(attn, "norm", nn.Identity()), nn.Identity) or getattr(attn, "gate", None) is not None:
             raise SslvitError("the bootstrap agent supports plain attention only (no scale_norm / gated attention)")
         self.attn = attn
@@ -88,24 +91,24 @@ class HeadOffsetConv(nn.Module):
         """-> conv weight ``(D, D, k, k)`` and bias ``(D,)`` built from the attention's W_v, b_v, W_o, b_o."""
         H, d, k = self.num_heads, self.head_dim, self.k
         qkv, proj = self.attn.qkv, self.attn.proj
-        A = H * d                                                             # attention width
+        A = H * d  # attention width
         D_in, D_out = qkv.in_features, proj.out_features
-        w_v = qkv.weight[2 * A:3 * A].view(H, d, D_in)                        # (H, d, D_in): W_v^h
-        w_o = proj.weight.view(D_out, H, d).transpose(0, 1)                   # (H, D_out, d): W_o^h
-        per_head = torch.bmm(w_o, w_v)                                        # (H, D_out, D_in): W_o^h W_v^h
+        w_v = qkv.weight[2 * A : 3 * A].view(H, d, D_in)  # (H, d, D_in): W_v^h
+        w_o = proj.weight.view(D_out, H, d).transpose(0, 1)  # (H, D_out, d): W_o^h
+        per_head = torch.bmm(w_o, w_v)  # (H, D_out, D_in): W_o^h W_v^h
         pad = per_head.new_zeros(k * k - H, D_out, D_in)
         weight = torch.cat([per_head, pad], 0).view(k, k, D_out, D_in).permute(2, 3, 0, 1)  # (D_out, D_in, k, k)
         bias = proj.bias if proj.bias is not None else per_head.new_zeros(D_out)
-        if qkv.bias is not None:                                              # fold W_o^h b_v^h into the bias
-            b_v = qkv.bias[2 * A:3 * A].view(H, d, 1)                         # (H, d, 1)
-            bias = bias + torch.bmm(w_o, b_v).sum(0).squeeze(-1)              # (D_out,)
+        if qkv.bias is not None:  # fold W_o^h b_v^h into the bias
+            b_v = qkv.bias[2 * A : 3 * A].view(H, d, 1)  # (H, d, 1)
+            bias = bias + torch.bmm(w_o, b_v).sum(0).squeeze(-1)  # (D_out,)
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.kernel()
         lo = (self.k - 1) // 2
         hi = self.k - 1 - lo
-        x = F.pad(x, (lo, hi, lo, hi))                                        # zeros outside the grid
+        x = F.pad(x, (lo, hi, lo, hi))  # zeros outside the grid
         return F.conv2d(x, weight, bias)
 
 
@@ -124,9 +127,9 @@ class TokenwiseMlpConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.mlp
-        x = F.conv2d(x, m.fc1.weight[:, :, None, None], m.fc1.bias)            # (B, hidden, gh, gw)
+        x = F.conv2d(x, m.fc1.weight[:, :, None, None], m.fc1.bias)  # (B, hidden, gh, gw)
         x = m.drop1(m.act(x))
-        x = F.conv2d(x, m.fc2.weight[:, :, None, None], m.fc2.bias)            # (B, D, gh, gw)
+        x = F.conv2d(x, m.fc2.weight[:, :, None, None], m.fc2.bias)  # (B, D, gh, gw)
         return m.drop2(x)
 
 
@@ -143,8 +146,8 @@ class AgentBlock(nn.Module):
         super().__init__()
         self.attn_conv = HeadOffsetConv(block.attn)
         self.mlp_conv = TokenwiseMlpConv(block.mlp)
-        self.norm1, self.norm2 = nn.BatchNorm2d(dim), nn.BatchNorm2d(dim)    # the agent's own (LN -> BN)
-        self.ls1, self.ls2 = block.ls1, block.ls2                             # shared LayerScale (Identity by default)
+        self.norm1, self.norm2 = nn.BatchNorm2d(dim), nn.BatchNorm2d(dim)  # the agent's own (LN -> BN)
+        self.ls1, self.ls2 = block.ls1, block.ls2  # shared LayerScale (Identity by default)
         self.drop_path1, self.drop_path2 = block.drop_path1, block.drop_path2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,12 +165,14 @@ class BootstrapAgent(nn.Module):
             raise SslvitError(f"unknown bootstrap mode '{mode}'; valid: {', '.join(MODES)}")
         for attr in ("patch_embed", "blocks", "embed_dim"):
             if not hasattr(vit, attr):
-                raise SslvitError(f"the bootstrap agent needs a ViT backbone (no '{attr}' on {type(vit).__name__}); "
-                                  f"use model.name=vit_*")
+                raise SslvitError(
+                    f"the bootstrap agent needs a ViT backbone (no '{attr}' on {type(vit).__name__}); "
+                    f"use model.name=vit_*"
+                )
         self.mode = mode
-        src = vit if mode == "shared" else copy.deepcopy(vit)                 # joint: own weights, same init
+        src = vit if mode == "shared" else copy.deepcopy(vit)  # joint: own weights, same init
         dim = int(vit.embed_dim)
-        self.patch_embed = src.patch_embed                                     # shared: the ViT's stem itself
+        self.patch_embed = src.patch_embed  # shared: the ViT's stem itself
         self.blocks = nn.ModuleList(AgentBlock(b, dim) for b in src.blocks)
         self.norm = nn.BatchNorm2d(dim)
         self.act = nn.ReLU()
@@ -182,10 +187,10 @@ class BootstrapAgent(nn.Module):
     def forward_maps(self, x: torch.Tensor) -> List[torch.Tensor]:
         """``(B, C, H, W)`` -> per-block maps ``[(B, D, gh, gw)] * depth``."""
         t = self.patch_embed(x)
-        if t.dim() == 3:                                                      # (B, N, D) tokens
+        if t.dim() == 3:  # (B, N, D) tokens
             gh, gw = self.grid(x)
-            t = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], gh, gw)     # (B, D, gh, gw)
-        elif t.shape[1] != self.embed_dim:                                    # NHWC stem output
+            t = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], gh, gw)  # (B, D, gh, gw)
+        elif t.shape[1] != self.embed_dim:  # NHWC stem output
             t = t.permute(0, 3, 1, 2)
         maps = []
         for blk in self.blocks:

@@ -14,6 +14,7 @@ Example::
     print(markdown_table(rows))                          # the table in ssl_vit/models/stems.py
     g = count_gflops(vit, img_size=28, in_chans=1)       # e.g. 0.0213 (1e9 FLOPs, one image, eval mode)
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -28,8 +29,11 @@ from ssl_vit.models.registry import create_backbone
 from ssl_vit.models.stems import stem_names
 
 # (backbone, img_size, patch_size, in_chans): Fashion-MNIST (the ablation's model), CIFAR, ImageNet ViT-S
-TABLE_SETTINGS: Sequence[Tuple[str, int, int, int]] = (("vit_micro", 28, 7, 1), ("vit_pico", 32, 4, 3),
-                                                       ("vit_small", 224, 16, 3))
+TABLE_SETTINGS: Sequence[Tuple[str, int, int, int]] = (
+    ("vit_micro", 28, 7, 1),
+    ("vit_pico", 32, 4, 3),
+    ("vit_small", 224, 16, 3),
+)
 
 
 def count_flops(module: nn.Module, input_shape: Tuple[int, ...]) -> int:
@@ -61,14 +65,21 @@ def stem_cost_rows(settings: Iterable[Tuple[str, int, int, int]] = TABLE_SETTING
     rows: List[Dict] = []
     for name, img, patch, chans in settings:
         group = []
-        for stem in sorted(stem_names(), key=lambda s: (s != "patchify", s)):      # patchify first
+        for stem in sorted(stem_names(), key=lambda s: (s != "patchify", s)):  # patchify first
             with torch.device("meta"):
                 m = create_backbone(ModelConfig(name=name, img_size=img, patch_size=patch, in_chans=chans, stem=stem))
             m.eval()
             shape = (1, chans, img, img)
-            group.append({"setting": f"{name} {img}px p{patch} {chans}ch", "stem": stem,
-                          "stem_params": n_params(m.patch_embed), "stem_flops": count_flops(m.patch_embed, shape),
-                          "params": n_params(m), "flops": count_flops(m, shape)})
+            group.append(
+                {
+                    "setting": f"{name} {img}px p{patch} {chans}ch",
+                    "stem": stem,
+                    "stem_params": n_params(m.patch_embed),
+                    "stem_flops": count_flops(m.patch_embed, shape),
+                    "params": n_params(m),
+                    "flops": count_flops(m, shape),
+                }
+            )
         base = next(r["flops"] for r in group if r["stem"] == "patchify")
         for r in group:
             r["vs_patchify"] = 100.0 * (r["flops"] / base - 1.0)
@@ -77,9 +88,13 @@ def stem_cost_rows(settings: Iterable[Tuple[str, int, int, int]] = TABLE_SETTING
 
 
 def markdown_table(rows: List[Dict]) -> str:
-    lines = ["| setting | stem | stem params | stem MFLOPs | backbone params | backbone MFLOPs | vs patchify |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| setting | stem | stem params | stem MFLOPs | backbone params | backbone MFLOPs | vs patchify |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['stem']} | {r['stem_params']:,} | {r['stem_flops'] / 1e6:,.2f} | "
-                     f"{r['params']:,} | {r['flops'] / 1e6:,.2f} | {r['vs_patchify']:+.1f}% |")
+        lines.append(
+            f"| {r['setting']} | {r['stem']} | {r['stem_params']:,} | {r['stem_flops'] / 1e6:,.2f} | "
+            f"{r['params']:,} | {r['flops'] / 1e6:,.2f} | {r['vs_patchify']:+.1f}% |"
+        )
     return "\n".join(lines)

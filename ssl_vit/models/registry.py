@@ -4,6 +4,7 @@ model, ``sslvit_<name>`` (``ssl_vit/models/timm_entries.py``: pretrained cfg, ti
 and ``--set model.name=vit_pico`` build the same network (a feature extractor: sslvit's own backbones are built
 with ``num_classes=0``; timm's ``num_classes=10`` adds timm's classifier head).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional
@@ -19,8 +20,11 @@ _BUILDERS: Dict[str, Callable[[ModelConfig, str], nn.Module]] = {}
 _RESOLVERS: Dict[str, Callable[[ModelConfig], ModelConfig]] = {}
 
 
-def register_backbone(name: str, builder: Callable[[ModelConfig, str], nn.Module],
-                      resolver: Optional[Callable[[ModelConfig], ModelConfig]] = None) -> None:
+def register_backbone(
+    name: str,
+    builder: Callable[[ModelConfig, str], nn.Module],
+    resolver: Optional[Callable[[ModelConfig], ModelConfig]] = None,
+) -> None:
     """Register ``builder(model_cfg, device_type) -> nn.Module`` under ``name``. ``resolver(model_cfg)`` fills
     the sizes left unset (default: the ``vit_*`` size table). Its timm entry ``sslvit_<name>`` is declared with
     ``@register_model`` next to the others (``timm_entries.py``; the backbone contract test checks it is there)."""
@@ -35,8 +39,11 @@ def backbone_names():
 
 def check_backbone_name(name: str) -> None:
     if name not in _BUILDERS:
-        raise SslvitError(f"unknown backbone '{name}'" + did_you_mean(name, backbone_names())
-                          + f"; valid: {', '.join(backbone_names())}")
+        raise SslvitError(
+            f"unknown backbone '{name}'"
+            + did_you_mean(name, backbone_names())
+            + f"; valid: {', '.join(backbone_names())}"
+        )
 
 
 def resolve_model_config(cfg: ModelConfig) -> ModelConfig:

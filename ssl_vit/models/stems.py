@@ -21,6 +21,7 @@ produces the D-dim tokens) and whose earlier modules are the *conv layers*. ``mo
 Strides and widths for small images, depth, what "frozen" means per stem, init, BatchNorm, export, and
 the measured cost per image (parameters / FLOPs per stem and setting): ``docs/stems.md``.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,6 +41,7 @@ def register_stem(name: str):
     def deco(cls):
         _STEMS[name] = cls
         return cls
+
     return deco
 
 
@@ -66,14 +68,40 @@ class ConvStemBase(PatchEmbed):
     ``model.patch_embed.stem_channels`` / ``stem_stride``.
     """
 
-    replaces_block = False          # True: the named size loses one transformer block (MoCo v3 vit_conv_*)
+    replaces_block = False  # True: the named size loses one transformer block (MoCo v3 vit_conv_*)
 
-    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, *, norm_layer=None, flatten=True,
-                 output_fmt=None, bias=True, strict_img_size=True, dynamic_img_pad=False, device=None, dtype=None,
-                 channels: int = 0, stem_stride: int = 0):
-        super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-                         norm_layer=norm_layer, flatten=flatten, output_fmt=output_fmt, bias=bias,
-                         strict_img_size=strict_img_size, dynamic_img_pad=dynamic_img_pad, device=device, dtype=dtype)
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=16,
+        in_chans=3,
+        embed_dim=768,
+        *,
+        norm_layer=None,
+        flatten=True,
+        output_fmt=None,
+        bias=True,
+        strict_img_size=True,
+        dynamic_img_pad=False,
+        device=None,
+        dtype=None,
+        channels: int = 0,
+        stem_stride: int = 0,
+    ):
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            norm_layer=norm_layer,
+            flatten=flatten,
+            output_fmt=output_fmt,
+            bias=bias,
+            strict_img_size=strict_img_size,
+            dynamic_img_pad=dynamic_img_pad,
+            device=device,
+            dtype=dtype,
+        )
         p = self.patch_size[0]
         if self.patch_size[0] != self.patch_size[1]:
             raise SslvitError(f"conv stems need square patches, got {self.patch_size}")
@@ -82,7 +110,7 @@ class ConvStemBase(PatchEmbed):
         layers, c_out = self.conv_layers(in_chans, embed_dim, channels, self.stem_stride, dd)
         k = p // self.stem_stride
         projection = nn.Conv2d(c_out, embed_dim, kernel_size=k, stride=k, bias=bias, **dd)
-        self.proj = nn.Sequential(*layers, projection)        # replaces PatchEmbed's single conv
+        self.proj = nn.Sequential(*layers, projection)  # replaces PatchEmbed's single conv
         for m in layers:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
@@ -97,7 +125,7 @@ class ConvStemBase(PatchEmbed):
         """-> (list of modules, output channels)."""
         raise NotImplementedError
 
-    def set_input_size(self, *args, **kwargs):                 # timm's would resample a single-conv kernel
+    def set_input_size(self, *args, **kwargs):  # timm's would resample a single-conv kernel
         raise SslvitError("conv stems cannot change patch size after construction; build a new backbone")
 
 
@@ -126,11 +154,13 @@ class MocoConvStem(ConvStemBase):
 
     def resolve_stride(self, p: int, stride: int) -> int:
         if stride == 0:
-            return p & -p                                        # largest power of two dividing p
+            return p & -p  # largest power of two dividing p
         if p % stride or stride & (stride - 1):
-            raise SslvitError(f"model.patch_embed.stem_stride={stride} must be a power of two dividing "
-                              f"model.patch_size={p} for stem 'conv'; use 0 (auto) or one of: "
-                              f"{', '.join(str(2 ** i) for i in range(8) if p % 2 ** i == 0)}")
+            raise SslvitError(
+                f"model.patch_embed.stem_stride={stride} must be a power of two dividing "
+                f"model.patch_size={p} for stem 'conv'; use 0 (auto) or one of: "
+                f"{', '.join(str(2**i) for i in range(8) if p % 2**i == 0)}"
+            )
         return stride
 
     def conv_layers(self, in_chans, embed_dim, channels, stride, dd):
@@ -138,7 +168,7 @@ class MocoConvStem(ConvStemBase):
         n_down = int(math.log2(stride))
         layers: List[nn.Module] = []
         c_in = in_chans
-        for i in range(max(n_down, 1)):                          # odd p: one stride-1 layer
+        for i in range(max(n_down, 1)):  # odd p: one stride-1 layer
             layers += conv_bn_act(c_in, c, 3, 2 if i < n_down else 1, bn=True, relu=True, dd=dd)
             c_in, c = c, c * 2
         return layers, c_in
@@ -160,8 +190,10 @@ class ScaledReluStem(ConvStemBase):
         if stride == 0:
             return 2 if p % 2 == 0 else 1
         if p % stride:
-            raise SslvitError(f"model.patch_embed.stem_stride={stride} does not divide model.patch_size={p}; use 0 "
-                              f"(auto) or one of: {_divisors(p)}")
+            raise SslvitError(
+                f"model.patch_embed.stem_stride={stride} does not divide model.patch_size={p}; use 0 "
+                f"(auto) or one of: {_divisors(p)}"
+            )
         return stride
 
     def conv_layers(self, in_chans, embed_dim, channels, stride, dd):
@@ -189,6 +221,7 @@ class ScaledReluNoReluStem(ScaledReluStem):
 
 # -- what the rest of sslvit asks of a stem ---------------------------------------------------------------
 
+
 def is_conv_stem(name: str) -> bool:
     """True for the stems with conv layers before the projection (``stem_channels`` / ``stem_stride`` options)."""
     cls = get_stem(name)
@@ -201,9 +234,11 @@ def stem_layer(name: str, stem_channels: int = 0, stem_stride: int = 0) -> Calla
     if is_conv_stem(name):
         return partial(get_stem(name), channels=stem_channels, stem_stride=stem_stride)
     if stem_channels or stem_stride:
-        raise ValueError(f"stem '{name}' has no conv layers, so no stem_channels / stem_stride (got "
-                         f"stem_channels={stem_channels}, stem_stride={stem_stride}); leave them 0 or pick one of: "
-                         f"{', '.join(n for n in stem_names() if is_conv_stem(n))}")
+        raise ValueError(
+            f"stem '{name}' has no conv layers, so no stem_channels / stem_stride (got "
+            f"stem_channels={stem_channels}, stem_stride={stem_stride}); leave them 0 or pick one of: "
+            f"{', '.join(n for n in stem_names() if is_conv_stem(n))}"
+        )
     return partial(get_stem(name))
 
 
@@ -242,9 +277,14 @@ def conv_layer_params(patch_embed: nn.Module) -> Iterator[nn.Parameter]:
 
 def check_stem(model_cfg) -> None:
     """Build the stem alone on the meta device: bad stem options raise their one-line SslvitError early."""
-    get_stem(model_cfg.stem)(img_size=model_cfg.img_size, patch_size=model_cfg.patch_size,
-                             in_chans=model_cfg.in_chans, embed_dim=_embed_dim(model_cfg), device="meta",
-                             **stem_kwargs(model_cfg))
+    get_stem(model_cfg.stem)(
+        img_size=model_cfg.img_size,
+        patch_size=model_cfg.patch_size,
+        in_chans=model_cfg.in_chans,
+        embed_dim=_embed_dim(model_cfg),
+        device="meta",
+        **stem_kwargs(model_cfg),
+    )
 
 
 def _embed_dim(model_cfg) -> int:
@@ -258,7 +298,7 @@ def infer_stem(sd, embed_dim: int, source: str) -> Optional[Dict]:
     and keeps the first whose ``patch_embed.*`` keys and shapes equal the file's (MoCo v3's ``vit_conv_small``
     / ``vit_conv_base`` match ``conv`` at p=16). Strides are not in the weights: the auto stride is assumed.
     """
-    want = {k[len("patch_embed."):]: tuple(v.shape) for k, v in sd.items() if k.startswith("patch_embed.")}
+    want = {k[len("patch_embed.") :]: tuple(v.shape) for k, v in sd.items() if k.startswith("patch_embed.")}
     first = sd.get("patch_embed.proj.0.weight")
     if first is None or first.ndim != 4:
         return None
@@ -269,8 +309,14 @@ def infer_stem(sd, embed_dim: int, source: str) -> Optional[Dict]:
         for p in range(1, 33):
             for channels in (0, width):
                 try:
-                    m = cls(img_size=None, patch_size=p, in_chans=in_chans, embed_dim=embed_dim, device="meta",
-                            channels=channels)
+                    m = cls(
+                        img_size=None,
+                        patch_size=p,
+                        in_chans=in_chans,
+                        embed_dim=embed_dim,
+                        device="meta",
+                        channels=channels,
+                    )
                 except SslvitError:
                     continue
                 got = {k: tuple(v.shape) for k, v in m.state_dict().items()}

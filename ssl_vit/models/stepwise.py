@@ -10,6 +10,7 @@ Example::
         def begin_step(self, step, seed):
             self.width = [32, 64][(seed + step) % 2]
 """
+
 from __future__ import annotations
 
 

@@ -31,6 +31,7 @@ Example::
     timm.data.resolve_data_config({}, model=m)                       # input_size (1, 28, 28), mean (0.286,) ...
     f = timm.create_model('sslvit_vit_micro', features_only=True)    # last 3 blocks, 3 x (B, 64, 4, 4)
 """
+
 from __future__ import annotations
 
 import inspect
@@ -38,8 +39,13 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import to_2tuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, get_pretrained_cfg, register_model
-from timm.models import resolve_pretrained_cfg
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    get_pretrained_cfg,
+    register_model,
+    resolve_pretrained_cfg,
+)
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from ssl_vit.config.schema import ModelConfig, PatchEmbedConfig, ViTASConfig
@@ -51,12 +57,16 @@ from ssl_vit.models.vitas_space import parse_list
 PREFIX = "sslvit_"
 
 # Entries that refuse features_only / cannot be FX-traced, and why (the error message; the contract test reads these).
-NO_FEATURES = {"sslvit_vitas_super": "the superformer runs a different sub-network each step and has no "
-                                     "forward_intermediates; export a sub-network (sslvit_vitas_subnet has "
-                                     "features_only)"}
-NO_FX = {"sslvit_vitas_super": "the superformer slices its weights with index tensors chosen in Python from the "
-                               "active sub-network and the input's width and device, which torch.fx cannot trace; "
-                               "an exported sub-network (sslvit_vitas_subnet) traces"}
+NO_FEATURES = {
+    "sslvit_vitas_super": "the superformer runs a different sub-network each step and has no "
+    "forward_intermediates; export a sub-network (sslvit_vitas_subnet has "
+    "features_only)"
+}
+NO_FX = {
+    "sslvit_vitas_super": "the superformer slices its weights with index tensors chosen in Python from the "
+    "active sub-network and the input's width and device, which torch.fx cannot trace; "
+    "an exported sub-network (sslvit_vitas_subnet) traces"
+}
 
 
 def channel_stats(in_chans: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
@@ -78,22 +88,35 @@ def _cfg(in_chans: int, img_size: int, fixed: bool = False, **kwargs) -> Dict:
     """``fixed_input_size`` False: the ViTs are built with ``dynamic_img_size`` (other sizes resample the position
     embedding); the superformer takes its trained size only."""
     mean, std = channel_stats(in_chans)
-    return {"url": "", "num_classes": 0, "input_size": (in_chans, img_size, img_size), "pool_size": None,
-            "crop_pct": crop_pct(img_size), "interpolation": "bilinear", "fixed_input_size": fixed,
-            "mean": mean, "std": std, "first_conv": "patch_embed.proj", "classifier": "head", **kwargs}
+    return {
+        "url": "",
+        "num_classes": 0,
+        "input_size": (in_chans, img_size, img_size),
+        "pool_size": None,
+        "crop_pct": crop_pct(img_size),
+        "interpolation": "bilinear",
+        "fixed_input_size": fixed,
+        "mean": mean,
+        "std": std,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        **kwargs,
+    }
 
 
-default_cfgs = generate_default_cfgs({
-    "sslvit_vit_micro": _cfg(1, 28),
-    "sslvit_vit_pico": _cfg(1, 28),
-    "sslvit_vit_nano": _cfg(1, 28),
-    "sslvit_vit_tiny": _cfg(3, 224),
-    "sslvit_vit_small": _cfg(3, 224),
-    "sslvit_vit_base": _cfg(3, 224),
-    "sslvit_vit_large": _cfg(3, 224),
-    "sslvit_vitas_super": _cfg(1, 28, fixed=True, first_conv="patch_embeds.p7.proj"),
-    "sslvit_vitas_subnet": _cfg(1, 28),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "sslvit_vit_micro": _cfg(1, 28),
+        "sslvit_vit_pico": _cfg(1, 28),
+        "sslvit_vit_nano": _cfg(1, 28),
+        "sslvit_vit_tiny": _cfg(3, 224),
+        "sslvit_vit_small": _cfg(3, 224),
+        "sslvit_vit_base": _cfg(3, 224),
+        "sslvit_vit_large": _cfg(3, 224),
+        "sslvit_vitas_super": _cfg(1, 28, fixed=True, first_conv="patch_embeds.p7.proj"),
+        "sslvit_vitas_subnet": _cfg(1, 28),
+    }
+)
 
 
 # ---- keywords ------------------------------------------------------------------------------------------------
@@ -113,8 +136,10 @@ def _check(variant: str, kwargs: Dict, takes: set) -> None:
     takes = takes | _BUILD_ARGS | set(_FEATURE_ARGS)
     unknown = sorted(set(kwargs) - takes)
     if unknown:
-        raise TypeError(f"{variant}: unexpected keyword argument{'s' * (len(unknown) > 1)} "
-                        f"{', '.join(repr(k) for k in unknown)}; it takes {', '.join(sorted(takes))}")
+        raise TypeError(
+            f"{variant}: unexpected keyword argument{'s' * (len(unknown) > 1)} "
+            f"{', '.join(repr(k) for k in unknown)}; it takes {', '.join(sorted(takes))}"
+        )
 
 
 def _as_built(variant: str, kwargs: Dict, first_conv: Union[str, Tuple[str, ...]]) -> Dict:
@@ -130,8 +155,14 @@ def _as_built(variant: str, kwargs: Dict, first_conv: Union[str, Tuple[str, ...]
     return out
 
 
-def _create(variant: str, model_fn: Callable, pretrained: bool, first_conv: Union[str, Tuple[str, ...]],
-            filter_fn: Optional[Callable] = None, **kwargs):
+def _create(
+    variant: str,
+    model_fn: Callable,
+    pretrained: bool,
+    first_conv: Union[str, Tuple[str, ...]],
+    filter_fn: Optional[Callable] = None,
+    **kwargs,
+):
     """timm's builder with the entry's pretrained cfg (as ``_create_vision_transformer``), refusing the keywords
     it cannot honour instead of dropping them."""
     features_only = bool(kwargs.get("features_only", False))
@@ -141,7 +172,7 @@ def _create(variant: str, model_fn: Callable, pretrained: bool, first_conv: Unio
     if features_only and variant in NO_FEATURES:
         raise ValueError(f"{variant} has no features_only: {NO_FEATURES[variant]}")
     feature_cfg = dict(out_indices=3, feature_cls="getter", **(kwargs.pop("feature_cfg", None) or {}))
-    kwargs.setdefault("img_size", get_pretrained_cfg(variant).input_size[-1])   # timm does so only for fixed sizes
+    kwargs.setdefault("img_size", get_pretrained_cfg(variant).input_size[-1])  # timm does so only for fixed sizes
     user_cfg = kwargs.pop("pretrained_cfg", None)
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
     if not user_cfg:
@@ -149,11 +180,21 @@ def _create(variant: str, model_fn: Callable, pretrained: bool, first_conv: Unio
     if pretrained:
         source = resolve_pretrained_cfg(variant, user_cfg, overlay)
         if not (source.has_weights or source.state_dict is not None):
-            raise ValueError(f"{variant} has no hub weights: pass pretrained_cfg_overlay=dict(file=...) (an sslvit "
-                             f"backbone .safetensors or a timm state dict), or load a checkpoint with "
-                             f"ssl_vit.checkpoints.load_backbone")
-    return build_model_with_cfg(model_fn, variant, pretrained, pretrained_cfg=user_cfg, pretrained_cfg_overlay=overlay,
-                                feature_cfg=feature_cfg, pretrained_filter_fn=filter_fn, **kwargs)
+            raise ValueError(
+                f"{variant} has no hub weights: pass pretrained_cfg_overlay=dict(file=...) (an sslvit "
+                f"backbone .safetensors or a timm state dict), or load a checkpoint with "
+                f"ssl_vit.checkpoints.load_backbone"
+            )
+    return build_model_with_cfg(
+        model_fn,
+        variant,
+        pretrained,
+        pretrained_cfg=user_cfg,
+        pretrained_cfg_overlay=overlay,
+        feature_cfg=feature_cfg,
+        pretrained_filter_fn=filter_fn,
+        **kwargs,
+    )
 
 
 # ---- families ------------------------------------------------------------------------------------------------
@@ -161,13 +202,20 @@ def _create_vit(variant: str, pretrained: bool = False, **kwargs):
     """``vit_*``: :func:`~ssl_vit.models.vit.vision_transformer` at the named size (explicit sizes win)."""
     _check(variant, kwargs, _VIT_ARGS)
     stem = kwargs.get("stem", "patchify")
-    named = ModelConfig(name=variant[len(PREFIX):], stem=stem, embed_dim=kwargs.get("embed_dim"),
-                        depth=kwargs.get("depth"), num_heads=kwargs.get("num_heads"), mlp_ratio=kwargs.get("mlp_ratio"),
-                        patch_embed=PatchEmbedConfig(reduce_depth=kwargs.pop("reduce_depth", True)))
+    named = ModelConfig(
+        name=variant[len(PREFIX) :],
+        stem=stem,
+        embed_dim=kwargs.get("embed_dim"),
+        depth=kwargs.get("depth"),
+        num_heads=kwargs.get("num_heads"),
+        mlp_ratio=kwargs.get("mlp_ratio"),
+        patch_embed=PatchEmbedConfig(reduce_depth=kwargs.pop("reduce_depth", True)),
+    )
     r = vit_mod.resolve(named)
     kwargs.update(embed_dim=r.embed_dim, depth=r.depth, num_heads=r.num_heads, mlp_ratio=r.mlp_ratio)
-    return _create(variant, vit_mod.vision_transformer, pretrained, stems.first_conv(stem), checkpoint_filter_fn,
-                   **kwargs)
+    return _create(
+        variant, vit_mod.vision_transformer, pretrained, stems.first_conv(stem), checkpoint_filter_fn, **kwargs
+    )
 
 
 def _create_vitas_subnet(variant: str, pretrained: bool = False, **kwargs):
@@ -178,8 +226,16 @@ def _create_vitas_subnet(variant: str, pretrained: bool = False, **kwargs):
     blocks = kwargs.pop("blocks", "")
     spec = blocks if isinstance(blocks, str) else ",".join(f"{h}:{r}" for h, r in blocks)
     cfg, per_block = vitas.subnet_blocks(ModelConfig(name="vitas_subnet", vitas=ViTASConfig(blocks=spec), **sizes))
-    return _create(variant, vitas.vitas_subnet, pretrained, stems.first_conv(kwargs.get("stem", "patchify")),
-                   checkpoint_filter_fn, blocks=per_block, embed_dim=cfg.embed_dim, **kwargs)
+    return _create(
+        variant,
+        vitas.vitas_subnet,
+        pretrained,
+        stems.first_conv(kwargs.get("stem", "patchify")),
+        checkpoint_filter_fn,
+        blocks=per_block,
+        embed_dim=cfg.embed_dim,
+        **kwargs,
+    )
 
 
 def _create_vitas_super(variant: str, pretrained: bool = False, **kwargs):

@@ -28,6 +28,7 @@ Example::
     vit = create_backbone(ModelConfig(name="vit_pico", img_size=28, patch_size=7, in_chans=1))
     feats = vit(torch.randn(8, 1, 28, 28))          # (8, 128): CLS token after the final norm
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,9 @@ from ssl_vit.models import stems
 
 # embed_dim, depth, num_heads (mlp_ratio 4). MoCo v3's ViT-S has 12 heads (timm's has 6).
 SIZES: Dict[str, Dict[str, int]] = {
-    "vit_micro": dict(embed_dim=64, depth=4, num_heads=2),     # tests / smoke
-    "vit_pico": dict(embed_dim=128, depth=6, num_heads=4),     # 28-32 px, CPU demo
-    "vit_nano": dict(embed_dim=192, depth=6, num_heads=3),     # 28-32 px
+    "vit_micro": dict(embed_dim=64, depth=4, num_heads=2),  # tests / smoke
+    "vit_pico": dict(embed_dim=128, depth=6, num_heads=4),  # 28-32 px, CPU demo
+    "vit_nano": dict(embed_dim=192, depth=6, num_heads=3),  # 28-32 px
     "vit_tiny": dict(embed_dim=192, depth=12, num_heads=3),
     "vit_small": dict(embed_dim=384, depth=12, num_heads=12),
     "vit_base": dict(embed_dim=768, depth=12, num_heads=12),
@@ -62,16 +63,18 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
     ``model.patch_embed.reduce_depth=false``; an explicit ``model.depth`` is kept (so this is idempotent).
     """
     size = SIZES[cfg.name]
-    return replace(cfg,
-                   embed_dim=cfg.embed_dim or size["embed_dim"],
-                   depth=cfg.depth or size["depth"] - int(stems.replaces_block(cfg)),
-                   num_heads=cfg.num_heads or size["num_heads"],
-                   mlp_ratio=cfg.mlp_ratio or 4.0)
+    return replace(
+        cfg,
+        embed_dim=cfg.embed_dim or size["embed_dim"],
+        depth=cfg.depth or size["depth"] - int(stems.replaces_block(cfg)),
+        num_heads=cfg.num_heads or size["num_heads"],
+        mlp_ratio=cfg.mlp_ratio or 4.0,
+    )
 
 
 def sincos_pos_embed(grid_hw, dim: int, num_prefix: int = 1) -> torch.Tensor:
     """(1, num_prefix + H*W, dim) fixed position embedding; prefix (CLS) positions are zero."""
-    pe = build_sincos2d_pos_embed(list(grid_hw), dim=dim, temperature=10000.0)        # (H*W, dim)
+    pe = build_sincos2d_pos_embed(list(grid_hw), dim=dim, temperature=10000.0)  # (H*W, dim)
     return torch.cat([torch.zeros(num_prefix, dim), pe], 0).unsqueeze(0)
 
 
@@ -106,7 +109,7 @@ def moco_init_(model: VisionTransformer, in_chans: int, patch_size: int) -> None
     if model.cls_token is not None:
         nn.init.normal_(model.cls_token, std=1e-6)
     proj = getattr(model.patch_embed, "proj", None)
-    if isinstance(proj, nn.Sequential):                        # conv stem (ssl_vit/models/stems.py)
+    if isinstance(proj, nn.Sequential):  # conv stem (ssl_vit/models/stems.py)
         last = stems.projection(model.patch_embed)
         init_patch_projection_(last, last.in_channels, last.kernel_size[0], model.embed_dim)
     else:
@@ -141,14 +144,35 @@ def runs_on(device_type: Optional[str], device=None) -> str:
     return device_type or (torch.device(device).type if device is not None else "cpu")
 
 
-def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_classes: int = 0, *,
-                       global_pool: str = "token", embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
-                       mlp_ratio: float = 4.0, qk_norm: bool = False, drop_rate: float = 0.0,
-                       pos_drop_rate: float = 0.0, patch_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
-                       attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, stem: str = "patchify",
-                       stem_channels: int = 0, stem_stride: int = 0, pos_embed: str = "sincos",
-                       patch_embed_frozen: bool = True, stem_frozen: bool = False, fused_attn="auto",
-                       device_type: Optional[str] = None, device=None, dtype=None) -> VisionTransformer:
+def vision_transformer(
+    img_size=224,
+    patch_size=16,
+    in_chans: int = 3,
+    num_classes: int = 0,
+    *,
+    global_pool: str = "token",
+    embed_dim: int = 192,
+    depth: int = 12,
+    num_heads: int = 3,
+    mlp_ratio: float = 4.0,
+    qk_norm: bool = False,
+    drop_rate: float = 0.0,
+    pos_drop_rate: float = 0.0,
+    patch_drop_rate: float = 0.0,
+    proj_drop_rate: float = 0.0,
+    attn_drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    stem: str = "patchify",
+    stem_channels: int = 0,
+    stem_stride: int = 0,
+    pos_embed: str = "sincos",
+    patch_embed_frozen: bool = True,
+    stem_frozen: bool = False,
+    fused_attn="auto",
+    device_type: Optional[str] = None,
+    device=None,
+    dtype=None,
+) -> VisionTransformer:
     """timm ``VisionTransformer`` with MoCo v3's choices (module docstring), from constructor arguments.
 
     timm's arguments keep timm's meaning (``global_pool``, the drop rates, ``device``, ``dtype``); the others
@@ -167,12 +191,29 @@ def vision_transformer(img_size=224, patch_size=16, in_chans: int = 3, num_class
     if p[0] != p[1]:
         raise ValueError(f"patch_size must be square (MoCo v3's patch projection init), got {tuple(p)}")
     model = VisionTransformer(
-        img_size=img_size, patch_size=p[0], in_chans=in_chans, num_classes=num_classes, global_pool=global_pool,
-        embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
-        qk_norm=bool(qk_norm), class_token=True, drop_rate=drop_rate, pos_drop_rate=pos_drop_rate,
-        patch_drop_rate=patch_drop_rate, proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate,
-        drop_path_rate=drop_path_rate, embed_layer=stems.stem_layer(stem, stem_channels, stem_stride),
-        pos_embed="learn", dynamic_img_size=True, device=device, dtype=dtype,
+        img_size=img_size,
+        patch_size=p[0],
+        in_chans=in_chans,
+        num_classes=num_classes,
+        global_pool=global_pool,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias=True,
+        qk_norm=bool(qk_norm),
+        class_token=True,
+        drop_rate=drop_rate,
+        pos_drop_rate=pos_drop_rate,
+        patch_drop_rate=patch_drop_rate,
+        proj_drop_rate=proj_drop_rate,
+        attn_drop_rate=attn_drop_rate,
+        drop_path_rate=drop_path_rate,
+        embed_layer=stems.stem_layer(stem, stem_channels, stem_stride),
+        pos_embed="learn",
+        dynamic_img_size=True,
+        device=device,
+        dtype=dtype,
     )
     moco_init_(model, in_chans, p[0])
     if pos_embed == "sincos":
@@ -189,10 +230,23 @@ def vit_args(cfg: ModelConfig) -> Dict:
     have them; ``num_classes`` left at 0)."""
     pe = cfg.patch_embed
     stem_opts = dict(stem_channels=pe.stem_channels, stem_stride=pe.stem_stride) if stems.is_conv_stem(cfg.stem) else {}
-    return dict(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans, embed_dim=cfg.embed_dim,
-                depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, qk_norm=bool(cfg.qk_norm),
-                drop_path_rate=cfg.drop_path_rate, stem=cfg.stem, pos_embed=cfg.pos_embed,
-                patch_embed_frozen=pe.frozen, stem_frozen=pe.stem_frozen, fused_attn=cfg.fused_attn, **stem_opts)
+    return dict(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        in_chans=cfg.in_chans,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio,
+        qk_norm=bool(cfg.qk_norm),
+        drop_path_rate=cfg.drop_path_rate,
+        stem=cfg.stem,
+        pos_embed=cfg.pos_embed,
+        patch_embed_frozen=pe.frozen,
+        stem_frozen=pe.stem_frozen,
+        fused_attn=cfg.fused_attn,
+        **stem_opts,
+    )
 
 
 def build_vit(cfg: ModelConfig, device_type: str = "cpu") -> VisionTransformer:

@@ -48,6 +48,7 @@ Example::
     vit = export_subnet(sf, net)                                  # timm VisionTransformer, inherited weights
     torch.allclose(vit(x), sf.forward_features(x), atol=1e-5)     # True
 """
+
 from __future__ import annotations
 
 import random
@@ -72,9 +73,19 @@ from ssl_vit.models.vitas_space import SearchSpace, SubNet, channel_indices, mlp
 
 
 class ViTASSuperformer(nn.Module, PerStepBackbone):
-    def __init__(self, space: SearchSpace, img_size: int, in_chans: int, sharing: str = "cyclic",
-                 identity_shifting: bool = True, sampling: str = "uniform", pos_embed: str = "sincos",
-                 drop_path_rate: float = 0.0, patch_frozen: bool = True, num_classes: int = 0):
+    def __init__(
+        self,
+        space: SearchSpace,
+        img_size: int,
+        in_chans: int,
+        sharing: str = "cyclic",
+        identity_shifting: bool = True,
+        sampling: str = "uniform",
+        pos_embed: str = "sincos",
+        drop_path_rate: float = 0.0,
+        patch_frozen: bool = True,
+        num_classes: int = 0,
+    ):
         super().__init__()
         if sharing not in ("cyclic", "prefix"):
             raise SslvitError(f"model.vitas.sharing must be cyclic or prefix, not '{sharing}'")
@@ -85,18 +96,30 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         self.space, self.sharing, self.identity_shifting, self.sampling = space, sharing, identity_shifting, sampling
         self.img_size, self.in_chans = img_size, in_chans
         D = self.embed_dim = self.num_features = space.max_embed
-        norm = partial(LayerNorm, eps=1e-6)                                 # timm VisionTransformer's norm
+        norm = partial(LayerNorm, eps=1e-6)  # timm VisionTransformer's norm
         self.patch_embeds = nn.ModuleDict({f"p{p}": PatchEmbed(img_size, p, in_chans, D) for p in space.patch_sizes})
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embeds = nn.ParameterDict()
         for p in space.patch_sizes:
             grid = self.patch_embeds[f"p{p}"].grid_size
-            pe = vit_mod.sincos_pos_embed(grid, D) if pos_embed == "sincos" else torch.randn(1, 1 + grid[0] * grid[1], D) * .02
-            self.pos_embeds[f"p{p}"] = nn.Parameter(pe, requires_grad=pos_embed != "sincos")    # (1, 1+N, D)
+            pe = (
+                vit_mod.sincos_pos_embed(grid, D)
+                if pos_embed == "sincos"
+                else torch.randn(1, 1 + grid[0] * grid[1], D) * 0.02
+            )
+            self.pos_embeds[f"p{p}"] = nn.Parameter(pe, requires_grad=pos_embed != "sincos")  # (1, 1+N, D)
         dpr = torch.linspace(0, drop_path_rate, space.depth).tolist()
         self.blocks = nn.ModuleList(
-            Block(D, space.heads_for(D)[-1], mlp_ratio=space.mlp_ratios[-1], qkv_bias=True, drop_path=dpr[i],
-                  norm_layer=norm) for i in range(space.depth))
+            Block(
+                D,
+                space.heads_for(D)[-1],
+                mlp_ratio=space.mlp_ratios[-1],
+                qkv_bias=True,
+                drop_path=dpr[i],
+                norm_layer=norm,
+            )
+            for i in range(space.depth)
+        )
         self.norm = norm(D)
         # MoCo v3 init (ssl_vit/models/vit.py), applied to the super-sized modules
         vit_mod.moco_init_linears_(self.blocks)
@@ -107,8 +130,8 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
                 prm.requires_grad_(not patch_frozen)
         self._idx: Dict[Tuple[str, int, str], torch.Tensor] = {}
         self.set_subnet(space.largest())
-        self.global_pool, self.head_hidden_size = "token", D                # timm's model attributes
-        self.reset_classifier(num_classes)                                  # last: no RNG drawn before it
+        self.global_pool, self.head_hidden_size = "token", D  # timm's model attributes
+        self.reset_classifier(num_classes)  # last: no RNG drawn before it
 
     # ---- classifier (timm's API) ---------------------------------------------------------------------------
     def get_classifier(self) -> nn.Module:
@@ -120,10 +143,11 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         if global_pool not in (None, "token"):
             raise ValueError(f"vitas_super pools the CLS token only: global_pool must be 'token', not {global_pool!r}")
         self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes, device=self.cls_token.device) if num_classes > 0 \
-            else nn.Identity()
+        self.head = (
+            nn.Linear(self.embed_dim, num_classes, device=self.cls_token.device) if num_classes > 0 else nn.Identity()
+        )
         if num_classes > 0:
-            trunc_normal_(self.head.weight, std=.02)
+            trunc_normal_(self.head.weight, std=0.02)
             nn.init.zeros_(self.head.bias)
 
     @staticmethod
@@ -132,8 +156,17 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         if cfg.stem != "patchify":
             raise SslvitError(f"vitas_super supports model.stem=patchify only, not '{cfg.stem}'")
         v = cfg.vitas
-        sf = ViTASSuperformer(SearchSpace.from_config(cfg), cfg.img_size, cfg.in_chans, v.sharing, v.identity_shifting,
-                              v.sampling, cfg.pos_embed, cfg.drop_path_rate, cfg.patch_embed.frozen)
+        sf = ViTASSuperformer(
+            SearchSpace.from_config(cfg),
+            cfg.img_size,
+            cfg.in_chans,
+            v.sharing,
+            v.identity_shifting,
+            v.sampling,
+            cfg.pos_embed,
+            cfg.drop_path_rate,
+            cfg.patch_embed.frozen,
+        )
         sf.model_cfg = cfg
         vit_mod.set_fused_attn(sf, cfg.fused_attn, device_type)
         return sf
@@ -141,8 +174,10 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
     # ---- which sub-network runs ------------------------------------------------------------------------
     def set_subnet(self, net: SubNet) -> None:
         if not self.space.contains(net):
-            raise SslvitError(f"sub-network {net.key()} is not in the search space; pick widths/heads/ratios from "
-                              f"model.vitas.* with at least {self.space.min_depth} real blocks")
+            raise SslvitError(
+                f"sub-network {net.key()} is not in the search space; pick widths/heads/ratios from "
+                f"model.vitas.* with at least {self.space.min_depth} real blocks"
+            )
         self.subnet = net
 
     def subnet_for_step(self, step: int, seed: int) -> SubNet:
@@ -159,8 +194,11 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         """(width,) long indices of the embed ('e') or MLP-hidden ('h') channels a width uses (cached)."""
         key = (kind, width, str(device))
         if key not in self._idx:
-            total, cands = ((self.embed_dim, self.space.embed_dims) if kind == "e"
-                            else (self.space.max_hidden, self.space.hidden_widths()))
+            total, cands = (
+                (self.embed_dim, self.space.embed_dims)
+                if kind == "e"
+                else (self.space.max_hidden, self.space.hidden_widths())
+            )
             self._idx[key] = channel_indices(total, width, cands, self.sharing).to(device)
         return self._idx[key]
 
@@ -168,15 +206,15 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
     def _attention(self, blk: Block, x: torch.Tensor, e: torch.Tensor, heads: int) -> torch.Tensor:
         B, N, w = x.shape
         a, D = blk.attn, self.embed_dim
-        rows = torch.cat([e, e + D, e + 2 * D])                          # q, k, v rows of the (3D, D) qkv weight
-        qkv = F.linear(x, a.qkv.weight[rows][:, e], a.qkv.bias[rows])    # (B, N, 3w)
-        q, k, v = qkv.reshape(B, N, 3, heads, w // heads).permute(2, 0, 3, 1, 4).unbind(0)   # (B, h, N, w/h) each
+        rows = torch.cat([e, e + D, e + 2 * D])  # q, k, v rows of the (3D, D) qkv weight
+        qkv = F.linear(x, a.qkv.weight[rows][:, e], a.qkv.bias[rows])  # (B, N, 3w)
+        q, k, v = qkv.reshape(B, N, 3, heads, w // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, N, w/h) each
         if a.fused_attn:
             o = F.scaled_dot_product_attention(q, k, v, dropout_p=a.attn_drop.p if self.training else 0.0)
-        else:                                                             # timm's plain path
-            attn = ((q * (w // heads) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)   # (B, h, N, N)
+        else:  # timm's plain path
+            attn = ((q * (w // heads) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, h, N, N)
             o = a.attn_drop(attn) @ v
-        o = o.transpose(1, 2).reshape(B, N, w)                            # (B, N, w)
+        o = o.transpose(1, 2).reshape(B, N, w)  # (B, N, w)
         return a.proj_drop(F.linear(o, a.proj.weight[e][:, e], a.proj.bias[e]))
 
     def _block(self, blk: Block, x: torch.Tensor, e: torch.Tensor, heads: int, ratio: float) -> torch.Tensor:
@@ -186,8 +224,8 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         x = x + blk.drop_path1(blk.ls1(self._attention(blk, y, e, heads)))
         y = F.layer_norm(x, (w,), blk.norm2.weight[e], blk.norm2.bias[e], blk.norm2.eps)
         m = blk.mlp
-        y = m.drop1(m.act(F.linear(y, m.fc1.weight[hid][:, e], m.fc1.bias[hid])))      # (B, N, hidden)
-        y = m.drop2(F.linear(m.norm(y), m.fc2.weight[e][:, hid], m.fc2.bias[e]))       # (B, N, w)
+        y = m.drop1(m.act(F.linear(y, m.fc1.weight[hid][:, e], m.fc1.bias[hid])))  # (B, N, hidden)
+        y = m.drop2(F.linear(m.norm(y), m.fc2.weight[e][:, hid], m.fc2.bias[e]))  # (B, N, w)
         return x + blk.drop_path2(blk.ls2(y))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,10 +233,10 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         net = self.subnet
         e = self.channels("e", net.embed_dim, x.device)
         pe = self.patch_embeds[f"p{net.patch_size}"].proj
-        t = F.conv2d(x, pe.weight[e], pe.bias[e], stride=net.patch_size)          # (B, w, H/p, W/p)
-        t = t.flatten(2).transpose(1, 2)                                            # (B, N, w)
-        cls = self.cls_token[..., e].expand(t.shape[0], -1, -1)                     # (B, 1, w)
-        t = torch.cat([cls, t], 1) + self.pos_embeds[f"p{net.patch_size}"][..., e]   # (B, 1+N, w)
+        t = F.conv2d(x, pe.weight[e], pe.bias[e], stride=net.patch_size)  # (B, w, H/p, W/p)
+        t = t.flatten(2).transpose(1, 2)  # (B, N, w)
+        cls = self.cls_token[..., e].expand(t.shape[0], -1, -1)  # (B, 1, w)
+        t = torch.cat([cls, t], 1) + self.pos_embeds[f"p{net.patch_size}"][..., e]  # (B, 1+N, w)
         for i, heads, ratio in net.executed(self.identity_shifting):
             t = self._block(self.blocks[i], t, e, heads, ratio)
         t = F.layer_norm(t, (net.embed_dim,), self.norm.weight[e], self.norm.bias[e], self.norm.eps)
@@ -217,12 +255,22 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
     # ---- export ------------------------------------------------------------------------------------------
     def subnet_model_config(self, net: SubNet) -> ModelConfig:
         """The ``vitas_subnet`` backbone config of ``net`` (a stand-alone timm VisionTransformer)."""
-        base = getattr(self, "model_cfg", ModelConfig(name="vitas_super", img_size=self.img_size,
-                                                      in_chans=self.in_chans, depth=self.space.depth))
+        base = getattr(
+            self,
+            "model_cfg",
+            ModelConfig(name="vitas_super", img_size=self.img_size, in_chans=self.in_chans, depth=self.space.depth),
+        )
         executed = net.executed(self.identity_shifting)
-        return replace(base, name="vitas_subnet", patch_size=net.patch_size, embed_dim=net.embed_dim,
-                       depth=len(executed), num_heads=executed[0][1], mlp_ratio=executed[0][2],
-                       vitas=replace(base.vitas, blocks=net.blocks_spec()))
+        return replace(
+            base,
+            name="vitas_subnet",
+            patch_size=net.patch_size,
+            embed_dim=net.embed_dim,
+            depth=len(executed),
+            num_heads=executed[0][1],
+            mlp_ratio=executed[0][2],
+            vitas=replace(base.vitas, blocks=net.blocks_spec()),
+        )
 
     @torch.no_grad()
     def subnet_state_dict(self, net: SubNet) -> Dict[str, torch.Tensor]:
@@ -230,20 +278,34 @@ class ViTASSuperformer(nn.Module, PerStepBackbone):
         D, p = self.embed_dim, net.patch_size
         e = self.channels("e", net.embed_dim, self.cls_token.device)
         pe = self.patch_embeds[f"p{p}"].proj
-        sd = {"cls_token": self.cls_token[..., e], "pos_embed": self.pos_embeds[f"p{p}"][..., e],
-              "patch_embed.proj.weight": pe.weight[e], "patch_embed.proj.bias": pe.bias[e],
-              "norm.weight": self.norm.weight[e], "norm.bias": self.norm.bias[e]}
-        for j, (i, heads, ratio) in enumerate(net.executed(self.identity_shifting)):
+        sd = {
+            "cls_token": self.cls_token[..., e],
+            "pos_embed": self.pos_embeds[f"p{p}"][..., e],
+            "patch_embed.proj.weight": pe.weight[e],
+            "patch_embed.proj.bias": pe.bias[e],
+            "norm.weight": self.norm.weight[e],
+            "norm.bias": self.norm.bias[e],
+        }
+        for j, (i, _heads, ratio) in enumerate(net.executed(self.identity_shifting)):
             b, pre = self.blocks[i], f"blocks.{j}."
             hid = self.channels("h", mlp_hidden(net.embed_dim, ratio), e.device)
             rows = torch.cat([e, e + D, e + 2 * D])
-            sd.update({
-                pre + "norm1.weight": b.norm1.weight[e], pre + "norm1.bias": b.norm1.bias[e],
-                pre + "attn.qkv.weight": b.attn.qkv.weight[rows][:, e], pre + "attn.qkv.bias": b.attn.qkv.bias[rows],
-                pre + "attn.proj.weight": b.attn.proj.weight[e][:, e], pre + "attn.proj.bias": b.attn.proj.bias[e],
-                pre + "norm2.weight": b.norm2.weight[e], pre + "norm2.bias": b.norm2.bias[e],
-                pre + "mlp.fc1.weight": b.mlp.fc1.weight[hid][:, e], pre + "mlp.fc1.bias": b.mlp.fc1.bias[hid],
-                pre + "mlp.fc2.weight": b.mlp.fc2.weight[e][:, hid], pre + "mlp.fc2.bias": b.mlp.fc2.bias[e]})
+            sd.update(
+                {
+                    pre + "norm1.weight": b.norm1.weight[e],
+                    pre + "norm1.bias": b.norm1.bias[e],
+                    pre + "attn.qkv.weight": b.attn.qkv.weight[rows][:, e],
+                    pre + "attn.qkv.bias": b.attn.qkv.bias[rows],
+                    pre + "attn.proj.weight": b.attn.proj.weight[e][:, e],
+                    pre + "attn.proj.bias": b.attn.proj.bias[e],
+                    pre + "norm2.weight": b.norm2.weight[e],
+                    pre + "norm2.bias": b.norm2.bias[e],
+                    pre + "mlp.fc1.weight": b.mlp.fc1.weight[hid][:, e],
+                    pre + "mlp.fc1.bias": b.mlp.fc1.bias[hid],
+                    pre + "mlp.fc2.weight": b.mlp.fc2.weight[e][:, hid],
+                    pre + "mlp.fc2.bias": b.mlp.fc2.bias[e],
+                }
+            )
         return {k: v.detach().clone().contiguous() for k, v in sd.items()}
 
 
@@ -257,8 +319,10 @@ def export_subnet(sf: ViTASSuperformer, net: SubNet) -> VisionTransformer:
 def refuse_qk_norm(cfg: ModelConfig) -> None:
     """The superformer writes its attention out on sliced weights (and sub-networks must match it): no qk-norm."""
     if cfg.qk_norm:
-        raise SslvitError(f"model.qk_norm is not available for {cfg.name} (its attention is sliced per sub-network); "
-                          f"use a vit_* backbone or set model.qk_norm=false")
+        raise SslvitError(
+            f"model.qk_norm is not available for {cfg.name} (its attention is sliced per sub-network); "
+            f"use a vit_* backbone or set model.qk_norm=false"
+        )
 
 
 def parse_blocks(spec: str, key: str = "model.vitas.blocks") -> List[Tuple[int, float]]:
@@ -273,9 +337,18 @@ def parse_blocks(spec: str, key: str = "model.vitas.blocks") -> List[Tuple[int, 
     return out
 
 
-def vitas_subnet(blocks: Sequence[Tuple[int, float]], embed_dim: int = 64, qk_norm: bool = False,
-                 proj_drop_rate: float = 0.0, attn_drop_rate: float = 0.0, fused_attn="auto",
-                 device_type: Optional[str] = None, device=None, dtype=None, **vit_args) -> VisionTransformer:
+def vitas_subnet(
+    blocks: Sequence[Tuple[int, float]],
+    embed_dim: int = 64,
+    qk_norm: bool = False,
+    proj_drop_rate: float = 0.0,
+    attn_drop_rate: float = 0.0,
+    fused_attn="auto",
+    device_type: Optional[str] = None,
+    device=None,
+    dtype=None,
+    **vit_args,
+) -> VisionTransformer:
     """timm ``VisionTransformer`` with per-block heads / MLP ratios, ``blocks = [(heads, mlp_ratio), ...]``;
     every other argument as :func:`ssl_vit.models.vit.vision_transformer` (``depth`` / ``num_heads`` /
     ``mlp_ratio`` come from ``blocks``).
@@ -284,23 +357,43 @@ def vitas_subnet(blocks: Sequence[Tuple[int, float]], embed_dim: int = 64, qk_no
     and every other block is replaced by a timm ``Block`` of its own size, so it stays a VisionTransformer
     whose ``state_dict`` keys are timm's."""
     if qk_norm:
-        raise ValueError("qk_norm is not available for vitas_subnet (it must match the superformer's sliced "
-                         "attention); leave qk_norm=False")
+        raise ValueError(
+            "qk_norm is not available for vitas_subnet (it must match the superformer's sliced "
+            "attention); leave qk_norm=False"
+        )
     bad = [h for h, _ in blocks if embed_dim % h]
     if bad:
         raise SslvitError(f"model.vitas.blocks heads {bad} do not divide model.embed_dim={embed_dim}")
     h0, r0 = blocks[0][0], float(blocks[0][1] or 4.0)
-    model = vit_mod.vision_transformer(embed_dim=embed_dim, depth=len(blocks), num_heads=h0, mlp_ratio=r0,
-                                       proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate,
-                                       fused_attn=fused_attn, device_type=device_type, device=device, dtype=dtype,
-                                       **vit_args)
+    model = vit_mod.vision_transformer(
+        embed_dim=embed_dim,
+        depth=len(blocks),
+        num_heads=h0,
+        mlp_ratio=r0,
+        proj_drop_rate=proj_drop_rate,
+        attn_drop_rate=attn_drop_rate,
+        fused_attn=fused_attn,
+        device_type=device_type,
+        device=device,
+        dtype=dtype,
+        **vit_args,
+    )
     for i, (h, r) in enumerate(blocks):
         if (h, r) != (h0, r0):
             old = model.blocks[i]
             drop_path = old.drop_path1.drop_prob if isinstance(old.drop_path1, DropPath) else 0.0
-            blk = Block(embed_dim, h, mlp_ratio=r, qkv_bias=True,
-                        norm_layer=partial(type(old.norm1), eps=old.norm1.eps), proj_drop=proj_drop_rate,
-                        attn_drop=attn_drop_rate, drop_path=drop_path, device=device, dtype=dtype)
+            blk = Block(
+                embed_dim,
+                h,
+                mlp_ratio=r,
+                qkv_bias=True,
+                norm_layer=partial(type(old.norm1), eps=old.norm1.eps),
+                proj_drop=proj_drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=drop_path,
+                device=device,
+                dtype=dtype,
+            )
             vit_mod.moco_init_linears_(blk)
             model.blocks[i] = blk
     vit_mod.set_fused_attn(model, fused_attn, vit_mod.runs_on(device_type, device))
@@ -311,8 +404,10 @@ def subnet_blocks(cfg: ModelConfig) -> Tuple[ModelConfig, List[Tuple[int, float]
     """A ``vitas_subnet`` config -> (resolved config, ``[(heads, mlp_ratio)]`` per block): ``model.vitas.blocks``,
     else ``depth`` blocks of ``num_heads`` / ``mlp_ratio`` (``vit_micro`` sizes where unset)."""
     if cfg.depth and cfg.vitas.blocks and cfg.depth != len(parse_blocks(cfg.vitas.blocks)):
-        raise SslvitError(f"model.depth={cfg.depth} but model.vitas.blocks lists {len(parse_blocks(cfg.vitas.blocks))} "
-                          f"blocks; make them agree")
+        raise SslvitError(
+            f"model.depth={cfg.depth} but model.vitas.blocks lists {len(parse_blocks(cfg.vitas.blocks))} "
+            f"blocks; make them agree"
+        )
     cfg = resolve_subnet(cfg)
     return cfg, parse_blocks(cfg.vitas.blocks) or [(cfg.num_heads, cfg.mlp_ratio)] * cfg.depth
 
@@ -328,13 +423,29 @@ def build_vitas_subnet(cfg: ModelConfig, device_type: str = "cpu") -> VisionTran
 _VITAS = ViTASConfig()
 
 
-def vitas_superformer(img_size=28, patch_size: int = 7, in_chans: int = 1, num_classes: int = 0, *,
-                      global_pool: str = "token", depth: int = 6, embed_dims=_VITAS.embed_dims, heads=_VITAS.heads,
-                      mlp_ratios=_VITAS.mlp_ratios, patch_sizes=_VITAS.patch_sizes, min_depth: int = _VITAS.min_depth,
-                      id_prob: float = _VITAS.id_prob, sharing: str = _VITAS.sharing,
-                      identity_shifting: bool = _VITAS.identity_shifting, sampling: str = _VITAS.sampling,
-                      pos_embed: str = "sincos", drop_path_rate: float = 0.0, patch_embed_frozen: bool = True,
-                      fused_attn="auto", device_type: Optional[str] = None) -> ViTASSuperformer:
+def vitas_superformer(
+    img_size=28,
+    patch_size: int = 7,
+    in_chans: int = 1,
+    num_classes: int = 0,
+    *,
+    global_pool: str = "token",
+    depth: int = 6,
+    embed_dims=_VITAS.embed_dims,
+    heads=_VITAS.heads,
+    mlp_ratios=_VITAS.mlp_ratios,
+    patch_sizes=_VITAS.patch_sizes,
+    min_depth: int = _VITAS.min_depth,
+    id_prob: float = _VITAS.id_prob,
+    sharing: str = _VITAS.sharing,
+    identity_shifting: bool = _VITAS.identity_shifting,
+    sampling: str = _VITAS.sampling,
+    pos_embed: str = "sincos",
+    drop_path_rate: float = 0.0,
+    patch_embed_frozen: bool = True,
+    fused_attn="auto",
+    device_type: Optional[str] = None,
+) -> ViTASSuperformer:
     """:class:`ViTASSuperformer` from constructor arguments (``model.*`` / ``model.vitas.*`` names; the candidate
     lists as ``'48,64'`` or a sequence). Square images only; the CLS token is the only pooling."""
     size = to_2tuple(img_size)
@@ -342,12 +453,29 @@ def vitas_superformer(img_size=28, patch_size: int = 7, in_chans: int = 1, num_c
         raise ValueError(f"vitas_super takes square images only, got img_size={tuple(size)}")
     if global_pool != "token":
         raise ValueError(f"vitas_super pools the CLS token only: global_pool must be 'token', not {global_pool!r}")
-    vitas = ViTASConfig(embed_dims=csv_list(embed_dims), heads=csv_list(heads), mlp_ratios=csv_list(mlp_ratios),
-                        patch_sizes=csv_list(patch_sizes), min_depth=min_depth, id_prob=id_prob, sharing=sharing,
-                        identity_shifting=identity_shifting, sampling=sampling)
-    cfg = ModelConfig(name="vitas_super", img_size=size[0], patch_size=patch_size, in_chans=in_chans, depth=depth,
-                      drop_path_rate=drop_path_rate, pos_embed=pos_embed, fused_attn=fused_attn,
-                      patch_embed=PatchEmbedConfig(frozen=patch_embed_frozen), vitas=vitas)
+    vitas = ViTASConfig(
+        embed_dims=csv_list(embed_dims),
+        heads=csv_list(heads),
+        mlp_ratios=csv_list(mlp_ratios),
+        patch_sizes=csv_list(patch_sizes),
+        min_depth=min_depth,
+        id_prob=id_prob,
+        sharing=sharing,
+        identity_shifting=identity_shifting,
+        sampling=sampling,
+    )
+    cfg = ModelConfig(
+        name="vitas_super",
+        img_size=size[0],
+        patch_size=patch_size,
+        in_chans=in_chans,
+        depth=depth,
+        drop_path_rate=drop_path_rate,
+        pos_embed=pos_embed,
+        fused_attn=fused_attn,
+        patch_embed=PatchEmbedConfig(frozen=patch_embed_frozen),
+        vitas=vitas,
+    )
     sf = ViTASSuperformer.from_config(cfg, device_type or "cpu")
     sf.reset_classifier(num_classes)
     return sf
@@ -362,8 +490,13 @@ def resolve_super(cfg: ModelConfig) -> ModelConfig:
     """Superformer sizes: the widest candidate, the most heads / largest MLP ratio (default depth: 6)."""
     depth = cfg.depth or 6
     space = SearchSpace.from_config(replace(cfg, depth=depth))
-    return replace(cfg, embed_dim=space.max_embed, depth=depth, num_heads=space.heads_for(space.max_embed)[-1],
-                   mlp_ratio=space.mlp_ratios[-1])
+    return replace(
+        cfg,
+        embed_dim=space.max_embed,
+        depth=depth,
+        num_heads=space.heads_for(space.max_embed)[-1],
+        mlp_ratio=space.mlp_ratios[-1],
+    )
 
 
 def resolve_subnet(cfg: ModelConfig) -> ModelConfig:
@@ -378,5 +511,14 @@ def resolve_subnet(cfg: ModelConfig) -> ModelConfig:
 register_backbone("vitas_super", ViTASSuperformer.from_config, resolve_super)
 register_backbone("vitas_subnet", build_vitas_subnet, resolve_subnet)
 
-__all__ = ["ViTASSuperformer", "build_vitas_subnet", "export_subnet", "parse_blocks", "parse_list", "csv_list",
-           "subnet_blocks", "vitas_subnet", "vitas_superformer"]
+__all__ = [
+    "ViTASSuperformer",
+    "build_vitas_subnet",
+    "export_subnet",
+    "parse_blocks",
+    "parse_list",
+    "csv_list",
+    "subnet_blocks",
+    "vitas_subnet",
+    "vitas_superformer",
+]

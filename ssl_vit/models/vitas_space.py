@@ -24,6 +24,7 @@ Example::
     net = space.sample(random.Random(0))          # SubNet(patch_size=7, embed_dim=64, blocks=((4, 3.0), None, ...))
     idx = channel_indices(96, 64, space.embed_dims, "cyclic")   # (64,) long: 48..95, 0..15
 """
+
 from __future__ import annotations
 
 import random
@@ -35,7 +36,7 @@ import torch
 from ssl_vit.core.lists import split_list
 from ssl_vit.errors import SslvitError
 
-BlockChoice = Optional[Tuple[int, float]]      # (heads, mlp_ratio) or None = identity
+BlockChoice = Optional[Tuple[int, float]]  # (heads, mlp_ratio) or None = identity
 
 
 def parse_list(text: str, key: str, cast=int) -> Tuple:
@@ -94,13 +95,19 @@ class SubNet:
         return ",".join(f"{b[0]}:{b[1]:g}" for b in self.blocks if b is not None)
 
     def to_dict(self) -> Dict:
-        return {"patch_size": self.patch_size, "embed_dim": self.embed_dim,
-                "blocks": [None if b is None else [b[0], b[1]] for b in self.blocks]}
+        return {
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "blocks": [None if b is None else [b[0], b[1]] for b in self.blocks],
+        }
 
     @staticmethod
     def from_dict(d: Dict) -> "SubNet":
-        return SubNet(int(d["patch_size"]), int(d["embed_dim"]),
-                      tuple(None if b is None else (int(b[0]), float(b[1])) for b in d["blocks"]))
+        return SubNet(
+            int(d["patch_size"]),
+            int(d["embed_dim"]),
+            tuple(None if b is None else (int(b[0]), float(b[1])) for b in d["blocks"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -120,10 +127,13 @@ class SearchSpace:
             embed_dims=tuple(sorted(set(parse_list(v.embed_dims, "model.vitas.embed_dims")))),
             heads=tuple(sorted(set(parse_list(v.heads, "model.vitas.heads")))),
             mlp_ratios=tuple(sorted(set(parse_list(v.mlp_ratios, "model.vitas.mlp_ratios", float)))),
-            patch_sizes=tuple(sorted(set(parse_list(v.patch_sizes or str(model_cfg.patch_size),
-                                                    "model.vitas.patch_sizes")))),
-            depth=int(model_cfg.depth or 6), min_depth=min(int(v.min_depth), int(model_cfg.depth or 6)),
-            id_prob=float(v.id_prob))
+            patch_sizes=tuple(
+                sorted(set(parse_list(v.patch_sizes or str(model_cfg.patch_size), "model.vitas.patch_sizes")))
+            ),
+            depth=int(model_cfg.depth or 6),
+            min_depth=min(int(v.min_depth), int(model_cfg.depth or 6)),
+            id_prob=float(v.id_prob),
+        )
         space.check(model_cfg.img_size)
         return space
 
@@ -137,8 +147,10 @@ class SearchSpace:
             raise SslvitError(f"model.vitas.id_prob={self.id_prob} must be in [0, 1)")
         for w in self.embed_dims:
             if not self.heads_for(w):
-                raise SslvitError(f"no candidate in model.vitas.heads={list(self.heads)} divides embed width {w}; "
-                                  f"add a divisor of {w}")
+                raise SslvitError(
+                    f"no candidate in model.vitas.heads={list(self.heads)} divides embed width {w}; "
+                    f"add a divisor of {w}"
+                )
             if w % 4:
                 raise SslvitError(f"model.vitas.embed_dims: {w} is not a multiple of 4 (sin-cos position embedding)")
 
@@ -159,10 +171,15 @@ class SearchSpace:
         return tuple(h for h in self.heads if embed_dim % h == 0)
 
     def contains(self, net: SubNet) -> bool:
-        return (net.patch_size in self.patch_sizes and net.embed_dim in self.embed_dims
-                and len(net.blocks) == self.depth and net.depth >= self.min_depth
-                and all(b is None or (b[0] in self.heads_for(net.embed_dim) and b[1] in self.mlp_ratios)
-                        for b in net.blocks))
+        return (
+            net.patch_size in self.patch_sizes
+            and net.embed_dim in self.embed_dims
+            and len(net.blocks) == self.depth
+            and net.depth >= self.min_depth
+            and all(
+                b is None or (b[0] in self.heads_for(net.embed_dim) and b[1] in self.mlp_ratios) for b in net.blocks
+            )
+        )
 
     # ---- sampling -------------------------------------------------------------------------------------
     def _block(self, rng: random.Random, embed_dim: int) -> Tuple[int, float]:
@@ -188,7 +205,9 @@ class SearchSpace:
 
     def smallest(self) -> SubNet:
         w = self.embed_dims[0]
-        blocks = ((self.heads_for(w)[0], self.mlp_ratios[0]),) * self.min_depth + (None,) * (self.depth - self.min_depth)
+        blocks = ((self.heads_for(w)[0], self.mlp_ratios[0]),) * self.min_depth + (None,) * (
+            self.depth - self.min_depth
+        )
         return SubNet(self.patch_sizes[-1], w, blocks)
 
     def mutate(self, net: SubNet, rng: random.Random, prob: float) -> SubNet:
@@ -199,7 +218,7 @@ class SearchSpace:
         for b in net.blocks:
             if rng.random() < prob:
                 b = None if rng.random() < self.id_prob else self._block(rng, w)
-            elif b is not None and w % b[0]:          # width changed under this block's heads
+            elif b is not None and w % b[0]:  # width changed under this block's heads
                 b = (rng.choice(self.heads_for(w)), b[1])
             blocks.append(b)
         return SubNet(p, w, tuple(self._fix_depth(blocks, rng, w)))

@@ -19,6 +19,7 @@ Example::
     search = EvolutionarySearch(space, cfg.search, seed=0, flops_fn=..., score_fn=..., canon=...)
     state = search.run(Path("out/search_state.json"))          # resumes if the file exists
 """
+
 from __future__ import annotations
 
 import json
@@ -38,15 +39,31 @@ STATE_VERSION = 1
 
 
 class EvolutionarySearch:
-    def __init__(self, space: SearchSpace, search_cfg, seed: int, flops_fn: Callable[[SubNet], float],
-                 score_fn: Callable[[SubNet], float], canon: Callable[[SubNet], SubNet] = lambda n: n,
-                 fingerprint: Optional[Dict] = None, progress: bool = True, save_every: int = 4):
+    def __init__(
+        self,
+        space: SearchSpace,
+        search_cfg,
+        seed: int,
+        flops_fn: Callable[[SubNet], float],
+        score_fn: Callable[[SubNet], float],
+        canon: Callable[[SubNet], SubNet] = lambda n: n,
+        fingerprint: Optional[Dict] = None,
+        progress: bool = True,
+        save_every: int = 4,
+    ):
         self.space, self.cfg, self.seed = space, search_cfg, seed
         self.flops_fn, self.score_fn, self.canon = flops_fn, score_fn, canon
         self.fingerprint = fingerprint or {}
         self.progress, self.save_every = progress, save_every
-        self.state: Dict = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "generation": -1,
-                            "population": [], "evaluated": {}, "flops": {}, "history": []}
+        self.state: Dict = {
+            "version": STATE_VERSION,
+            "fingerprint": self.fingerprint,
+            "generation": -1,
+            "population": [],
+            "evaluated": {},
+            "flops": {},
+            "history": [],
+        }
 
     # ---- state file ------------------------------------------------------------------------------------
     def load(self, path: Path) -> bool:
@@ -57,13 +74,20 @@ class EvolutionarySearch:
         except (OSError, json.JSONDecodeError) as e:
             raise SslvitError(f"search state '{path}' is unreadable ({e}); delete it to start over") from None
         if st.get("version") != STATE_VERSION:
-            raise SslvitError(f"search state '{path}' has version {st.get('version')}, expected {STATE_VERSION}; "
-                              f"delete it to start over")
+            raise SslvitError(
+                f"search state '{path}' has version {st.get('version')}, expected {STATE_VERSION}; "
+                f"delete it to start over"
+            )
         if st.get("fingerprint") != self.fingerprint:
-            diff = [k for k in set(st.get("fingerprint", {})) | set(self.fingerprint)
-                    if st.get("fingerprint", {}).get(k) != self.fingerprint.get(k)]
-            raise SslvitError(f"search state '{path}' belongs to a different search (changed: {', '.join(sorted(diff))}); "
-                              f"use another --output-dir or delete the state file")
+            diff = [
+                k
+                for k in set(st.get("fingerprint", {})) | set(self.fingerprint)
+                if st.get("fingerprint", {}).get(k) != self.fingerprint.get(k)
+            ]
+            raise SslvitError(
+                f"search state '{path}' belongs to a different search (changed: {', '.join(sorted(diff))}); "
+                f"use another --output-dir or delete the state file"
+            )
         self.state = st
         return True
 
@@ -86,9 +110,11 @@ class EvolutionarySearch:
             net = self.canon(make())
             if net.key() not in taken and self.feasible(net):
                 return net
-        raise SslvitError(f"could not draw a new {what} within search.max_gflops={self.cfg.max_gflops} "
-                          f"(smallest sub-network: {smallest:.6f} GFLOPs); "
-                          f"raise search.max_gflops or lower search.min_gflops / search.population")
+        raise SslvitError(
+            f"could not draw a new {what} within search.max_gflops={self.cfg.max_gflops} "
+            f"(smallest sub-network: {smallest:.6f} GFLOPs); "
+            f"raise search.max_gflops or lower search.min_gflops / search.population"
+        )
 
     def _objectives(self, keys: List[str]):
         ev = self.state["evaluated"]
@@ -97,15 +123,25 @@ class EvolutionarySearch:
     def _evaluate(self, nets: List[SubNet], gen: int, path: Optional[Path]) -> None:
         ev = self.state["evaluated"]
         todo = [n for n in nets if n.key() not in ev]
-        bar = tqdm(todo, desc=f"search gen {gen}/{self.cfg.generations - 1}", unit="net", leave=True,
-                   disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(
+            todo,
+            desc=f"search gen {gen}/{self.cfg.generations - 1}",
+            unit="net",
+            leave=True,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
         for i, net in enumerate(bar):
-            ev[net.key()] = {"subnet": net.to_dict(), "top1": float(self.score_fn(net)),
-                             "gflops": self.gflops(net), "generation": gen}
+            ev[net.key()] = {
+                "subnet": net.to_dict(),
+                "top1": float(self.score_fn(net)),
+                "gflops": self.gflops(net),
+                "generation": gen,
+            }
             best = max(v["top1"] for v in ev.values())
             bar.set_postfix(best=f"{best:.2f}", gflops=f"{ev[net.key()]['gflops']:.4f}")
             if path is not None and (i + 1) % self.save_every == 0:
-                self.save(path)              # a kill mid-generation loses at most save_every evaluations
+                self.save(path)  # a kill mid-generation loses at most save_every evaluations
 
     def _offspring(self, rng: random.Random, parents: List[str]) -> List[SubNet]:
         pop = [SubNet.from_dict(self.state["evaluated"][k]["subnet"]) for k in parents]
@@ -121,8 +157,11 @@ class EvolutionarySearch:
         taken, kids = set(self.state["evaluated"]) | set(parents), []
         for _ in range(self.cfg.offspring):
             if rng.random() < self.cfg.crossover_prob:
-                make = lambda: self.space.mutate(self.space.crossover(tournament(), tournament(), rng), rng,  # noqa: E731
-                                                 self.cfg.mutation_prob)
+                make = lambda: self.space.mutate(
+                    self.space.crossover(tournament(), tournament(), rng),
+                    rng,  # noqa: E731
+                    self.cfg.mutation_prob,
+                )
             else:
                 make = lambda: self.space.mutate(tournament(), rng, max(self.cfg.mutation_prob, 1e-9))  # noqa: E731
             kid = self._draw(make, taken, "child")
@@ -140,7 +179,7 @@ class EvolutionarySearch:
                 taken: set = set()
                 nets = []
                 for _ in range(self.cfg.population):
-                    net = self._draw(lambda: self.space.sample(rng), taken, "initial sub-network")
+                    net = self._draw(lambda rng=rng: self.space.sample(rng), taken, "initial sub-network")
                     taken.add(net.key())
                     nets.append(net)
                 self._evaluate(nets, gen, path)
@@ -155,15 +194,24 @@ class EvolutionarySearch:
                     keep = nsga2_select(self._objectives(pool), self.cfg.population)
                 else:
                     keep = sorted(range(len(pool)), key=lambda i: -self.state["evaluated"][pool[i]]["top1"])
-                    keep = keep[:self.cfg.population]
+                    keep = keep[: self.cfg.population]
                 survivors = [pool[i] for i in keep]
             self.state["population"] = survivors
             self.state["generation"] = gen
             best = max(survivors, key=lambda k: self.state["evaluated"][k]["top1"])
-            self.state["history"].append({"generation": gen, "children": children, "population": survivors,
-                                          "best": best, "best_top1": self.state["evaluated"][best]["top1"]})
+            self.state["history"].append(
+                {
+                    "generation": gen,
+                    "children": children,
+                    "population": survivors,
+                    "best": best,
+                    "best_top1": self.state["evaluated"][best]["top1"],
+                }
+            )
             if path is not None:
                 self.save(path)
-            log(f"generation {gen}: best top1={self.state['evaluated'][best]['top1']:.2f} "
-                f"({self.state['evaluated'][best]['gflops']:.4f} GFLOPs) {best}")
+            log(
+                f"generation {gen}: best top1={self.state['evaluated'][best]['top1']:.2f} "
+                f"({self.state['evaluated'][best]['gflops']:.4f} GFLOPs) {best}"
+            )
         return self.state

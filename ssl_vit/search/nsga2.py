@@ -8,6 +8,7 @@ Example::
     fronts = non_dominated_fronts([(-80, 0.02), (-82, 0.03), (-79, 0.04)])   # [[0, 1], [2]]
     keep = nsga2_select(objs, 2)                                               # indices of the survivors
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -59,7 +60,7 @@ def nsga2_select(objs: Sequence[Obj], k: int) -> List[int]:
             keep += front
         else:
             d = crowding_distance(objs, front)
-            keep += sorted(front, key=lambda i: (-d[i], i))[:k - len(keep)]
+            keep += sorted(front, key=lambda i: (-d[i], i))[: k - len(keep)]
             break
     return keep
 

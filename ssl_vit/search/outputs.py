@@ -8,6 +8,7 @@
 * ``best_<i>.safetensors`` -- the same network with its inherited superformer weights (an sslvit backbone
   file: ``sslvit knn --checkpoint best_0.safetensors --dataset fmnist`` works).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,28 +33,48 @@ def pareto_keys(evaluated: Dict[str, Dict]) -> List[str]:
 
 
 def write_history(path: Path, evaluated: Dict[str, Dict]) -> None:
-    lines = [json.dumps({"generation": v["generation"], "key": k, "top1": v["top1"], "gflops": v["gflops"],
-                         "subnet": v["subnet"]}) for k, v in sorted(evaluated.items(), key=lambda kv: kv[1]["generation"])]
+    lines = [
+        json.dumps(
+            {"generation": v["generation"], "key": k, "top1": v["top1"], "gflops": v["gflops"], "subnet": v["subnet"]}
+        )
+        for k, v in sorted(evaluated.items(), key=lambda kv: kv[1]["generation"])
+    ]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_pareto(out: Path, evaluated: Dict[str, Dict], max_gflops: float) -> List[str]:
     front = pareto_keys(evaluated)
     atomic_write_text(out / "pareto.json", json.dumps([{"key": k, **evaluated[k]} for k in front], indent=1) + "\n")
-    rows = ["| GFLOPs | held-out kNN top-1 | depth | width | patch | blocks (heads x MLP ratio) |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| GFLOPs | held-out kNN top-1 | depth | width | patch | blocks (heads x MLP ratio) |",
+        "|---|---|---|---|---|---|",
+    ]
     for k in front:
         n = SubNet.from_dict(evaluated[k]["subnet"])
-        rows.append(f"| {evaluated[k]['gflops']:.5f} | {evaluated[k]['top1']:.2f} % | {n.depth} | {n.embed_dim} | "
-                    f"{n.patch_size} | {' '.join(k.split('-', 2)[2].split('|'))} |")
-    atomic_write_text(out / "pareto.md", f"# Pareto front ({len(front)} of {len(evaluated)} evaluated, budget "
-                                         f"{max_gflops} GFLOPs)\n\n" + "\n".join(rows) + "\n")
+        rows.append(
+            f"| {evaluated[k]['gflops']:.5f} | {evaluated[k]['top1']:.2f} % | {n.depth} | {n.embed_dim} | "
+            f"{n.patch_size} | {' '.join(k.split('-', 2)[2].split('|'))} |"
+        )
+    atomic_write_text(
+        out / "pareto.md",
+        f"# Pareto front ({len(front)} of {len(evaluated)} evaluated, budget "
+        f"{max_gflops} GFLOPs)\n\n" + "\n".join(rows) + "\n",
+    )
     import matplotlib  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # lazy: matplotlib is heavy (~0.5 s) and only plots need it
+
     fig, ax = plt.subplots(figsize=(6, 4))
     gens = [v["generation"] for v in evaluated.values()]
-    sc = ax.scatter([v["gflops"] for v in evaluated.values()], [v["top1"] for v in evaluated.values()], c=gens,
-                    cmap="viridis", s=14, label="evaluated")
+    sc = ax.scatter(
+        [v["gflops"] for v in evaluated.values()],
+        [v["top1"] for v in evaluated.values()],
+        c=gens,
+        cmap="viridis",
+        s=14,
+        label="evaluated",
+    )
     ax.plot([evaluated[k]["gflops"] for k in front], [evaluated[k]["top1"] for k in front], "r.-", label="Pareto front")
     ax.axvline(max_gflops, color="grey", ls="--", lw=1, label="budget")
     ax.set_xlabel("GFLOPs (torch flop_counter, 1 image)")
@@ -70,20 +91,30 @@ def write_pareto(out: Path, evaluated: Dict[str, Dict], max_gflops: float) -> Li
 def subnet_recipe(train_cfg: Config, sub_model_cfg) -> Config:
     """The superformer's training config with the sub-network as the backbone (retrain from scratch)."""
     specs = parse_blocks(sub_model_cfg.vitas.blocks)
-    if len(set(specs)) == 1:        # uniform: a plain vit_* with explicit sizes (exportable with `sslvit export`)
-        model = replace(sub_model_cfg, name="vit_micro", num_heads=specs[0][0], mlp_ratio=specs[0][1],
-                        vitas=ViTASConfig())
+    if len(set(specs)) == 1:  # uniform: a plain vit_* with explicit sizes (exportable with `sslvit export`)
+        model = replace(
+            sub_model_cfg, name="vit_micro", num_heads=specs[0][0], mlp_ratio=specs[0][1], vitas=ViTASConfig()
+        )
     else:
         model = replace(sub_model_cfg, vitas=ViTASConfig(blocks=sub_model_cfg.vitas.blocks))
     return replace(train_cfg, model=model, search=SearchConfig())
 
 
-def write_best(out: Path, rank: int, key: str, info: Dict, recipe: Config, state_dict,
-               input_spec: InputSpec) -> Dict:
+def write_best(out: Path, rank: int, key: str, info: Dict, recipe: Config, state_dict, input_spec: InputSpec) -> Dict:
     yaml_path, st_path = out / f"best_{rank}.yaml", out / f"best_{rank}.safetensors"
-    dump_yaml(recipe, yaml_path, header=f"ViTAS search result #{rank}: {key}\nheld-out kNN top-1 {info['top1']:.2f} % "
-                                        f"(inherited weights), {info['gflops']:.4f} GFLOPs\n"
-                                        f"retrain from scratch: sslvit pretrain --recipe {yaml_path}")
+    dump_yaml(
+        recipe,
+        yaml_path,
+        header=f"ViTAS search result #{rank}: {key}\nheld-out kNN top-1 {info['top1']:.2f} % "
+        f"(inherited weights), {info['gflops']:.4f} GFLOPs\n"
+        f"retrain from scratch: sslvit pretrain --recipe {yaml_path}",
+    )
     save_backbone(st_path, state_dict, to_dict(recipe.model), input_spec, {"source": f"vitas search {key}"})
-    return {"rank": rank, "key": key, "top1": info["top1"], "gflops": info["gflops"], "recipe": str(yaml_path),
-            "weights": str(st_path)}
+    return {
+        "rank": rank,
+        "key": key,
+        "top1": info["top1"],
+        "gflops": info["gflops"],
+        "recipe": str(yaml_path),
+        "weights": str(st_path),
+    }

@@ -13,6 +13,7 @@ short key is the last dotted component (more components where two keys would sha
 values of a key look alike, or the value is long). Values are the text as written: ``1.2e-2`` stays
 ``lr=1.2e-2`` and is passed to the run as ``--set optim.lr=1.2e-2``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,6 +45,7 @@ class Axis:
 @dataclass
 class SweepSpec:
     """What makes a sweep: the recipe, the grid, the seeds and the fixed ``--set`` overrides (in order)."""
+
     recipe: str
     grid: List[Axis]
     seeds: List[int]
@@ -51,14 +53,24 @@ class SweepSpec:
     command: str = "pretrain"
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"version": SPEC_VERSION, "command": self.command, "recipe": self.recipe,
-                "grid": [{"key": a.key, "values": list(a.values)} for a in self.grid],
-                "seeds": list(self.seeds), "sets": list(self.sets)}
+        return {
+            "version": SPEC_VERSION,
+            "command": self.command,
+            "recipe": self.recipe,
+            "grid": [{"key": a.key, "values": list(a.values)} for a in self.grid],
+            "seeds": list(self.seeds),
+            "sets": list(self.sets),
+        }
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "SweepSpec":
-        return cls(str(d["recipe"]), [Axis(str(a["key"]), tuple(str(v) for v in a["values"])) for a in d["grid"]],
-                   [int(s) for s in d["seeds"]], [str(s) for s in d.get("sets", [])], str(d.get("command", "pretrain")))
+        return cls(
+            str(d["recipe"]),
+            [Axis(str(a["key"]), tuple(str(v) for v in a["values"])) for a in d["grid"]],
+            [int(s) for s in d["seeds"]],
+            [str(s) for s in d.get("sets", [])],
+            str(d.get("command", "pretrain")),
+        )
 
     @property
     def keys(self) -> List[str]:
@@ -85,6 +97,7 @@ class SweepSpec:
 @dataclass(frozen=True)
 class Point:
     """One run of the sweep: grid values (raw text, in grid order) and a seed."""
+
     index: int
     name: str
     values: Tuple[Tuple[str, str], ...]
@@ -131,13 +144,18 @@ def parse_grid(items: Sequence[str]) -> List[Axis]:
             raise SslvitError(f"--grid '{item}' has no '='; write --grid key=v1,v2, e.g. --grid optim.lr=1e-3,3e-3")
         key, raw = (s.strip() for s in item.split("=", 1))
         if not key:
-            raise SslvitError(f"--grid '{item}' has an empty key; write --grid key=v1,v2, e.g. --grid optim.lr=1e-3,3e-3")
+            raise SslvitError(
+                f"--grid '{item}' has an empty key; write --grid key=v1,v2, e.g. --grid optim.lr=1e-3,3e-3"
+            )
         if key in RESERVED:
-            raise SslvitError(f"--grid {key}: {key} is set by the sweep's {RESERVED[key]} option; use "
-                              f"{RESERVED[key]} instead of --grid {key}")
+            raise SslvitError(
+                f"--grid {key}: {key} is set by the sweep's {RESERVED[key]} option; use "
+                f"{RESERVED[key]} instead of --grid {key}"
+            )
         if any(a.key == key for a in axes):
-            raise SslvitError(f"--grid {key} is given twice; give each key once with all its values, e.g. "
-                              f"--grid {key}=v1,v2,v3")
+            raise SslvitError(
+                f"--grid {key} is given twice; give each key once with all its values, e.g. --grid {key}=v1,v2,v3"
+            )
         values = split_values(raw) if raw else []
         if not values or not any(values):
             raise SslvitError(f"--grid {key} has no values (empty grid); list them after '=', e.g. --grid {key}=v1,v2")
@@ -160,7 +178,9 @@ def parse_seeds(text: Optional[str]) -> Optional[List[int]]:
         try:
             vals = list(range(int(m[1]), int(m[2]) + 1)) if m else [int(part)]
         except ValueError:
-            raise SslvitError(f"--seeds '{text}' is not a list of integers; write e.g. --seeds 0,1,2 (or 0-2)") from None
+            raise SslvitError(
+                f"--seeds '{text}' is not a list of integers; write e.g. --seeds 0,1,2 (or 0-2)"
+            ) from None
         seeds += vals
     if not seeds:
         raise SslvitError(f"--seeds '{text}' lists no seed; write e.g. --seeds 0,1")
@@ -175,8 +195,10 @@ def check_sets(sets: Sequence[str], axes: Sequence[Axis]) -> None:
     for s in sets:
         key, _ = parse_set(s)
         if key in RESERVED:
-            raise SslvitError(f"--set {s}: {key} is set by the sweep's {RESERVED[key]} option; drop it from --set "
-                              f"and use {RESERVED[key]}")
+            raise SslvitError(
+                f"--set {s}: {key} is set by the sweep's {RESERVED[key]} option; drop it from --set "
+                f"and use {RESERVED[key]}"
+            )
         if key in [a.key for a in axes]:
             raise SslvitError(f"--set {s}: {key} is also a --grid key; drop one of them")
 
@@ -187,9 +209,10 @@ def short_names(keys: Sequence[str]) -> Dict[str, str]:
     parts = {k: k.split(".") for k in keys}
     n = {k: 1 for k in keys}
     while True:
-        names = {k: ".".join(parts[k][-n[k]:]) for k in keys}
-        clash = [k for k in keys if (list(names.values()).count(names[k]) > 1 or names[k] == "seed")
-                 and n[k] < len(parts[k])]
+        names = {k: ".".join(parts[k][-n[k] :]) for k in keys}
+        clash = [
+            k for k in keys if (list(names.values()).count(names[k]) > 1 or names[k] == "seed") and n[k] < len(parts[k])
+        ]
         if not clash:
             return names
         for k in clash:
@@ -202,12 +225,14 @@ def _hash(text: str) -> str:
 
 def value_tokens(values: Sequence[str]) -> Dict[str, str]:
     """Filesystem-safe, distinct tokens for the values of one key."""
+
     def clean(v):
         t = re.sub(r"[^A-Za-z0-9._+-]+", "-", v).strip("-")
         t = re.sub(r"^\.+", "", t)
         if len(t) > _MAX_TOKEN:
-            t = t[:_MAX_TOKEN - 7].rstrip("-") + "-" + _hash(v)
+            t = t[: _MAX_TOKEN - 7].rstrip("-") + "-" + _hash(v)
         return t
+
     tok = {v: clean(v) for v in values}
     counts = Counter(tok.values())
     for v in values:
@@ -250,7 +275,7 @@ def validate(spec: SweepSpec, threads: int) -> Dict[str, Any]:
     if not spec.grid:
         raise SslvitError("empty grid: give at least one --grid key=v1,v2, e.g. --grid optim.lr=1.5e-3,3e-3")
     check_sets(spec.sets, spec.grid)
-    base = load_config(spec.recipe, [*EVAL_DEFAULTS, *spec.sets])        # recipe and --set errors as they are
+    base = load_config(spec.recipe, [*EVAL_DEFAULTS, *spec.sets])  # recipe and --set errors as they are
     for a in spec.grid:
         for v in a.values:
             try:
@@ -292,6 +317,20 @@ def _seeds_text(seeds: Sequence[int]) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-__all__ = ["Axis", "SweepSpec", "Point", "EVAL_DEFAULTS", "parse_grid", "parse_seeds", "split_values",
-           "short_names", "value_tokens", "expand", "run_overrides", "validate", "resolved_values",
-           "numeric_key", "config_value"]
+__all__ = [
+    "Axis",
+    "SweepSpec",
+    "Point",
+    "EVAL_DEFAULTS",
+    "parse_grid",
+    "parse_seeds",
+    "split_values",
+    "short_names",
+    "value_tokens",
+    "expand",
+    "run_overrides",
+    "validate",
+    "resolved_values",
+    "numeric_key",
+    "config_value",
+]

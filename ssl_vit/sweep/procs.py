@@ -11,6 +11,7 @@ Example::
     jobs = [Job("a", [sys.executable, "-c", "print(1)"], log=Path("a.log"))]
     res = run_jobs(jobs, max_jobs=2)          # {"a": JobResult(name="a", exit=0, cpu_s=0.1, wall_s=0.2, ...)}
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -27,26 +28,27 @@ from typing import Callable, Dict, Iterable, List, Optional
 @dataclass
 class Job:
     """One command: ``cmd`` (argv), its stdout + stderr appended to ``log``; ``env`` replaces the environment."""
+
     name: str
     cmd: List[str]
     log: Path
     cwd: Optional[Path] = None
     env: Optional[Dict[str, str]] = None
-    log_mode: str = "w"                        # "a": keep what earlier attempts wrote
-    header: str = ""                           # written to the log before the command's own output
-    data: dict = field(default_factory=dict)   # caller's own fields (passed back untouched)
+    log_mode: str = "w"  # "a": keep what earlier attempts wrote
+    header: str = ""  # written to the log before the command's own output
+    data: dict = field(default_factory=dict)  # caller's own fields (passed back untouched)
 
 
 @dataclass
 class JobResult:
     name: str
-    exit: int                                  # exit code; -N when killed by signal N
-    cpu_s: float                               # the process's own user + system CPU seconds (and its children's)
+    exit: int  # exit code; -N when killed by signal N
+    cpu_s: float  # the process's own user + system CPU seconds (and its children's)
     wall_s: float
     log: Path
-    log_offset: int                            # where this attempt's output starts in the log
+    log_offset: int  # where this attempt's output starts in the log
     job: Job
-    interrupted: bool = False                  # it ended while the runner was stopping (Ctrl-C)
+    interrupted: bool = False  # it ended while the runner was stopping (Ctrl-C)
 
     def last_line(self) -> str:
         """The last non-empty line this attempt wrote to its log ('' if none)."""
@@ -65,20 +67,26 @@ def last_log_line(path: Path, offset: int = 0) -> str:
 
 
 def _child_setup(deathsig: bool):
-    def setup() -> None:                  # runs in the child between fork and exec
-        os.setpgrp()                      # its own process group: a terminal's Ctrl-C reaches the runner only
+    def setup() -> None:  # runs in the child between fork and exec
+        os.setpgrp()  # its own process group: a terminal's Ctrl-C reaches the runner only
         if deathsig:
             try:
-                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_DEATHSIG
+                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_DEATHSIG
             except (OSError, AttributeError):
                 pass
+
     return setup
 
 
-def run_jobs(jobs: Iterable[Job], max_jobs: int = 1, before_start: Optional[Callable[[Job], None]] = None,
-             on_start: Optional[Callable[[Job, int], None]] = None,
-             on_finish: Optional[Callable[[JobResult], None]] = None, poll_s: float = 0.1,
-             die_with_parent: bool = True) -> Dict[str, JobResult]:
+def run_jobs(
+    jobs: Iterable[Job],
+    max_jobs: int = 1,
+    before_start: Optional[Callable[[Job], None]] = None,
+    on_start: Optional[Callable[[Job, int], None]] = None,
+    on_finish: Optional[Callable[[JobResult], None]] = None,
+    poll_s: float = 0.1,
+    die_with_parent: bool = True,
+) -> Dict[str, JobResult]:
     """Run the jobs in order, at most ``max_jobs`` at once. ``before_start(job)`` runs just before a job's
     process starts (prepare its dir, print a line), ``on_start(job, pid)`` right after, ``on_finish(result)``
     when it exits. With ``die_with_parent`` (Linux) a job gets SIGTERM when this process dies, so a killed
@@ -103,8 +111,16 @@ def run_jobs(jobs: Iterable[Job], max_jobs: int = 1, before_start: Optional[Call
             running.remove(item)
             code = os.waitstatus_to_exitcode(status)
             p.returncode = code
-            res = JobResult(job.name, code, round(ru.ru_utime + ru.ru_stime, 2), round(time.time() - t0, 2),
-                            job.log, offset, job, stopping)
+            res = JobResult(
+                job.name,
+                code,
+                round(ru.ru_utime + ru.ru_stime, 2),
+                round(time.time() - t0, 2),
+                job.log,
+                offset,
+                job,
+                stopping,
+            )
             done[job.name] = res
             if on_finish:
                 on_finish(res)
@@ -122,9 +138,16 @@ def run_jobs(jobs: Iterable[Job], max_jobs: int = 1, before_start: Optional[Call
                     fh.flush()
                 offset = fh.tell()
                 try:
-                    p = subprocess.Popen(job.cmd, cwd=job.cwd, env=job.env, stdout=fh, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=_child_setup(use_deathsig))
-                except OSError as e:                 # e.g. the program does not exist: a failed job, not a crash
+                    p = subprocess.Popen(
+                        job.cmd,
+                        cwd=job.cwd,
+                        env=job.env,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        preexec_fn=_child_setup(use_deathsig),
+                    )
+                except OSError as e:  # e.g. the program does not exist: a failed job, not a crash
                     fh.write(f"cannot start {job.cmd[0]}: {e}\n".encode())
                     fh.close()
                     res = JobResult(job.name, 127, 0.0, 0.0, job.log, offset, job)
@@ -139,7 +162,7 @@ def run_jobs(jobs: Iterable[Job], max_jobs: int = 1, before_start: Optional[Call
             reap(block=False)
     except KeyboardInterrupt:
         stopping = True
-        for job, p, *_ in running:
+        for _job, p, *_ in running:
             try:
                 p.send_signal(signal.SIGINT)
             except ProcessLookupError:
@@ -147,8 +170,8 @@ def run_jobs(jobs: Iterable[Job], max_jobs: int = 1, before_start: Optional[Call
         while running:
             try:
                 reap(block=True)
-            except KeyboardInterrupt:            # a second Ctrl-C: stop waiting, kill them
-                for job, p, *_ in running:
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, kill them
+                for _job, p, *_ in running:
                     p.kill()
         raise
     return done

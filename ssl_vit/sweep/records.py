@@ -2,6 +2,7 @@
 :mod:`ssl_vit.sweep.runner`): the spec file, the per-run records and logs, whether a run finished, failed, is
 running or holds a checkpoint. Read by the runner (what to start) and the summary (what to report).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,18 +58,24 @@ def check_output_dir(out: Path, spec: Optional[SweepSpec]) -> Optional[SweepSpec
     stored = load_spec_file(out)
     if stored is None:
         if spec is None:
-            raise SslvitError(f"'{out}' holds no sweep ({SPEC_FILE} missing); pass the sweep's --output-dir, or "
-                              f"--recipe and --grid to start one")
+            raise SslvitError(
+                f"'{out}' holds no sweep ({SPEC_FILE} missing); pass the sweep's --output-dir, or "
+                f"--recipe and --grid to start one"
+            )
         if out.is_dir() and any(out.iterdir()):
-            raise SslvitError(f"--output-dir '{out}' is not empty and holds no sweep ({SPEC_FILE} missing); pass a "
-                              f"new or empty --output-dir")
+            raise SslvitError(
+                f"--output-dir '{out}' is not empty and holds no sweep ({SPEC_FILE} missing); pass a "
+                f"new or empty --output-dir"
+            )
         return None
     old = SweepSpec.from_dict(stored)
     if spec is not None:
         diff = old.difference(spec)
         if diff:
-            raise SslvitError(f"--output-dir '{out}' holds a different sweep ({diff}); use another --output-dir, "
-                              f"or repeat the original command to continue it")
+            raise SslvitError(
+                f"--output-dir '{out}' holds a different sweep ({diff}); use another --output-dir, "
+                f"or repeat the original command to continue it"
+            )
     return old
 
 
@@ -87,10 +94,22 @@ def sweep_command(spec: SweepSpec, out: Path) -> str:
 def write_spec(out: Path, spec: SweepSpec, cfgs: Dict[str, Any], jobs: int, threads: int) -> Dict[str, Any]:
     """``sweep_spec.json``: the spec, the points (names, values, typed values) and the lr key."""
     lr_key = numeric_key(spec, cfgs)
-    data = {**spec.to_dict(), "lr_key": lr_key, "jobs": jobs, "threads": threads,
-            "command_line": sweep_command(spec, out),
-            "points": [{"name": p.name, "seed": p.seed, "values": dict(p.values),
-                        "resolved": resolved_values(cfgs[p.name], spec.keys)} for p in expand(spec)]}
+    data = {
+        **spec.to_dict(),
+        "lr_key": lr_key,
+        "jobs": jobs,
+        "threads": threads,
+        "command_line": sweep_command(spec, out),
+        "points": [
+            {
+                "name": p.name,
+                "seed": p.seed,
+                "values": dict(p.values),
+                "resolved": resolved_values(cfgs[p.name], spec.keys),
+            }
+            for p in expand(spec)
+        ],
+    }
     old = load_spec_file(out)
     if old is not None:
         data["created"] = old.get("created")
@@ -110,8 +129,11 @@ def has_checkpoint(run_dir: Path) -> bool:
 def holds_run(run_dir: Path) -> bool:
     """Has an earlier attempt left run files (then ``pretrain`` needs ``--resume`` to continue / purge them)?"""
     d = Path(run_dir)
-    return (has_checkpoint(d) or any((d / f).is_file() for f in ("config.yaml", "metrics.jsonl", "results.json"))
-            or ((d / "tensorboard").is_dir() and any(p.is_file() for p in (d / "tensorboard").rglob("*"))))
+    return (
+        has_checkpoint(d)
+        or any((d / f).is_file() for f in ("config.yaml", "metrics.jsonl", "results.json"))
+        or ((d / "tensorboard").is_dir() and any(p.is_file() for p in (d / "tensorboard").rglob("*")))
+    )
 
 
 def _pid_runs(pid: Optional[int], run_dir: Path) -> bool:
@@ -145,5 +167,3 @@ def run_state(run_dir: Path) -> str:
     if holds_run(run_dir):
         return "started"
     return "pending"
-
-

@@ -19,6 +19,7 @@ What a rerun does with each point:
 
 Each run gets ``--set seed=S --set train.threads=T`` and ``OMP_NUM_THREADS=T`` (also MKL / OpenBLAS).
 """
+
 from __future__ import annotations
 
 import os
@@ -95,6 +96,7 @@ class _Lock:
 
     def __enter__(self):
         import fcntl  # lazy: fcntl is POSIX only (the sweep lock)
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.path, "a+")
         try:
@@ -103,8 +105,10 @@ class _Lock:
             self.fh.seek(0)
             pid = self.fh.read().strip() or "?"
             self.fh.close()
-            raise SslvitError(f"another sslvit sweep (pid {pid}) is running in '{self.path.parent}'; wait for it "
-                              f"to finish or stop it, then rerun") from None
+            raise SslvitError(
+                f"another sslvit sweep (pid {pid}) is running in '{self.path.parent}'; wait for it "
+                f"to finish or stop it, then rerun"
+            ) from None
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(str(os.getpid()))
@@ -119,11 +123,13 @@ class _Lock:
 @contextmanager
 def _term_as_interrupt():
     """SIGTERM stops the sweep as Ctrl-C does: the runs get SIGINT, checkpoint, are recorded as interrupted."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     try:
         old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:                          # not the main thread
+    except ValueError:  # not the main thread
         yield
         return
     try:
@@ -132,9 +138,17 @@ def _term_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
-def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, threads: Optional[int] = None,
-              retry_failed: bool = False, log: Callable[[str], None] = print,
-              command: CommandFn = pretrain_command, plot: bool = True) -> SweepResult:
+def run_sweep(
+    spec: SweepSpec,
+    out: Path,
+    cfgs: Dict[str, Any],
+    jobs: int = 1,
+    threads: Optional[int] = None,
+    retry_failed: bool = False,
+    log: Callable[[str], None] = print,
+    command: CommandFn = pretrain_command,
+    plot: bool = True,
+) -> SweepResult:
     """Run every point not finished yet (see the module doc), then write the summary. ``cfgs`` are the
     validated configs (:func:`ssl_vit.sweep.grid.validate`). ``command(spec, point, run_dir, resume,
     threads)`` builds a run's argv (tests inject a fake one)."""
@@ -155,20 +169,32 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
             state = run_state(rd)
             if state == "running":
                 rec = read_json(rd / RUN_RECORD) or {}
-                raise SslvitError(f"run {p.name} is still running (pid {rec.get('pid')}, started by an earlier sweep); "
-                                  f"wait for it or stop it (kill {rec.get('pid')}), then rerun")
+                raise SslvitError(
+                    f"run {p.name} is still running (pid {rec.get('pid')}, started by an earlier sweep); "
+                    f"wait for it or stop it (kill {rec.get('pid')}), then rerun"
+                )
             if state == "ok" or (state == "failed" and not retry_failed):
                 skipped.append(p.name)
                 done += 1
                 why = "finished earlier" if state == "ok" else "failed earlier; --retry-failed runs it again"
                 log(f"[{p.index + 1}/{n}] skipped {p.name} ({why}); {done} of {n} done")
                 continue
-            resume = holds_run(rd)             # a checkpoint to continue, or records to purge; never --overwrite
+            resume = holds_run(rd)  # a checkpoint to continue, or records to purge; never --overwrite
             cmd = command(spec, p, rd, resume, threads)
-            header = (f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} sslvit sweep: "
-                      f"{' '.join(shlex.quote(c) for c in cmd)}\n")
-            todo.append(Job(p.name, cmd, rd / RUN_LOG, env=env, log_mode="a", header=header,
-                            data={"point": p, "resume": resume, "state": state}))
+            header = (
+                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} sslvit sweep: {' '.join(shlex.quote(c) for c in cmd)}\n"
+            )
+            todo.append(
+                Job(
+                    p.name,
+                    cmd,
+                    rd / RUN_LOG,
+                    env=env,
+                    log_mode="a",
+                    header=header,
+                    data={"point": p, "resume": resume, "state": state},
+                )
+            )
 
         failed: List[str] = []
         ran: List[str] = []
@@ -176,12 +202,14 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
         def on_start(job: Job, pid: int) -> None:
             rd = out / job.name
             rec = read_json(rd / RUN_RECORD) or {}
-            rec.update(name=job.name, status="running", pid=pid, log=RUN_LOG,
-                       command=" ".join(shlex.quote(c) for c in job.cmd))
+            rec.update(
+                name=job.name, status="running", pid=pid, log=RUN_LOG, command=" ".join(shlex.quote(c) for c in job.cmd)
+            )
             write_json(rd / RUN_RECORD, rec)
             p = job.data["point"]
-            how = {"partial": "resuming", "started": "restarting", "failed": "retrying"}.get(job.data["state"],
-                                                                                             "started")
+            how = {"partial": "resuming", "started": "restarting", "failed": "retrying"}.get(
+                job.data["state"], "started"
+            )
             log(f"[{p.index + 1}/{n}] {how} {job.name} (pid {pid}; log {rd / RUN_LOG})")
 
         def on_finish(res: JobResult) -> None:
@@ -189,15 +217,29 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
             rd = out / res.name
             rec = read_json(rd / RUN_RECORD) or {"name": res.name}
             last = res.last_line()
-            status = ("ok" if res.exit == 0 else "interrupted" if (res.interrupted or res.exit in STOPPED_CODES)
-                      else "failed")
+            status = (
+                "ok" if res.exit == 0 else "interrupted" if (res.interrupted or res.exit in STOPPED_CODES) else "failed"
+            )
             attempts = rec.get("attempts", [])
-            attempts.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - res.wall_s)),
-                             "resumed": bool(res.job.data["resume"]), "exit": res.exit, "cpu_s": res.cpu_s,
-                             "wall_s": res.wall_s, "last_line": last})
-            rec.update(status=status, exit=res.exit, last_line=last, pid=None, attempts=attempts,
-                       cpu_s=round(sum(a["cpu_s"] for a in attempts), 2),
-                       wall_s=round(sum(a["wall_s"] for a in attempts), 2))
+            attempts.append(
+                {
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - res.wall_s)),
+                    "resumed": bool(res.job.data["resume"]),
+                    "exit": res.exit,
+                    "cpu_s": res.cpu_s,
+                    "wall_s": res.wall_s,
+                    "last_line": last,
+                }
+            )
+            rec.update(
+                status=status,
+                exit=res.exit,
+                last_line=last,
+                pid=None,
+                attempts=attempts,
+                cpu_s=round(sum(a["cpu_s"] for a in attempts), 2),
+                wall_s=round(sum(a["wall_s"] for a in attempts), 2),
+            )
             write_json(rd / RUN_RECORD, rec)
             p = res.job.data["point"]
             if status != "interrupted":
@@ -206,17 +248,21 @@ def run_sweep(spec: SweepSpec, out: Path, cfgs: Dict[str, Any], jobs: int = 1, t
             if status == "ok":
                 knn = (read_json(rd / "results.json") or {}).get("top1")
                 knn_txt = f"kNN {knn:.2f}" if isinstance(knn, (int, float)) else "kNN –"
-                log(f"[{p.index + 1}/{n}] finished {res.name}: {knn_txt}, {res.wall_s:.1f} s wall, "
-                    f"{res.cpu_s:.1f} CPU-s; {done} of {n} done")
+                log(
+                    f"[{p.index + 1}/{n}] finished {res.name}: {knn_txt}, {res.wall_s:.1f} s wall, "
+                    f"{res.cpu_s:.1f} CPU-s; {done} of {n} done"
+                )
             elif status == "failed":
                 failed.append(res.name)
-                log(f"[{p.index + 1}/{n}] FAILED {res.name}: exit {res.exit}, {last!r} (log {rd / RUN_LOG}); "
-                    f"{res.wall_s:.1f} s wall, {res.cpu_s:.1f} CPU-s; {done} of {n} done")
+                log(
+                    f"[{p.index + 1}/{n}] FAILED {res.name}: exit {res.exit}, {last!r} (log {rd / RUN_LOG}); "
+                    f"{res.wall_s:.1f} s wall, {res.cpu_s:.1f} CPU-s; {done} of {n} done"
+                )
             else:
                 log(f"[{p.index + 1}/{n}] interrupted {res.name} (exit {res.exit}); a rerun resumes it")
             try:
                 write_summary(out, plot=False)
-            except Exception as e:             # noqa: BLE001 -- a summary problem must not stop the runs
+            except Exception as e:  # noqa: BLE001 -- a summary problem must not stop the runs
                 log(f"warning: could not update the summary: {e}")
 
         if skipped and not todo:

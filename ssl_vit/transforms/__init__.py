@@ -1,5 +1,6 @@
 """Transforms: MoCo v3 two-view augmentation (batched tensor path and torchvision v2 path), multi-crop local
 views (batched path), eval input."""
+
 from ssl_vit.transforms.batched import TwoViewAugment
 from ssl_vit.transforms.eval import to_model_input
 from ssl_vit.transforms.multicrop import MultiCropAugment

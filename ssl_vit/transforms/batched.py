@@ -20,6 +20,7 @@ Example::
     g = torch.Generator().manual_seed(0)
     x1, x2 = aug(images_uint8, g)        # (B, C, 28, 28) float32 each, normalised
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 from ssl_vit.config.schema import AugConfig
 
-_GRAY = (0.2989, 0.587, 0.114)   # torchvision rgb_to_grayscale coefficients
+_GRAY = (0.2989, 0.587, 0.114)  # torchvision rgb_to_grayscale coefficients
 
 
 class _Draw:
@@ -45,7 +46,7 @@ class _Draw:
 
     def rand(self, n: int) -> torch.Tensor:
         total = self.total or n
-        return torch.rand(total, generator=self.g)[self.offset:self.offset + n]
+        return torch.rand(total, generator=self.g)[self.offset : self.offset + n]
 
     def uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
         return self.rand(n) * (hi - lo) + lo
@@ -85,11 +86,11 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     p = (v * (1.0 - s)).clamp(0, 1)
     q = (v * (1.0 - s * f)).clamp(0, 1)
     t = (v * (1.0 - s * (1.0 - f))).clamp(0, 1)
-    mask = i.unsqueeze(1) == torch.arange(6, device=x.device).view(1, -1, 1, 1)       # (B, 6, H, W)
+    mask = i.unsqueeze(1) == torch.arange(6, device=x.device).view(1, -1, 1, 1)  # (B, 6, H, W)
     a1 = torch.stack((v, q, p, p, t, v), 1)
     a2 = torch.stack((t, v, v, q, p, p), 1)
     a3 = torch.stack((p, p, t, v, v, q), 1)
-    a4 = torch.stack((a1, a2, a3), 1)                                                # (B, 3, 6, H, W)
+    a4 = torch.stack((a1, a2, a3), 1)  # (B, 3, 6, H, W)
     return (a4 * mask.unsqueeze(1)).sum(2)
 
 
@@ -102,10 +103,11 @@ class TwoViewAugment(torch.nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor, g: torch.Generator, offset: int = 0,
-                global_batch: int | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, g: torch.Generator, offset: int = 0, global_batch: int | None = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``offset``/``global_batch``: this slice's place in the global batch (data-parallel ranks)."""
-        x = images.float().div_(255.0)                                             # (B, C, H, W) in [0, 1]
+        x = images.float().div_(255.0)  # (B, C, H, W) in [0, 1]
         return self.global_views(x, _Draw(g, offset, global_batch))
 
     def global_views(self, x: torch.Tensor, d: _Draw) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -116,9 +118,11 @@ class TwoViewAugment(torch.nn.Module):
         return v1, v2
 
     # -- one view ---------------------------------------------------------------------------
-    def view(self, x: torch.Tensor, blur_p: float, solarize_p: float, g: _Draw, crop_scale: Tuple[float, float],
-             size: int) -> torch.Tensor:
-        """(B, C, H, W) in [0, 1] -> one normalised view (B, C, size, size), crops covering ``crop_scale`` of the area."""
+    def view(
+        self, x: torch.Tensor, blur_p: float, solarize_p: float, g: _Draw, crop_scale: Tuple[float, float], size: int
+    ) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> one normalised view (B, C, size, size), crops covering ``crop_scale`` of the
+        area."""
         x = self.resized_crop_flip(x, g, crop_scale, size)
         x = self.color_jitter(x, g)
         x = self.random_grayscale(x, g)
@@ -134,9 +138,9 @@ class TwoViewAugment(torch.nn.Module):
         area = g.uniform(B, crop_scale[0], crop_scale[1])
         logr = g.uniform(B, math.log(c.crop_ratio[0]), math.log(c.crop_ratio[1]))
         ratio = torch.exp(logr)
-        w = torch.sqrt(area * ratio).clamp(max=1.0)                                  # fraction of width
+        w = torch.sqrt(area * ratio).clamp(max=1.0)  # fraction of width
         h = torch.sqrt(area / ratio).clamp(max=1.0)
-        cx = (g.rand(B) * 2 - 1) * (1 - w)                           # centre in [-1+w, 1-w]
+        cx = (g.rand(B) * 2 - 1) * (1 - w)  # centre in [-1+w, 1-w]
         cy = (g.rand(B) * 2 - 1) * (1 - h)
         flip = torch.where(g.bernoulli(B, c.hflip_prob), -1.0, 1.0)
         theta = torch.zeros(B, 2, 3)
@@ -150,7 +154,7 @@ class TwoViewAugment(torch.nn.Module):
         c = self.cfg
         apply = g.bernoulli(B, c.jitter_prob)
 
-        def factor(strength):                                                       # (B, 1, 1, 1)
+        def factor(strength):  # (B, 1, 1, 1)
             f = g.uniform(B, max(0.0, 1 - strength), 1 + strength)
             return torch.where(apply, f, torch.ones_like(f)).to(x.device).view(-1, 1, 1, 1)
 
@@ -173,27 +177,27 @@ class TwoViewAugment(torch.nn.Module):
 
     def random_grayscale(self, x: torch.Tensor, g: _Draw) -> torch.Tensor:
         m = g.bernoulli(x.shape[0], self.cfg.grayscale_prob).to(x.device).view(-1, 1, 1, 1)
-        if x.shape[1] != 3:                 # already grey: a no-op, but keep the RNG stream aligned
+        if x.shape[1] != 3:  # already grey: a no-op, but keep the RNG stream aligned
             return x
         return torch.where(m, grayscale(x).expand_as(x), x)
 
     def blur(self, x: torch.Tensor, p: float, g: _Draw) -> torch.Tensor:
         B, C, H, W = x.shape
-        scale = self.img_size / 224.0       # of the image, also for smaller local views (DINO: same sigma at 96 px)
+        scale = self.img_size / 224.0  # of the image, also for smaller local views (DINO: same sigma at 96 px)
         lo, hi = self.cfg.blur_sigma[0] * scale, self.cfg.blur_sigma[1] * scale
         sigma = g.uniform(B, lo, hi)
         apply = g.bernoulli(B, p)
-        if p <= 0 or hi < 0.2:              # a sigma below 0.2 px changes nothing measurable
+        if p <= 0 or hi < 0.2:  # a sigma below 0.2 px changes nothing measurable
             return x
         radius = max(1, math.ceil(3 * hi))
         t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        k = torch.exp(-0.5 * (t.view(1, -1) / sigma.view(-1, 1)) ** 2)               # (B, K)
+        k = torch.exp(-0.5 * (t.view(1, -1) / sigma.view(-1, 1)) ** 2)  # (B, K)
         k = k / k.sum(1, keepdim=True)
         delta = (t == 0).float().expand_as(k)
         k = torch.where(apply.view(-1, 1), k, delta).to(x.device)
-        k = k.repeat_interleave(C, 0)                                                # (B*C, K)
-        y = x.reshape(1, B * C, H, W)                                                # channels as groups
+        k = k.repeat_interleave(C, 0)  # (B*C, K)
+        y = x.reshape(1, B * C, H, W)  # channels as groups
         y = F.pad(y, (radius, radius, radius, radius), mode="reflect" if radius < min(H, W) else "replicate")
-        y = F.conv2d(y, k.view(B * C, 1, 1, -1), groups=B * C)                       # horizontal
-        y = F.conv2d(y, k.view(B * C, 1, -1, 1), groups=B * C)                       # vertical
+        y = F.conv2d(y, k.view(B * C, 1, 1, -1), groups=B * C)  # horizontal
+        y = F.conv2d(y, k.view(B * C, 1, -1, 1), groups=B * C)  # vertical
         return y.view(B, C, H, W)

@@ -3,6 +3,7 @@
 A backbone's input spec travels with it (checkpoint metadata, timm ``pretrained_cfg`` style), so a
 Fashion-MNIST backbone can be evaluated on CIFAR (RGB -> grey, 32 -> 28 px) and vice versa.
 """
+
 from __future__ import annotations
 
 import torch

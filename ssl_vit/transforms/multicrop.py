@@ -18,6 +18,7 @@ Example::
     x1, x2, local = aug(images_uint8, torch.Generator().manual_seed(0))
     # x1, x2: (B, 1, 28, 28); local: (2, B, 1, 14, 14), all float32, normalised
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -27,7 +28,7 @@ import torch
 from ssl_vit.config.schema import AugConfig
 from ssl_vit.transforms.batched import TwoViewAugment, _Draw
 
-LOCAL_BLUR_PROB = 0.5          # DINO's local-view transform: GaussianBlur(p=0.5), no solarization
+LOCAL_BLUR_PROB = 0.5  # DINO's local-view transform: GaussianBlur(p=0.5), no solarization
 LOCAL_SOLARIZE_PROB = 0.0
 
 
@@ -39,12 +40,15 @@ class MultiCropAugment(TwoViewAugment):
         super().__init__(cfg, img_size, mean, std)
         self.local_crops = local_crops
 
-    def forward(self, images: torch.Tensor, g: torch.Generator, offset: int = 0,
-                global_batch: int | None = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, g: torch.Generator, offset: int = 0, global_batch: int | None = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``offset``/``global_batch``: this slice's place in the global batch (data-parallel ranks)."""
-        x = images.float().div_(255.0)                                        # (B, C, H, W) in [0, 1]
+        x = images.float().div_(255.0)  # (B, C, H, W) in [0, 1]
         d, c = _Draw(g, offset, global_batch), self.cfg
-        x1, x2 = self.global_views(x, d)                                      # draws first: global views unchanged
-        local = [self.view(x, LOCAL_BLUR_PROB, LOCAL_SOLARIZE_PROB, d, c.local_crop_scale, c.local_size)
-                 for _ in range(self.local_crops)]                            # each (B, C, s, s)
-        return x1, x2, torch.stack(local)                                     # (L, B, C, s, s)
+        x1, x2 = self.global_views(x, d)  # draws first: global views unchanged
+        local = [
+            self.view(x, LOCAL_BLUR_PROB, LOCAL_SOLARIZE_PROB, d, c.local_crop_scale, c.local_size)
+            for _ in range(self.local_crops)
+        ]  # each (B, C, s, s)
+        return x1, x2, torch.stack(local)  # (L, B, C, s, s)

@@ -1,4 +1,5 @@
 """A tiny ViT (embed 32, depth 2, 28 px, patch 7: a 4x4 grid + CLS) for the adaptation tests."""
+
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ TINY = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, embe
 @pytest.fixture()
 def tiny_vit():
     from ssl_vit.models import create_backbone
+
     torch.manual_seed(0)
     return create_backbone(TINY).eval()
 

@@ -1,4 +1,5 @@
 """Adapter-only checkpoints: save -> load reproduces the outputs; another backbone is refused in one line."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,9 @@ def _trained(vit, images, method, scale=0.1):
         opt.zero_grad()
         F.cross_entropy(model(images), torch.tensor([0, 1, 3])).backward()
         opt.step()
-    info = dict(method=method, scale=scale, conv_init="identity", num_classes=4, adapt_config=to_dict(cfg),
-                checkpoint="tiny")
+    info = dict(
+        method=method, scale=scale, conv_init="identity", num_classes=4, adapt_config=to_dict(cfg), checkpoint="tiny"
+    )
     return model.eval(), info
 
 
@@ -46,7 +48,7 @@ def test_wrong_backbone_hash_fails_with_one_line(tmp_path, tiny_vit, images):
     model, info = _trained(tiny_vit, images, "convpass")
     save_adapter(tmp_path / "a.safetensors", model, state_sha256(tiny_vit.state_dict()), info)
     with torch.no_grad():
-        tiny_vit.blocks[1].mlp.fc1.weight[0, 0] += 1e-3                     # one weight differs
+        tiny_vit.blocks[1].mlp.fc1.weight[0, 0] += 1e-3  # one weight differs
     with pytest.raises(SslvitError, match="was trained on backbone sha256") as e:
         load_adapter(tmp_path / "a.safetensors", tiny_vit)
     assert "\n" not in str(e.value) and "tiny" in str(e.value)
@@ -54,6 +56,7 @@ def test_wrong_backbone_hash_fails_with_one_line(tmp_path, tiny_vit, images):
 
 def test_a_backbone_file_is_not_an_adapter(tmp_path, tiny_vit):
     from ssl_vit.checkpoints import save_backbone
+
     save_backbone(tmp_path / "b.safetensors", tiny_vit.state_dict(), {}, InputSpec(28, 1, (0.5,), (0.5,)))
     with pytest.raises(SslvitError, match="is not an sslvit adapter"):
         load_adapter(tmp_path / "b.safetensors", tiny_vit)

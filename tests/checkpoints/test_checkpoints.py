@@ -1,5 +1,4 @@
 import os
-import pickle
 
 import pytest
 import torch
@@ -26,7 +25,9 @@ def test_wrong_shape_names_key_and_shapes(tmp_path):
     sd = m.state_dict()
     sd["blocks.0.attn.qkv.weight"] = torch.zeros(3, 3)
     save_backbone(p, sd, to_dict(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)), INPUT_SPEC)
-    with pytest.raises(SslvitError, match=r"key 'blocks.0.attn.qkv.weight' has shape \(3, 3\), the model expects \(192, 64\)"):
+    with pytest.raises(
+        SslvitError, match=r"key 'blocks.0.attn.qkv.weight' has shape \(3, 3\), the model expects \(192, 64\)"
+    ):
         load_backbone(p)
 
 

@@ -1,4 +1,5 @@
 """Export to timm: timm alone (create_model + pretrained_cfg_overlay file) rebuilds the same network."""
+
 import json
 
 import pytest
@@ -33,8 +34,13 @@ def _backbone_file(tmp_path, **kw):
 
 def _timm_from_export(out, **overlay):
     spec = json.loads(out.with_suffix(".json").read_text())
-    return timm.create_model(spec["model_name"], pretrained=True, num_classes=0,
-                             pretrained_cfg_overlay={"file": str(out), **overlay}, **spec["model_kwargs"]).eval(), spec
+    return timm.create_model(
+        spec["model_name"],
+        pretrained=True,
+        num_classes=0,
+        pretrained_cfg_overlay={"file": str(out), **overlay},
+        **spec["model_kwargs"],
+    ).eval(), spec
 
 
 def test_export_timm_round_trip_identical_features(tmp_path):
@@ -42,10 +48,10 @@ def test_export_timm_round_trip_identical_features(tmp_path):
     out = tmp_path / "export" / "vit_micro_fmnist.safetensors"
     export_timm(src, out)
     tm, spec = _timm_from_export(out)
-    assert type(tm) is timm.models.VisionTransformer                # timm's own class, not an sslvit builder
+    assert type(tm) is timm.models.VisionTransformer  # timm's own class, not an sslvit builder
     file_keys = set(load_file(str(out)))
-    assert file_keys == set(tm.state_dict())                        # strict: nothing missing, nothing extra
-    assert torch.equal(tm.pos_embed.detach(), sincos_pos_embed((4, 4), 64))   # fixed sin-cos survived
+    assert file_keys == set(tm.state_dict())  # strict: nothing missing, nothing extra
+    assert torch.equal(tm.pos_embed.detach(), sincos_pos_embed((4, 4), 64))  # fixed sin-cos survived
     x = torch.randn(3, 1, 28, 28)
     set_fused_attn(tm, "false"), set_fused_attn(model, "false")
     with torch.no_grad():
@@ -60,6 +66,7 @@ def test_export_timm_round_trip_identical_features(tmp_path):
 
 def test_export_of_an_official_mocov3_checkpoint(tmp_path):
     from tests.checkpoints.test_interop import _moco_v3_file, _tiny_timm_vit
+
     enc = _tiny_timm_vit(heads=12)
     src = tmp_path / "moco.pth.tar"
     _moco_v3_file(src, enc)
@@ -89,6 +96,7 @@ def test_non_patchify_stem_cannot_be_exported(tmp_path, monkeypatch):
 
 def test_export_cli(tmp_path):
     from ssl_vit.cli import cli
+
     src, _ = _backbone_file(tmp_path)
     r = CliRunner().invoke(cli, ["export", str(src), "--to", "timm", str(tmp_path / "t.safetensors")])
     assert r.exit_code == 0, r.output

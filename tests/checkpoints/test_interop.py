@@ -1,5 +1,6 @@
 """Foreign checkpoints (official MoCo v3, DeiT-style, plain timm) load into the same network, with the
 architecture read off the shapes; position embeddings follow a new image size; mismatches name key + shapes."""
+
 import pytest
 import timm
 import torch
@@ -18,9 +19,17 @@ from ssl_vit.models.vit import set_fused_attn, sincos_pos_embed
 def _tiny_timm_vit(heads=12, seed=0):
     """A MoCo-v3-ViT-S-shaped miniature: 48-d, 2 blocks, patch 8, 32 px; MoCo v3's ViT-S has 12 heads."""
     torch.manual_seed(seed)
-    m = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=48,
-                          depth=2, num_heads=heads, num_classes=0)
-    with torch.no_grad():                       # non-trivial values everywhere (timm zero-inits some)
+    m = timm.create_model(
+        "vit_small_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=48,
+        depth=2,
+        num_heads=heads,
+        num_classes=0,
+    )
+    with torch.no_grad():  # non-trivial values everywhere (timm zero-inits some)
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return m.eval()
@@ -29,8 +38,13 @@ def _tiny_timm_vit(heads=12, seed=0):
 def _moco_v3_file(path, encoder, arch="vit_small"):
     """The official layout: base_encoder with its projector under head.*, a momentum copy, a predictor."""
     sd = {}
-    proj = nn.Sequential(nn.Linear(48, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 32, bias=False),
-                         nn.BatchNorm1d(32, affine=False))
+    proj = nn.Sequential(
+        nn.Linear(48, 64, bias=False),
+        nn.BatchNorm1d(64),
+        nn.ReLU(),
+        nn.Linear(64, 32, bias=False),
+        nn.BatchNorm1d(32, affine=False),
+    )
     pred = nn.Sequential(nn.Linear(32, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 32, bias=False))
     for k, v in encoder.state_dict().items():
         sd[f"module.base_encoder.{k}"] = v.clone()
@@ -61,12 +75,12 @@ def test_official_mocov3_checkpoint_gives_the_original_features(tmp_path):
     assert loaded.input_spec.img_size == 32 and loaded.input_spec.in_chans == 3
     assert any("arch 'vit_small'" in n for n in loaded.notes)
     own = set(loaded.model.state_dict())
-    assert not any(k.startswith("head") for k in own)              # projector dropped, not loaded as a classifier
+    assert not any(k.startswith("head") for k in own)  # projector dropped, not loaded as a classifier
     x = torch.randn(4, 3, 32, 32)
     _same_attention(enc, loaded.model)
     loaded.model.eval()
     with torch.no_grad():
-        assert torch.equal(loaded.model(x), enc(x))               # base encoder, not the momentum copy
+        assert torch.equal(loaded.model(x), enc(x))  # base encoder, not the momentum copy
 
 
 def test_heads_cannot_come_from_shapes_but_can_be_overridden(tmp_path):
@@ -74,7 +88,7 @@ def test_heads_cannot_come_from_shapes_but_can_be_overridden(tmp_path):
     path = tmp_path / "plain.pth"
     torch.save({**enc.state_dict(), "head.weight": torch.randn(10, 48), "head.bias": torch.zeros(10)}, path)
     x = torch.randn(2, 3, 32, 32)
-    default = load_backbone(path)                                 # 48 // 64 -> 1 head: wrong, and said so
+    default = load_backbone(path)  # 48 // 64 -> 1 head: wrong, and said so
     assert default.fmt == "timm" and default.model_cfg.num_heads == 1
     assert any("--set model.num_heads" in n for n in default.notes)
     fixed = load_backbone(path, ["model.num_heads=3"])
@@ -87,9 +101,15 @@ def test_heads_cannot_come_from_shapes_but_can_be_overridden(tmp_path):
 def test_deit_style_and_timm_safetensors(tmp_path):
     enc = _tiny_timm_vit(heads=3)
     deit = tmp_path / "deit.pth"
-    torch.save({"model": {**enc.state_dict(), "head.weight": torch.randn(5, 48), "head.bias": torch.zeros(5)},
-                "epoch": 299, "args": {"lr": 5e-4}}, deit)
-    st = tmp_path / "model.safetensors"                            # a hub-style timm file: no sslvit metadata
+    torch.save(
+        {
+            "model": {**enc.state_dict(), "head.weight": torch.randn(5, 48), "head.bias": torch.zeros(5)},
+            "epoch": 299,
+            "args": {"lr": 5e-4},
+        },
+        deit,
+    )
+    st = tmp_path / "model.safetensors"  # a hub-style timm file: no sslvit metadata
     save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(st))
     x = torch.randn(2, 3, 32, 32)
     for path, fmt in ((deit, "deit"), (st, "timm")):
@@ -107,7 +127,7 @@ def test_learned_pos_embed_is_resampled_to_a_new_image_size(tmp_path):
     lb = load_backbone(path, ["model.img_size=48"])
     want = resample_abs_pos_embed(enc.pos_embed.detach(), [6, 6], [4, 4], num_prefix_tokens=1)
     assert torch.equal(lb.model.pos_embed.detach(), want)
-    assert lb.input_spec.img_size == 48                           # evaluation resizes inputs to the new size
+    assert lb.input_spec.img_size == 48  # evaluation resizes inputs to the new size
     assert lb.model(torch.randn(1, 3, 48, 48)).shape == (1, 48)
 
 

@@ -15,8 +15,8 @@ def backbone(tmp_path_factory):
     from ssl_vit.checkpoints import save_backbone
     from ssl_vit.config import ModelConfig, to_dict
     from ssl_vit.models import create_backbone
+
     cfg = ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1)
     path = tmp_path_factory.mktemp("bb") / "b.safetensors"
-    save_backbone(path, create_backbone(cfg).state_dict(), to_dict(cfg),
-                  InputSpec(28, 1, (0.3,), (0.3,)))
+    save_backbone(path, create_backbone(cfg).state_dict(), to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
     return path

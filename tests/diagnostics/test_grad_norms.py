@@ -1,4 +1,5 @@
 """grad_norms.py: parameter groups of the MoCo v3 module and per-group gradient norms."""
+
 import pytest
 import torch
 
@@ -9,12 +10,19 @@ from ssl_vit.methods.mocov3 import build_mocov3
 from ssl_vit.models import create_backbone
 
 
-@pytest.mark.parametrize("name,group", [
-    ("backbone.patch_embed.proj.weight", "patch_embed"), ("backbone.blocks.0.attn.qkv.weight", "block_0"),
-    ("backbone.blocks.11.mlp.fc2.bias", "block_11"), ("backbone.cls_token", "backbone_other"),
-    ("backbone.norm.weight", "backbone_other"), ("projector.0.weight", "projector"),
-    ("predictor.3.weight", "predictor"), ("momentum_backbone.blocks.0.attn.qkv.weight", None),
-])
+@pytest.mark.parametrize(
+    "name,group",
+    [
+        ("backbone.patch_embed.proj.weight", "patch_embed"),
+        ("backbone.blocks.0.attn.qkv.weight", "block_0"),
+        ("backbone.blocks.11.mlp.fc2.bias", "block_11"),
+        ("backbone.cls_token", "backbone_other"),
+        ("backbone.norm.weight", "backbone_other"),
+        ("projector.0.weight", "projector"),
+        ("predictor.3.weight", "predictor"),
+        ("momentum_backbone.blocks.0.attn.qkv.weight", None),
+    ],
+)
 def test_group_of(name, group):
     assert group_of(name) == group
 
@@ -41,8 +49,8 @@ def test_group_norms_match_a_direct_computation():
 
 def test_frozen_patch_projection_is_listed_only_on_request():
     model = _model(frozen=True)
-    assert "patch_embed" in param_groups(model)                    # measured on diag steps
+    assert "patch_embed" in param_groups(model)  # measured on diag steps
     assert "patch_embed" not in param_groups(model, include_frozen_patch_embed=False)
     x = torch.randn(4, 1, 28, 28)
     model(x, x, 0.99).backward()
-    assert "patch_embed" not in group_grad_norms(param_groups(model))   # frozen: no gradient, left out
+    assert "patch_embed" not in group_grad_norms(param_groups(model))  # frozen: no gradient, left out

@@ -1,4 +1,5 @@
 """knn_monitor.py: dip detection on a kNN history."""
+
 from ssl_vit.diagnostics.knn_monitor import find_dips
 
 

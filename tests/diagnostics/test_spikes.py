@@ -1,4 +1,5 @@
 """spikes.py: the robust z-score detector on synthetic series, and the loop's reaction (skip, rollback)."""
+
 import json
 
 import numpy as np
@@ -27,14 +28,14 @@ def test_smooth_series_has_no_spikes(seed):
 def test_injected_spikes_are_flagged_and_nothing_else():
     x = _smooth()
     injected = [60, 150, 151, 300, 420]
-    x[injected] *= np.array([4.0, 8.0, 6.0, 2.5, 20.0])     # 151: right after 150, during the fast decay
+    x[injected] *= np.array([4.0, 8.0, 6.0, 2.5, 20.0])  # 151: right after 150, during the fast decay
     assert find_spikes(x) == injected
 
 
 def test_small_bumps_and_short_history_are_ignored():
     x = _smooth()
-    x[250] *= 1.3                 # within the min-ratio floor
-    x[5] *= 50                    # before min_history observations
+    x[250] *= 1.3  # within the min-ratio floor
+    x[5] *= 50  # before min_history observations
     assert find_spikes(x) == []
     # a constant series: MAD 0 must not make every tiny wiggle a spike
     flat = np.full(200, 3.0)
@@ -62,6 +63,7 @@ BASE = ("backbone.", "projector.", "predictor.")
 
 class _Watch(Hook):
     """Copies the base encoder's weights before the update of watched steps, and after it."""
+
     name = "watch"
 
     def __init__(self, steps):
@@ -86,10 +88,11 @@ class _Watch(Hook):
 def _inject_spike(monkeypatch, at_step, factor=100.0):
     """The loss (hence every gradient) of step index ``at_step`` is multiplied by ``factor``."""
     import ssl_vit.methods.mocov3 as mocov3
+
     real, calls = mocov3.contrastive_loss, {"n": 0}
 
     def spiky(*a, **kw):
-        calls["n"] += 1                                   # two loss terms per step
+        calls["n"] += 1  # two loss terms per step
         loss = real(*a, **kw)
         return loss * factor if (calls["n"] - 1) // 2 == at_step else loss
 
@@ -97,8 +100,16 @@ def _inject_spike(monkeypatch, at_step, factor=100.0):
 
 
 def _cfg(tiny_cfg, action):
-    return apply_overrides(tiny_cfg, ["train.max_steps=10", f"train.on_spike={action}", "diag.spike_min_history=3",
-                                      "eval.final_knn=false", "log.tensorboard=false"])
+    return apply_overrides(
+        tiny_cfg,
+        [
+            "train.max_steps=10",
+            f"train.on_spike={action}",
+            "diag.spike_min_history=3",
+            "eval.final_knn=false",
+            "log.tensorboard=false",
+        ],
+    )
 
 
 def _records(out):
@@ -109,14 +120,14 @@ def test_skip_leaves_the_weights_unchanged_on_a_flagged_step(tiny_cfg, tmp_path,
     _inject_spike(monkeypatch, at_step=7)
     watch = _Watch({6, 7})
     pretrain(_cfg(tiny_cfg, "skip"), tmp_path, hooks=[watch], log=lambda m: None)
-    rec = _records(tmp_path)[8]                           # step index 7 -> record of step 8
+    rec = _records(tmp_path)[8]  # step index 7 -> record of step 8
     assert rec["diag/spike"] == 1 and rec["spike_action"] == "skip"
     assert {"loss", "grad_norm/total"} <= set(rec["spikes"])
     assert rec["spikes"]["grad_norm/total"]["ratio"] > 10
-    for k, v in watch.before[7].items():                  # flagged: base encoder untouched
+    for k, v in watch.before[7].items():  # flagged: base encoder untouched
         assert torch.equal(v, watch.after[7][k]), k
     changed = [k for k, v in watch.before[6].items() if not torch.equal(v, watch.after[6][k])]
-    assert any(k.startswith("backbone.blocks.") for k in changed)   # an ordinary step does update
+    assert any(k.startswith("backbone.blocks.") for k in changed)  # an ordinary step does update
 
 
 def test_rollback_restores_the_last_checkpoint_and_lowers_lr(tiny_cfg, tmp_path, monkeypatch):
@@ -126,8 +137,8 @@ def test_rollback_restores_the_last_checkpoint_and_lowers_lr(tiny_cfg, tmp_path,
     rec = _records(tmp_path)[8]
     assert rec["spike_action"] == "rollback" and rec["rollback"]["to_step"] == 6 and rec["rollback"]["lr_scale"] == 0.5
     assert watch.lr_scale[7] == 0.5
-    assert load_pt(tmp_path / "checkpoints" / "last.pt")["lr_scale"] == 0.5    # carried into later checkpoints
-    ckpt = watch.ckpt[7]                                  # last.pt when step index 7 ran: step 6
+    assert load_pt(tmp_path / "checkpoints" / "last.pt")["lr_scale"] == 0.5  # carried into later checkpoints
+    ckpt = watch.ckpt[7]  # last.pt when step index 7 ran: step 6
     assert ckpt["step"] == 6
-    for k, v in ckpt["model"].items():                    # every weight (momentum encoder too) is the checkpoint's
+    for k, v in ckpt["model"].items():  # every weight (momentum encoder too) is the checkpoint's
         assert torch.equal(v, watch.after[7][k]), k

@@ -4,6 +4,7 @@ Skipped without CUDA (``@pytest.mark.cuda``, tests/conftest.py); ``eval/bench/gp
 GPU machine. The CPU side runs fp32, the GPU side bf16 autocast (``train.precision=auto`` there), so the
 comparisons use bf16 tolerances: loss to 2 %, gradients by cosine similarity per tensor.
 """
+
 import copy
 import json
 
@@ -24,8 +25,17 @@ CPU = torch.device("cpu")
 
 
 def _cfg(extra=()):
-    return load_config("smoke", ["model.img_size=32", "model.patch_size=4", "model.in_chans=3",
-                                 "method.proj_hidden_dim=128", "method.pred_hidden_dim=128", *extra])
+    return load_config(
+        "smoke",
+        [
+            "model.img_size=32",
+            "model.patch_size=4",
+            "model.in_chans=3",
+            "method.proj_hidden_dim=128",
+            "method.pred_hidden_dim=128",
+            *extra,
+        ],
+    )
 
 
 def _pair():
@@ -46,7 +56,7 @@ def _batch(n=32):
 def test_device_and_attention_plan_on_cuda():
     _, _, gpu = _pair()
     assert all(p.device.type == "cuda" for p in gpu.parameters())
-    assert {m.fused_attn for m in gpu.modules() if hasattr(m, "fused_attn")} == {True}     # SDPA on GPUs
+    assert {m.fused_attn for m in gpu.modules() if hasattr(m, "fused_attn")} == {True}  # SDPA on GPUs
 
 
 @pytest.fixture()
@@ -83,7 +93,7 @@ def test_pretrain_step_on_cuda_matches_cpu(precision, no_tf32):
         assert torch.isfinite(gb).all(), n
         ga_all.append(ga)
         gb_all.append(gb)
-        if precision == "fp32" and ga.norm() > 1e-4 * top:    # skip ~0 gradients (e.g. biases before BatchNorm)
+        if precision == "fp32" and ga.norm() > 1e-4 * top:  # skip ~0 gradients (e.g. biases before BatchNorm)
             assert F.cosine_similarity(ga, gb, dim=0) > 0.999, n
             compared += 1
     assert F.cosine_similarity(torch.cat(ga_all), torch.cat(gb_all), dim=0) > (0.9999 if precision == "fp32" else 0.9)
@@ -92,7 +102,7 @@ def test_pretrain_step_on_cuda_matches_cpu(precision, no_tf32):
     for (n, a), (_, b) in zip(cpu.momentum_backbone.named_parameters(), gpu.momentum_backbone.named_parameters()):
         assert torch.allclose(a, b.cpu(), atol=1e-6), n
     # one (fused, on CUDA) AdamW step: Adam's first step is ~lr * sign(g), so weights move by at most ~2 lr apart
-    params = lambda m: [p for p in m.parameters() if p.requires_grad]   # noqa: E731
+    params = lambda m: [p for p in m.parameters() if p.requires_grad]  # noqa: E731
     for model in (cpu, gpu):
         make_optimizer(params(model), cfg.optim, 1e-3, next(model.parameters()).device).step()
     for a, b in zip(params(cpu.backbone), params(gpu.backbone)):
@@ -102,32 +112,50 @@ def test_pretrain_step_on_cuda_matches_cpu(precision, no_tf32):
 
 def test_fifty_step_pretrain_on_cuda(tmp_path, tiny_overrides):
     from ssl_vit.runs import pretrain
+
     over = [o for o in tiny_overrides if not o.startswith(("train.max_steps", "train.checkpoint_every"))]
-    cfg = load_config("smoke", over + ["train.device=cuda", "train.precision=auto", "train.max_steps=50",
-                                       "train.checkpoint_every=25", "log.tensorboard=false"])
+    cfg = load_config(
+        "smoke",
+        over
+        + [
+            "train.device=cuda",
+            "train.precision=auto",
+            "train.max_steps=50",
+            "train.checkpoint_every=25",
+            "log.tensorboard=false",
+        ],
+    )
     summary = pretrain(cfg, tmp_path / "run", log=lambda *_: None)
     assert summary["step"] == 50
     recs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in recs if "train/loss" in r]
-    assert len(losses) >= 40 and all(map(lambda v: v == v, losses))       # finite, logged every step
+    assert len(losses) >= 40 and all(map(lambda v: v == v, losses))  # finite, logged every step
     assert (tmp_path / "run" / "checkpoints" / "last.safetensors").exists()
 
 
 def test_feature_extraction_on_cuda_matches_cpu():
     from ssl_vit.data.images import TensorImages
     from ssl_vit.evaluation.features import extract_features
+
     _, cpu, gpu = _pair()
     g = torch.Generator().manual_seed(2)
-    n = 300                                       # not a multiple of the batch: the last batch is partial
-    data = TensorImages(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                        torch.zeros(n, dtype=torch.long), [], "synthetic", (0.5,) * 3, (0.25,) * 3)
+    n = 300  # not a multiple of the batch: the last batch is partial
+    data = TensorImages(
+        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.zeros(n, dtype=torch.long),
+        [],
+        "synthetic",
+        (0.5,) * 3,
+        (0.25,) * 3,
+    )
     input_spec = InputSpec(32, 3, (0.5,) * 3, (0.25,) * 3)
     f_cpu = extract_features(cpu.backbone, data, input_spec, batch_size=128)
-    f_gpu = extract_features(gpu.backbone, data, input_spec, batch_size=128,
-                             precision=Precision("bf16", torch.device("cuda")))
+    f_gpu = extract_features(
+        gpu.backbone, data, input_spec, batch_size=128, precision=Precision("bf16", torch.device("cuda"))
+    )
     f_gpu32 = extract_features(gpu.backbone, data, input_spec, batch_size=128)
     assert f_gpu.shape == f_cpu.shape == (n, cpu.backbone.num_features)
     assert f_gpu.device.type == "cpu" and f_gpu.dtype == torch.float32
     assert F.cosine_similarity(f_cpu, f_gpu, dim=1).min() > 0.98
-    assert torch.allclose(f_cpu, f_gpu32, atol=1e-3, rtol=1e-3)     # fp32 on the GPU (TF32 off by default)
-    assert gpu.backbone.training                                    # the train/eval mode is restored
+    assert torch.allclose(f_cpu, f_gpu32, atol=1e-3, rtol=1e-3)  # fp32 on the GPU (TF32 off by default)
+    assert gpu.backbone.training  # the train/eval mode is restored

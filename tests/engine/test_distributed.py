@@ -1,4 +1,5 @@
 """torchrun semantics on CPU (gloo, 2 processes spawned here): 2 ranks x B/2 == 1 rank x B."""
+
 import json
 import os
 import socket
@@ -18,16 +19,18 @@ def _free_port():
 
 
 def _worker(rank, world, port, cfg, out, mode="plain"):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from ssl_vit.runs import pretrain
+
     if mode == "plain":
         # rank 1 gets its own path: it must never create it (only rank 0 writes)
         pretrain(cfg, out if rank == 0 else f"{out}_rank{rank}", log=lambda m: None)
-    elif mode == "stop":       # both ranks stop after step 1; rank 0 checkpoints
+    elif mode == "stop":  # both ranks stop after step 1; rank 0 checkpoints
         pretrain(cfg, out, hooks=[StopAt(1)], log=lambda m: None)
-    else:                      # every rank loads rank 0's checkpoint and finishes the run
+    else:  # every rank loads rank 0's checkpoint and finishes the run
         pretrain(cfg, out, resume=True, log=lambda m: None)
     torch.distributed.destroy_process_group()
 
@@ -35,15 +38,26 @@ def _worker(rank, world, port, cfg, out, mode="plain"):
 def _named_params(cfg):
     """The trainable and frozen parameters' state-dict names of the method module (not its buffers)."""
     from ssl_vit.engine.trainer import build_model
+
     return build_model(cfg, torch.device("cpu")).named_parameters(remove_duplicate=False)
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.bf16)])
 def test_two_ranks_equal_one_rank(tiny_cfg, tmp_path, precision, steps=2):
-    cfg = apply_overrides(tiny_cfg, [f"train.max_steps={steps}", "train.batch_size=16", "eval.final_knn=false",
-                                     "log.tensorboard=false", "optim.warmup_steps=0", f"train.precision={precision}"])
+    cfg = apply_overrides(
+        tiny_cfg,
+        [
+            f"train.max_steps={steps}",
+            "train.batch_size=16",
+            "eval.final_knn=false",
+            "log.tensorboard=false",
+            "optim.warmup_steps=0",
+            f"train.precision={precision}",
+        ],
+    )
     torch.set_num_threads(1)
     from ssl_vit.runs import pretrain
+
     pretrain(cfg, tmp_path / "single", log=lambda m: None)
     mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path / "ddp")), nprocs=2, join=True)
     torch.set_num_threads(2)
@@ -62,8 +76,8 @@ def test_two_ranks_equal_one_rank(tiny_cfg, tmp_path, precision, steps=2):
     assert bufs
     for k in bufs:
         d = (a["model"][k] - b["model"][k]).abs().max().item()
-        assert d <= (1e-4 if precision == "fp32" else 2 ** -7) * max(1.0, a["model"][k].abs().max().item()), (k, d)
-    if precision == "fp32":    # everything but the near-zero-gradient elements agrees to float precision
+        assert d <= (1e-4 if precision == "fp32" else 2**-7) * max(1.0, a["model"][k].abs().max().item()), (k, d)
+    if precision == "fp32":  # everything but the near-zero-gradient elements agrees to float precision
         assert (pd > 1e-5).float().mean().item() < 1e-3, (pd > 1e-5).float().mean().item()
     assert not (tmp_path / "ddp_rank1").exists()
     assert (tmp_path / "ddp" / "config.yaml").read_text().startswith("# world_size: 2")

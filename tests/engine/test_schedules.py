@@ -10,8 +10,8 @@ def test_lr_warmup_then_cosine_at_known_steps():
     peak, T, W = 1e-3, 100, 10
     assert lr_at(0, T, peak, W) == 0.0
     assert math.isclose(lr_at(5, T, peak, W), 0.5e-3)
-    assert math.isclose(lr_at(10, T, peak, W), peak)                   # end of warm-up
-    assert math.isclose(lr_at(55, T, peak, W), peak * 0.5)             # half-way through the cosine
+    assert math.isclose(lr_at(10, T, peak, W), peak)  # end of warm-up
+    assert math.isclose(lr_at(55, T, peak, W), peak * 0.5)  # half-way through the cosine
     assert math.isclose(lr_at(100, T, peak, W), 0.0, abs_tol=1e-15)
     assert math.isclose(lr_at(100, T, peak, W, min_lr=1e-5), 1e-5)
 

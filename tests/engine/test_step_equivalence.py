@@ -1,5 +1,6 @@
 """Speed never silently changes the math: sslvit's optimised MoCo v3 step against the straightforward
 lightly + timm reference step of eval/bench/bench_step.py, on the same weights, batch and seed."""
+
 import copy
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 
 from ssl_vit.config import load_config
 from ssl_vit.engine.trainer import build_model, make_optimizer
-
 from tests.scripts import load_script
 
 
@@ -16,17 +16,27 @@ def _bench():
 
 
 def _pair(fused_attn="false", ref_fused_attn=True):
-    cfg = load_config("smoke", ["model.img_size=28", "model.patch_size=7", "model.in_chans=1",
-                                f"model.fused_attn={fused_attn}", "method.proj_hidden_dim=64",
-                                "method.pred_hidden_dim=64", "method.out_dim=32"])
+    cfg = load_config(
+        "smoke",
+        [
+            "model.img_size=28",
+            "model.patch_size=7",
+            "model.in_chans=1",
+            f"model.fused_attn={fused_attn}",
+            "method.proj_hidden_dim=64",
+            "method.pred_hidden_dim=64",
+            "method.out_dim=32",
+        ],
+    )
     torch.manual_seed(0)
     ours = build_model(cfg, torch.device("cpu"))
     ref_backbone = copy.deepcopy(ours.backbone)
-    for m in ref_backbone.modules():          # the reference runs timm's default attention (SDPA)
+    for m in ref_backbone.modules():  # the reference runs timm's default attention (SDPA)
         if hasattr(m, "fused_attn"):
             m.fused_attn = ref_fused_attn
-    ref = _bench().ReferenceMoCoV3(ref_backbone, copy.deepcopy(ours.projector), copy.deepcopy(ours.predictor),
-                                   cfg.method.temperature)
+    ref = _bench().ReferenceMoCoV3(
+        ref_backbone, copy.deepcopy(ours.projector), copy.deepcopy(ours.predictor), cfg.method.temperature
+    )
     return cfg, ours, ref
 
 
@@ -36,7 +46,7 @@ def _grads(model, prefix_map):
         if p.requires_grad:
             for a, b in prefix_map.items():
                 if name.startswith(a):
-                    out[b + name[len(a):]] = p.grad
+                    out[b + name[len(a) :]] = p.grad
     return out
 
 
@@ -56,25 +66,32 @@ def test_optimised_step_matches_reference_loss_grads_and_update(fused_attn):
     gr = _grads(ref, {"backbone.": "b.", "projector.": "p.", "predictor.": "q."})
     assert go.keys() == gr.keys() and len(go) > 20
     top = max(g.abs().max() for g in gr.values())
-    for k in go:   # relative to the tensor's own scale, with a floor for gradients that are ~0 (e.g. biases before BN)
+    for k in go:  # relative to the tensor's own scale, with a floor for gradients that are ~0 (e.g. biases before BN)
         assert (go[k] - gr[k]).abs().max() <= 1e-4 * gr[k].abs().max() + 1e-6 * top, k
-    assert "b.patch_embed.proj.weight" not in go          # frozen in both
+    assert "b.patch_embed.proj.weight" not in go  # frozen in both
 
     # momentum branches were updated identically (before the keys, as the official code)
-    for (n1, a), (n2, b) in zip(ours.momentum_backbone.state_dict().items(),
-                                ref.backbone_momentum.state_dict().items()):
+    for (n1, a), (n2, b) in zip(
+        ours.momentum_backbone.state_dict().items(), ref.backbone_momentum.state_dict().items()
+    ):
         assert n1 == n2 and torch.allclose(a, b, atol=1e-7), n1
 
     # one optimizer step on the same gradients: sslvit's (fused) AdamW against the plain one (Adam's first
     # step is ~lr * sign(g), so gradients that are ~0 up to round-off, e.g. the key bias, must be shared)
-    for a, b in zip([p for p in ours.parameters() if p.requires_grad], [p for p in ref.parameters() if p.requires_grad]):
+    for a, b in zip(
+        [p for p in ours.parameters() if p.requires_grad], [p for p in ref.parameters() if p.requires_grad]
+    ):
         b.grad = a.grad.clone()
     opt_ours = make_optimizer([p for p in ours.parameters() if p.requires_grad], cfg.optim, 1e-3, torch.device("cpu"))
-    opt_ref = torch.optim.AdamW([p for p in ref.parameters() if p.requires_grad], lr=1e-3,
-                                betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+    opt_ref = torch.optim.AdamW(
+        [p for p in ref.parameters() if p.requires_grad],
+        lr=1e-3,
+        betas=tuple(cfg.optim.betas),
+        weight_decay=cfg.optim.weight_decay,
+    )
     opt_ours.step()
     opt_ref.step()
-    for (n1, a), (n2, b) in zip(ours.backbone.named_parameters(), ref.backbone.named_parameters()):
+    for (n1, a), (_n2, b) in zip(ours.backbone.named_parameters(), ref.backbone.named_parameters()):
         assert torch.allclose(a, b, atol=1e-6), n1
 
 
@@ -82,6 +99,7 @@ def test_flop_counts_of_both_steps_agree():
     """The benchmark divides by counted FLOPs: both variants do the same matmul work. (FlopCounterMode does
     not count CPU SDPA kernels, so the reference is counted with timm's non-fused attention here.)"""
     from torch.utils.flop_counter import FlopCounterMode
+
     _, ours, ref = _pair("false", ref_fused_attn=False)
     x1, x2 = torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)
     counts = []

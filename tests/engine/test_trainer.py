@@ -1,12 +1,13 @@
 """The loop: frozen patch projection stays bit-identical, exact resume, non-finite handling."""
+
 import pytest
 import torch
 
 from ssl_vit.checkpoints import load_pt
 from ssl_vit.config import apply_overrides
 from ssl_vit.engine.hooks import Hook
-from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
+from ssl_vit.runs import pretrain
 from tests.conftest import StopAt
 
 
@@ -61,9 +62,10 @@ def test_resume_refuses_changed_model_without_force(tiny_cfg, tmp_path):
 def test_resume_accepts_checkpoint_written_before_new_config_keys(tiny_cfg, tmp_path, monkeypatch):
     """A key added to the config since the checkpoint was written takes its default: no --force needed."""
     import ssl_vit.engine.trainer as trainer
+
     real = trainer.to_dict
 
-    def older_version(cfg):          # the checkpoint's config lacks model.fused_attn
+    def older_version(cfg):  # the checkpoint's config lacks model.fused_attn
         d = real(cfg)
         if "model" in d:
             d["model"].pop("fused_attn")
@@ -88,19 +90,20 @@ def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint(tiny_cfg, tmp_path
     """Steps 3.. return NaN: the updates are skipped, and after max_nonfinite in a row the run stops
     with a checkpoint whose weights are those of step 2 (finite)."""
     import ssl_vit.methods.mocov3 as mocov3
+
     real, calls = mocov3.contrastive_loss, {"n": 0}
 
     def poisoned(*a, **kw):
         calls["n"] += 1
         loss = real(*a, **kw)
-        return loss * float("nan") if calls["n"] > 4 else loss    # two loss terms per step
+        return loss * float("nan") if calls["n"] > 4 else loss  # two loss terms per step
 
     monkeypatch.setattr(mocov3, "contrastive_loss", poisoned)
     cfg = _no_knn(apply_overrides(tiny_cfg, ["train.max_nonfinite=2"]))
     with pytest.raises(SslvitError, match="2 consecutive non-finite"):
         pretrain(cfg, tmp_path, log=lambda m: None)
     state = load_pt(tmp_path / "checkpoints" / "last.pt")
-    assert state["step"] == 3      # steps 1-2 applied; the update of step 3 was skipped, step 4 stopped the run
+    assert state["step"] == 3  # steps 1-2 applied; the update of step 3 was skipped, step 4 stopped the run
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     events = [l for l in (tmp_path / "metrics.jsonl").read_text().splitlines() if "nonfinite" in l]
     assert len(events) == 2

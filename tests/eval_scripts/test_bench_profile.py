@@ -1,4 +1,5 @@
 """eval/bench/bench_step.py --profile: op categories and the MFU ceiling."""
+
 import pytest
 import torch
 
@@ -27,8 +28,8 @@ def test_profile_step_shares_and_ceiling():
     def step():
         return (torch.relu(a @ a) + 1).sum()
 
-    flops = 2 * 128 ** 3
-    prof = b.profile_step(step, flops, peak_gflops=5000.0, n=4)      # a peak the GEMM is far below
+    flops = 2 * 128**3
+    prof = b.profile_step(step, flops, peak_gflops=5000.0, n=4)  # a peak the GEMM is far below
     assert sum(prof["share"].values()) == pytest.approx(1.0, abs=0.02)
     assert prof["share"]["GEMM"] > 0 and prof["gemm_gflops"] > 0
     # the ceiling replaces only the GEMM time, so it is at least the measured MFU and at most 1

@@ -1,4 +1,5 @@
 """eval/reproduce/arms.py: the side-by-side runner the reproduction scripts share."""
+
 import json
 import sys
 
@@ -15,16 +16,18 @@ def test_run_arms_records_exit_codes_cpu_and_logs(tmp_path):
     (runs / "ok").mkdir(parents=True)
     (runs / "ok" / "stale.txt").write_text("from an earlier run")
     make = "import os, sys; os.makedirs(sys.argv[1], exist_ok=True); print('hello', os.environ['OMP_NUM_THREADS'])"
-    cmds = {"ok": [sys.executable, "-c", make, str(runs / "ok")],
-            "bad": [sys.executable, "-c", "import sys; sys.exit(3)"],
-            "ok2": [sys.executable, "-c", make, str(runs / "ok2")]}
+    cmds = {
+        "ok": [sys.executable, "-c", make, str(runs / "ok")],
+        "bad": [sys.executable, "-c", "import sys; sys.exit(3)"],
+        "ok2": [sys.executable, "-c", make, str(runs / "ok2")],
+    }
     done = arms.run_arms(cmds, runs, jobs=2, threads=1)
     assert {k: v["exit"] for k, v in done.items()} == {"ok": 0, "bad": 3, "ok2": 0}
-    assert not (runs / "ok" / "stale.txt").exists()                      # fresh: old run dir removed first
-    assert (runs / "ok.log").read_text().strip() == "hello 1"             # log per arm, thread count passed on
+    assert not (runs / "ok" / "stale.txt").exists()  # fresh: old run dir removed first
+    assert (runs / "ok.log").read_text().strip() == "hello 1"  # log per arm, thread count passed on
     rec = json.loads((runs / "ok" / "arm.json").read_text())
     assert rec == arms.arm_record(runs / "ok") and rec["cpu_s"] >= 0 and rec["wall_s"] > 0
-    assert arms.arm_record(runs / "bad") == {}                           # no run dir, nothing recorded
+    assert arms.arm_record(runs / "bad") == {}  # no run dir, nothing recorded
 
 
 def test_sslvit_cmd_expands_sets():

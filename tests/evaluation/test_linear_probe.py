@@ -1,5 +1,6 @@
 """Linear probe: fast mode solves separable problems; protocol mode follows main_lincls and leaves the
 backbone untouched (and notices when it is not)."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -23,12 +24,13 @@ def _separable(n, d=16, classes=5, seed=0):
 
 def test_fast_probe_reaches_100_percent_on_separable_features():
     xtr, ytr = _separable(2000, seed=0)
-    xte, yte = _separable(500, seed=1)                               # fresh points, same rule
+    xte, yte = _separable(500, seed=1)  # fresh points, same rule
     assert len(xte) == 500 and ytr.unique().numel() == 5
     res = fast_probe(xtr, ytr, xte, yte, ProbeConfig())
     assert res["top1"] == 100.0 and res["val_top1"] == 100.0
-    assert len(res["sweep"]) == 3 * 3 and (res["lr"], res["weight_decay"]) in \
-        [(p["lr"], p["weight_decay"]) for p in res["sweep"]]
+    assert len(res["sweep"]) == 3 * 3 and (res["lr"], res["weight_decay"]) in [
+        (p["lr"], p["weight_decay"]) for p in res["sweep"]
+    ]
 
 
 def test_grid_points_train_independently():
@@ -45,7 +47,7 @@ def _bar_images(n, seed):
     y = torch.randint(0, 4, (n,), generator=g)
     x = torch.randint(0, 40, (n, 1, 28, 28), generator=g).to(torch.uint8)
     for i, c in enumerate(y.tolist()):
-        x[i, 0, 3 + 6 * c:6 + 6 * c, 4:24] = 230
+        x[i, 0, 3 + 6 * c : 6 + 6 * c, 4:24] = 230
     return TensorImages(x, y)
 
 
@@ -55,12 +57,14 @@ INPUT_SPEC = InputSpec(28, 1, (0.3,), (0.3,))
 def _tiny_backbone():
     from ssl_vit.config import ModelConfig
     from ssl_vit.models import create_backbone
+
     torch.manual_seed(0)
     return create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, depth=1))
 
 
 def test_protocol_mode_reports_last_and_best_and_keeps_backbone_frozen():
     from ssl_vit.evaluation.features import extract_features
+
     model = _tiny_backbone()
     train, test = _bar_images(256, 0), _bar_images(128, 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -70,9 +74,9 @@ def test_protocol_mode_reports_last_and_best_and_keeps_backbone_frozen():
     assert len(res["history"]) == 4 and res["top1"] == res["top1_last"] == res["history"][-1]
     assert res["top1_best"] == max(res["history"]) and 1 <= res["best_epoch"] <= 4
     assert "last epoch" in res["top1_is"] and res["backbone_unchanged"]
-    assert res["top1_best"] > 40.0                                   # learns something (chance: 25 %)
+    assert res["top1_best"] > 40.0  # learns something (chance: 25 %)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
-    assert res["lr"] == 0.5 * 64 / 256                                # lr x batch / 256
+    assert res["lr"] == 0.5 * 64 / 256  # lr x batch / 256
 
 
 class _Drifting(nn.Module):
@@ -93,6 +97,7 @@ def test_protocol_sanity_check_catches_a_changed_backbone():
     m = _Drifting()
     with torch.no_grad():
         from ssl_vit.transforms.eval import to_model_input
+
         fte = m(to_model_input(test.images, INPUT_SPEC))
     with pytest.raises(RuntimeError, match="changed frozen backbone weights"):
         protocol_probe(m, train, fte, test.targets, INPUT_SPEC, ProbeConfig(mode="protocol", epochs=1, batch_size=32))
@@ -100,9 +105,10 @@ def test_protocol_sanity_check_catches_a_changed_backbone():
 
 def test_random_resized_crop_flip_per_sample():
     from ssl_vit.evaluation.linear_probe import random_resized_crop_flip
-    x = torch.arange(2 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8).repeat(4, 1, 1, 1)   # 8 images, 2 distinct
+
+    x = torch.arange(2 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8).repeat(4, 1, 1, 1)  # 8 images, 2 distinct
     full = random_resized_crop_flip(x, (1.0, 1.0), torch.Generator().manual_seed(0), ratio=(1.0, 1.0))
-    for i in range(8):                                              # scale 1: the image itself or its mirror
+    for i in range(8):  # scale 1: the image itself or its mirror
         assert torch.allclose(full[i], x[i], atol=1e-4) or torch.allclose(full[i], x[i].flip(-1), atol=1e-4)
     crops = random_resized_crop_flip(x, (0.1, 0.3), torch.Generator().manual_seed(0))
-    assert crops.shape == x.shape and not torch.allclose(crops[0], crops[2])   # same image, own crop
+    assert crops.shape == x.shape and not torch.allclose(crops[0], crops[2])  # same image, own crop

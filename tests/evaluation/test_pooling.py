@@ -1,5 +1,6 @@
 """Probe features: DINO's concatenation of the last blocks' CLS tokens (+ patch-token mean), all after the
 final norm, and the plain CLS path left untouched."""
+
 import pytest
 import torch
 
@@ -24,14 +25,14 @@ def test_last_blocks_and_patch_mean_by_hand():
     with torch.no_grad():
         f = probe_features(vit, n_last_blocks=2, avgpool_patchtokens=True)(x)
         # by hand: run the blocks one by one, norm each of the last two outputs
-        t = vit.norm_pre(vit._pos_embed(vit.patch_embed(x)))                  # (2, 1 + 16, 64)
+        t = vit.norm_pre(vit._pos_embed(vit.patch_embed(x)))  # (2, 1 + 16, 64)
         outs = []
         for blk in vit.blocks:
             t = blk(t)
             outs.append(vit.norm(t))
         want = torch.cat([outs[1][:, 0], outs[2][:, 0], outs[2][:, 1:].mean(1)], 1)
     assert f.shape == (2, 3 * 64) and torch.allclose(f, want, atol=1e-5)
-    assert torch.allclose(f[:, 64:128], vit(x), atol=1e-5)                     # last CLS = the usual feature
+    assert torch.allclose(f[:, 64:128], vit(x), atol=1e-5)  # last CLS = the usual feature
     assert pooling_name(2, True) == "cls_last2+avgpool"
 
 

@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import torch
 
 from ssl_vit.methods.heads import mocov3_predictor, mocov3_projector
@@ -31,9 +30,13 @@ def test_loss_gathered_keys_offset_labels():
     """Rank 1 of 2: positives sit at index B + i of the gathered keys."""
     torch.manual_seed(0)
     q, k_local = torch.randn(3, 4), torch.randn(3, 4)
-    k_other = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)   # other rank's keys arrive normalised
+    k_other = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)  # other rank's keys arrive normalised
     got = contrastive_loss(q, k_local, 0.2, gather=lambda k: torch.cat([k_other, k]), rank=1)
-    logits = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(torch.cat([k_other, k_local]), dim=1).t() / 0.2
+    logits = (
+        torch.nn.functional.normalize(q, dim=1)
+        @ torch.nn.functional.normalize(torch.cat([k_other, k_local]), dim=1).t()
+        / 0.2
+    )
     ref = torch.nn.functional.cross_entropy(logits, torch.arange(3) + 3) * 0.4
     assert torch.allclose(got, ref)
 

@@ -1,4 +1,5 @@
 """The one-pass momentum update (ssl_vit/methods/momentum.py) against lightly's update_momentum."""
+
 import copy
 
 import pytest
@@ -11,11 +12,20 @@ from ssl_vit.methods.momentum import paired_parameters, update_momentum
 
 
 def _model():
-    cfg = load_config("smoke", ["model.img_size=28", "model.patch_size=7", "model.in_chans=1",
-                                "method.proj_hidden_dim=64", "method.pred_hidden_dim=64", "method.out_dim=32"])
+    cfg = load_config(
+        "smoke",
+        [
+            "model.img_size=28",
+            "model.patch_size=7",
+            "model.in_chans=1",
+            "method.proj_hidden_dim=64",
+            "method.pred_hidden_dim=64",
+            "method.out_dim=32",
+        ],
+    )
     torch.manual_seed(0)
     model = build_model(cfg, torch.device("cpu"))
-    with torch.no_grad():                    # online weights move away from the momentum copy, as after training
+    with torch.no_grad():  # online weights move away from the momentum copy, as after training
         for p in model.backbone.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.05)
@@ -27,8 +37,8 @@ def _model():
 def test_matches_lightly_within_float_rounding_over_many_updates():
     ours, ref = _model(), None
     ref = copy.deepcopy(ours)
-    for i, m in enumerate([0.9, 0.99, 0.996, 0.5, 0.0, 1.0] * 5):
-        with torch.no_grad():                # the online weights change between updates, as they train
+    for m in [0.9, 0.99, 0.996, 0.5, 0.0, 1.0] * 5:
+        with torch.no_grad():  # the online weights change between updates, as they train
             for a, b in zip(ours.backbone.parameters(), ref.backbone.parameters()):
                 if a.requires_grad:
                     a.add_(torch.randn_like(a) * 1e-3)
@@ -50,7 +60,7 @@ def test_one_update_is_the_ema_formula_and_frozen_parameters_stay_exact():
     update_momentum(model.backbone, model.momentum_backbone, 0.9)
     for n, p in model.momentum_backbone.named_parameters():
         assert torch.allclose(p, 0.9 * before[n] + 0.1 * online[n], rtol=1e-6, atol=1e-7), n
-        if not online[n].requires_grad:   # frozen patch projection / sin-cos position embedding: bit-identical
+        if not online[n].requires_grad:  # frozen patch projection / sin-cos position embedding: bit-identical
             assert torch.equal(p, online[n]), n
     assert any(not p.requires_grad for p in online.values())
 
@@ -72,7 +82,10 @@ def test_mismatched_modules_are_refused_by_name():
     with pytest.raises(ValueError, match="parameters"):
         update_momentum(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, bias=False), 0.9)
     with pytest.raises(ValueError, match="modules"):
-        paired_parameters([a, a], [a], )
+        paired_parameters(
+            [a, a],
+            [a],
+        )
     c = torch.nn.Linear(3, 4)
     online, ema = paired_parameters(a, c)
     assert [t is s for t, s in zip(online, a.parameters())] == [True, True]

@@ -1,5 +1,6 @@
 """Multi-crop MoCo v3 (method.local_crops): the loss by hand, local_crops=0 is the previous loss, local views
 reach the base encoder only, one-line config errors, and a smoke pretrain end to end."""
+
 import copy
 import json
 import math
@@ -10,20 +11,22 @@ from timm.models import VisionTransformer
 
 from ssl_vit.config import MethodConfig, ModelConfig, apply_overrides, load_config
 from ssl_vit.config.schema import BootstrapConfig
-from ssl_vit.runs import pretrain
 from ssl_vit.errors import SslvitError
 from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
 from ssl_vit.methods.losses import contrastive_loss
 from ssl_vit.methods.mocov3 import MoCoV3, build_mocov3
 from ssl_vit.methods.multicrop import multicrop_loss
 from ssl_vit.models import create_backbone
+from ssl_vit.runs import pretrain
 
 
 def _ctr_by_hand(q, k, tau):
     """Explicit logits q_i . k_j / tau of L2-normalised rows, cross-entropy with positives on the diagonal, * 2 tau."""
+
     def unit(r):
         n = math.sqrt(sum(v * v for v in r))
         return [v / n for v in r]
+
     qn, kn = [unit(r) for r in q], [unit(r) for r in k]
     ce = 0.0
     for i, qi in enumerate(qn):
@@ -44,7 +47,7 @@ K2 = [[0.1, -0.9, 1.2, 0.2], [0.8, 1.1, 0.9, 1.2], [0.1, 0.2, -1.5, 0.7]]
 def test_loss_with_two_global_and_two_local_views_matches_hand_computation():
     tau = 0.2
     pairs = [(Q1, K2), (Q2, K1), (L1, K1), (L1, K2), (L2, K1), (L2, K2)]
-    hand = 2 * sum(_ctr_by_hand(q, k, tau) for q, k in pairs) / len(pairs)        # 2 x mean over the 6 pairs
+    hand = 2 * sum(_ctr_by_hand(q, k, tau) for q, k in pairs) / len(pairs)  # 2 x mean over the 6 pairs
     t = torch.tensor
     out = multicrop_loss(t(Q1), t(Q2), [t(L1), t(L2)], t(K1), t(K2), tau)
     assert abs(out.loss.item() - hand) < 1e-5
@@ -69,8 +72,9 @@ def test_chance_level_is_kept_with_local_views():
 def _micro(local_crops=0, **model_kw):
     torch.manual_seed(0)
     bb = create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, depth=2, **model_kw))
-    return build_mocov3(bb, 64, MethodConfig(proj_hidden_dim=32, pred_hidden_dim=32, out_dim=16,
-                                             local_crops=local_crops))
+    return build_mocov3(
+        bb, 64, MethodConfig(proj_hidden_dim=32, pred_hidden_dim=32, out_dim=16, local_crops=local_crops)
+    )
 
 
 def _views(B=8):
@@ -86,8 +90,17 @@ def test_local_crops_zero_gives_the_previous_loss():
 
 def _dynamic_vit(**kw):
     torch.manual_seed(0)
-    return VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=32, depth=1, num_heads=2,
-                             num_classes=0, dynamic_img_size=True, **kw)
+    return VisionTransformer(
+        img_size=28,
+        patch_size=7,
+        in_chans=1,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        num_classes=0,
+        dynamic_img_size=True,
+        **kw,
+    )
 
 
 def test_local_views_reach_the_base_encoder_only_and_leave_the_global_part_unchanged():
@@ -100,10 +113,10 @@ def test_local_views_reach_the_base_encoder_only_and_leave_the_global_part_uncha
     local = torch.randn(2, 4, 1, 14, 14)
     loss = model(x1, x2, 0.9, local)
     assert seen["base"] == [(8, 1, 28, 28), (8, 1, 14, 14)] and seen["momentum"] == [(8, 1, 28, 28)]
-    assert torch.equal(model.terms["ctr_global"], plain(x1, x2, 0.9).detach())    # same global queries and keys
+    assert torch.equal(model.terms["ctr_global"], plain(x1, x2, 0.9).detach())  # same global queries and keys
     t = model.terms
     assert torch.allclose(loss.detach(), (t["ctr_global"] + 2 * t["ctr_local"]) / 3)
-    assert model.last_features.shape == (8, 32)                                    # the global views' features
+    assert model.last_features.shape == (8, 32)  # the global views' features
     loss.backward()
     assert model.backbone.blocks[0].attn.qkv.weight.grad is not None
     assert all(p.grad is None for p in model.momentum_backbone.parameters())
@@ -125,12 +138,15 @@ def test_bootstrap_refuses_local_crops_in_one_line():
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("overrides, match", [
-    (["method.local_crops=2", "aug.local_size=10"], "aug.local_size=10 must be a multiple of model.patch_size=7"),
-    (["method.local_crops=2", "aug.local_size=35"], "at most model.img_size=28"),
-    (["method.local_crops=2", "aug.local_crop_scale=[0.5,0.2]"], "aug.local_crop_scale"),
-    (["method.local_crops=-1"], "method.local_crops must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["method.local_crops=2", "aug.local_size=10"], "aug.local_size=10 must be a multiple of model.patch_size=7"),
+        (["method.local_crops=2", "aug.local_size=35"], "at most model.img_size=28"),
+        (["method.local_crops=2", "aug.local_crop_scale=[0.5,0.2]"], "aug.local_crop_scale"),
+        (["method.local_crops=-1"], "method.local_crops must be >= 0"),
+    ],
+)
 def test_config_errors_are_one_line(overrides, match):
     with pytest.raises(SslvitError, match=match) as e:
         load_config("smoke", overrides)
@@ -142,8 +158,9 @@ def test_local_size_is_only_checked_when_multi_crop_is_on():
 
 
 def test_smoke_pretrain_with_two_local_crops_runs_end_to_end(tiny_cfg, tmp_path):
-    cfg = apply_overrides(tiny_cfg, ["method.local_crops=2", "train.max_steps=3", "train.checkpoint_every=0",
-                                     "log.tensorboard=false"])
+    cfg = apply_overrides(
+        tiny_cfg, ["method.local_crops=2", "train.max_steps=3", "train.checkpoint_every=0", "log.tensorboard=false"]
+    )
     summary = pretrain(cfg, tmp_path, log=lambda m: None)
     assert summary["step"] == 3 and "knn" in summary
     recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -2,6 +2,7 @@
 model (``sslvit_<name>``) what timm's own model tests (``tests/test_models.py``: forward / backward, default
 cfgs, features, FX) check: pretrained cfg and data config, num_classes / reset_classifier, forward_features /
 forward_head, features_only, drop_path_rate, FX trace; unknown keywords refused."""
+
 import pytest
 import timm
 import torch
@@ -16,8 +17,10 @@ from ssl_vit.models import backbone_names, create_backbone, resolve_model_config
 from ssl_vit.models.timm_entries import NO_FEATURES, NO_FX
 
 
-@pytest.mark.parametrize("name,stem", [(n, "patchify") for n in backbone_names()]
-                         + [("vit_micro", s) for s in stem_names() if s != "patchify"])
+@pytest.mark.parametrize(
+    "name,stem",
+    [(n, "patchify") for n in backbone_names()] + [("vit_micro", s) for s in stem_names() if s != "patchify"],
+)
 def test_backbone_contract(name, stem, tmp_path):
     # depth 1 keeps the large sizes cheap; width and heads are the registered ones; every stem on vit_micro
     cfg = ModelConfig(name=name, img_size=32, patch_size=8, in_chans=3, depth=1, stem=stem)
@@ -45,9 +48,10 @@ def test_patch_projection_frozen_by_default_and_pos_embed_fixed():
     m = create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1))
     assert not m.patch_embed.proj.weight.requires_grad and not m.patch_embed.proj.bias.requires_grad
     assert not m.pos_embed.requires_grad
-    assert torch.all(m.pos_embed[0, 0] == 0)          # CLS position is zero (MoCo v3)
-    t = create_backbone(ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1,
-                                    patch_embed=PatchEmbedConfig(frozen=False)))
+    assert torch.all(m.pos_embed[0, 0] == 0)  # CLS position is zero (MoCo v3)
+    t = create_backbone(
+        ModelConfig(name="vit_micro", img_size=28, patch_size=7, in_chans=1, patch_embed=PatchEmbedConfig(frozen=False))
+    )
     assert t.patch_embed.proj.weight.requires_grad
 
 
@@ -58,12 +62,16 @@ def test_mocov3_vit_small_has_12_heads():
 
 # ---- the timm contract ----------------------------------------------------------------------------------------
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-GREY_28 = {"vit_micro", "vit_pico", "vit_nano", "vitas_super", "vitas_subnet"}     # 1x28x28 Fashion-MNIST entries
+GREY_28 = {"vit_micro", "vit_pico", "vit_nano", "vitas_super", "vitas_subnet"}  # 1x28x28 Fashion-MNIST entries
 # small builds of every entry (2 blocks; the 224-px entries at 32 px), and every conv stem on vit_micro
-SMALL = {"vitas_super": dict(depth=2, embed_dims="16,32", heads="2,4", mlp_ratios="1,2", min_depth=1),
-         "vitas_subnet": dict(blocks="4:2,2:1")}
-TIMM_CASES = [(n, SMALL.get(n, dict(depth=2) if n in GREY_28 else dict(depth=2, img_size=32, patch_size=8)))
-              for n in backbone_names()]
+SMALL = {
+    "vitas_super": dict(depth=2, embed_dims="16,32", heads="2,4", mlp_ratios="1,2", min_depth=1),
+    "vitas_subnet": dict(blocks="4:2,2:1"),
+}
+TIMM_CASES = [
+    (n, SMALL.get(n, dict(depth=2) if n in GREY_28 else dict(depth=2, img_size=32, patch_size=8)))
+    for n in backbone_names()
+]
 TIMM_CASES += [("vit_micro", dict(depth=2, stem=s)) for s in stem_names() if s != "patchify"]
 
 
@@ -78,11 +86,11 @@ def _input(m, batch=2):
 @pytest.mark.parametrize("name", backbone_names())
 def test_every_backbone_is_a_timm_model_with_its_pretrained_cfg(name):
     entry = f"sslvit_{name}"
-    assert timm.is_model(entry) and entry not in timm.list_models(pretrained=True)          # no weights
+    assert timm.is_model(entry) and entry not in timm.list_models(pretrained=True)  # no weights
     cfg = timm.models.get_pretrained_cfg(entry)
     grey = name in GREY_28
     assert tuple(cfg.input_size) == ((1, 28, 28) if grey else (3, 224, 224))
-    assert cfg.fixed_input_size == (name == "vitas_super")                      # the ViTs: dynamic_img_size
+    assert cfg.fixed_input_size == (name == "vitas_super")  # the ViTs: dynamic_img_size
     assert (tuple(cfg.mean), tuple(cfg.std)) == ((tuple(fmnist.MEAN), tuple(fmnist.STD)) if grey else IMAGENET)
     assert cfg.num_classes == 0 and cfg.classifier == "head" and cfg.first_conv and not cfg.url
 
@@ -93,7 +101,7 @@ def test_timm_data_config_is_the_entrys_own(name):
     cfg = timm.models.get_pretrained_cfg(f"sslvit_{name}")
     dc = timm.data.resolve_data_config({}, model=m)
     assert (tuple(dc["input_size"]), tuple(dc["mean"]), tuple(dc["std"])) == (cfg.input_size, cfg.mean, cfg.std)
-    assert m(torch.randn(1, *dc["input_size"])).shape == (1, m.num_features)    # the cfg's input fits the network
+    assert m(torch.randn(1, *dc["input_size"])).shape == (1, m.num_features)  # the cfg's input fits the network
 
 
 @pytest.mark.parametrize("name,kw", TIMM_CASES, ids=_ids)
@@ -107,7 +115,7 @@ def test_timm_contract(name, kw):
     assert m.pretrained_cfg is cfg
     first = (cfg["first_conv"],) if isinstance(cfg["first_conv"], str) else cfg["first_conv"]
     assert all(f + ".weight" in sd for f in first)
-    dc = timm.data.resolve_data_config({}, model=m)                 # the network as built (32 px for the 224 ones)
+    dc = timm.data.resolve_data_config({}, model=m)  # the network as built (32 px for the 224 ones)
     chans, size = kw.get("in_chans", cfg["input_size"][0]), kw.get("img_size", 28 if name in GREY_28 else 224)
     assert tuple(dc["input_size"]) == (chans, size, size)
     assert tuple(dc["mean"]) == (tuple(fmnist.MEAN) if chans == 1 else IMAGENET[0])
@@ -168,16 +176,32 @@ def test_timm_fx_trace(name, kw):
         assert torch.equal(next(iter(fx(x).values())), m(x))
 
 
-@pytest.mark.parametrize("name,cfg,kw", [
-    ("vit_micro", dict(img_size=28, patch_size=7, in_chans=1), {}),
-    ("vit_micro", dict(img_size=28, patch_size=7, in_chans=1, stem="conv", qk_norm=True, pos_embed="learned",
-                       patch_embed=PatchEmbedConfig(frozen=False, stem_channels=16)),
-     dict(stem="conv", qk_norm=True, pos_embed="learned", patch_embed_frozen=False, stem_channels=16)),
-    ("vit_small", dict(img_size=32, patch_size=8, depth=1), dict(img_size=32, patch_size=8, depth=1)),
-    ("vitas_subnet", dict(img_size=28, patch_size=7, in_chans=1, vitas=ViTASConfig(blocks="4:3,2:2")),
-     dict(blocks="4:3,2:2")),
-    ("vitas_super", dict(img_size=28, patch_size=7, in_chans=1, depth=2), dict(depth=2)),
-])
+@pytest.mark.parametrize(
+    "name,cfg,kw",
+    [
+        ("vit_micro", dict(img_size=28, patch_size=7, in_chans=1), {}),
+        (
+            "vit_micro",
+            dict(
+                img_size=28,
+                patch_size=7,
+                in_chans=1,
+                stem="conv",
+                qk_norm=True,
+                pos_embed="learned",
+                patch_embed=PatchEmbedConfig(frozen=False, stem_channels=16),
+            ),
+            dict(stem="conv", qk_norm=True, pos_embed="learned", patch_embed_frozen=False, stem_channels=16),
+        ),
+        ("vit_small", dict(img_size=32, patch_size=8, depth=1), dict(img_size=32, patch_size=8, depth=1)),
+        (
+            "vitas_subnet",
+            dict(img_size=28, patch_size=7, in_chans=1, vitas=ViTASConfig(blocks="4:3,2:2")),
+            dict(blocks="4:3,2:2"),
+        ),
+        ("vitas_super", dict(img_size=28, patch_size=7, in_chans=1, depth=2), dict(depth=2)),
+    ],
+)
 def test_timm_entry_is_the_sslvit_backbone(name, cfg, kw):
     """Same keywords, same seed: the timm entry and create_backbone hold the same weights and frozen parameters."""
     torch.manual_seed(0)
@@ -186,8 +210,9 @@ def test_timm_entry_is_the_sslvit_backbone(name, cfg, kw):
     theirs = timm.create_model(f"sslvit_{name}", **kw)
     a, b = ours.state_dict(), theirs.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert {n: p.requires_grad for n, p in ours.named_parameters()} == \
-        {n: p.requires_grad for n, p in theirs.named_parameters()}
+    assert {n: p.requires_grad for n, p in ours.named_parameters()} == {
+        n: p.requires_grad for n, p in theirs.named_parameters()
+    }
 
 
 def test_timm_data_config_follows_the_built_network():
@@ -195,7 +220,7 @@ def test_timm_data_config_follows_the_built_network():
     dc = timm.data.resolve_data_config({}, model=m)
     assert tuple(dc["input_size"]) == (3, 32, 32) and (tuple(dc["mean"]), tuple(dc["std"])) == IMAGENET
     mine = timm.create_model("sslvit_vit_micro", depth=1, pretrained_cfg_overlay=dict(mean=(0.5,), std=(0.25,)))
-    assert timm.data.resolve_data_config({}, model=mine)["mean"] == (0.5,)           # the caller's overlay wins
+    assert timm.data.resolve_data_config({}, model=mine)["mean"] == (0.5,)  # the caller's overlay wins
     grey = timm.create_model("sslvit_vit_small", img_size=32, patch_size=8, in_chans=1, depth=1)
     assert timm.data.resolve_data_config({}, model=grey)["std"] == tuple(fmnist.STD)
 
@@ -208,10 +233,11 @@ def test_timm_pretrained_loads_an_sslvit_backbone_file(tmp_path):
     input_spec = InputSpec(28, 1, (0.286,), (0.353,))
     save_backbone(path, ours.state_dict(), to_dict(cfg), input_spec)
     x = torch.randn(2, 1, 28, 28)
-    torch.manual_seed(1)                                      # other random weights, replaced by the file's
+    torch.manual_seed(1)  # other random weights, replaced by the file's
     tm = timm.create_model("sslvit_vit_micro", depth=2, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
-    clf = timm.create_model("sslvit_vit_micro", depth=2, num_classes=10, pretrained=True,
-                            pretrained_cfg_overlay=dict(file=str(path))).eval()
+    clf = timm.create_model(
+        "sslvit_vit_micro", depth=2, num_classes=10, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
+    ).eval()
     with torch.no_grad():
         assert torch.equal(tm.eval()(x), ours(x))
         assert torch.equal(clf.forward_head(clf.forward_features(x), pre_logits=True), ours(x))
@@ -220,14 +246,17 @@ def test_timm_pretrained_loads_an_sslvit_backbone_file(tmp_path):
         timm.create_model("sslvit_vit_micro", pretrained=True)
 
 
-@pytest.mark.parametrize("entry,kw,match", [
-    ("sslvit_vit_micro", dict(class_token=False), "class_token"),            # timm ViT options MoCo v3 fixes
-    ("sslvit_vit_micro", dict(stem_channels=8), "stem_channels"),            # patchify has no conv layers
-    ("sslvit_vit_micro", dict(pos_embed="learn"), "pos_embed"),
-    ("sslvit_vitas_super", dict(global_pool="avg"), "global_pool"),
-    ("sslvit_vitas_super", dict(drop_rate=0.1), "drop_rate"),
-    ("sslvit_vitas_subnet", dict(qk_norm=True), "qk_norm"),
-])
+@pytest.mark.parametrize(
+    "entry,kw,match",
+    [
+        ("sslvit_vit_micro", dict(class_token=False), "class_token"),  # timm ViT options MoCo v3 fixes
+        ("sslvit_vit_micro", dict(stem_channels=8), "stem_channels"),  # patchify has no conv layers
+        ("sslvit_vit_micro", dict(pos_embed="learn"), "pos_embed"),
+        ("sslvit_vitas_super", dict(global_pool="avg"), "global_pool"),
+        ("sslvit_vitas_super", dict(drop_rate=0.1), "drop_rate"),
+        ("sslvit_vitas_subnet", dict(qk_norm=True), "qk_norm"),
+    ],
+)
 def test_timm_keywords_an_entry_cannot_honour_are_refused(entry, kw, match):
     with pytest.raises((TypeError, ValueError), match=match):
         timm.create_model(entry, **kw)
@@ -250,11 +279,11 @@ def test_fused_attention_auto_picks_sdpa_by_token_count_on_cpu():
         return {b.attn.fused_attn for b in m.blocks}
 
     assert 17 < CPU_SDPA_MIN_TOKENS <= 50
-    assert fused(img_size=28, patch_size=7) == {False}                  # 16 + 1 tokens: plain attention
-    assert fused(img_size=28, patch_size=4) == {True}                   # 49 + 1 tokens: SDPA
+    assert fused(img_size=28, patch_size=7) == {False}  # 16 + 1 tokens: plain attention
+    assert fused(img_size=28, patch_size=4) == {True}  # 49 + 1 tokens: SDPA
     assert fused(img_size=28, patch_size=7, fused_attn="true") == {True}
     m = create_backbone(ModelConfig(name="vit_micro", depth=1, in_chans=1, img_size=28, patch_size=7), "cuda")
-    assert {b.attn.fused_attn for b in m.blocks} == {True}              # GPUs always use SDPA
+    assert {b.attn.fused_attn for b in m.blocks} == {True}  # GPUs always use SDPA
 
 
 @pytest.mark.parametrize("stem", ["patchify", "conv", "scaled_relu"])

@@ -1,5 +1,6 @@
 """Conv stems (ssl_vit/models/stems.py): same token grid as patchify, the documented stride split and
 freezing, BN statistics through checkpoints, the documented FLOPs table, a smoke pretrain per stem."""
+
 import math
 from pathlib import Path
 
@@ -22,8 +23,15 @@ GRIDS = [(28, 4), (28, 7), (32, 4)]
 
 
 def _cfg(stem, img=28, patch=7, chans=1, **pe):
-    return ModelConfig(name="vit_micro", img_size=img, patch_size=patch, in_chans=chans, depth=1, stem=stem,
-                       patch_embed=PatchEmbedConfig(**pe))
+    return ModelConfig(
+        name="vit_micro",
+        img_size=img,
+        patch_size=patch,
+        in_chans=chans,
+        depth=1,
+        stem=stem,
+        patch_embed=PatchEmbedConfig(**pe),
+    )
 
 
 def test_every_documented_stem_is_registered():
@@ -39,11 +47,11 @@ def test_token_grid_equals_patchify(stem, img, patch, chans):
     m = create_backbone(_cfg(stem, img, patch, chans))
     x = torch.randn(3, chans, img, img)
     tokens = m.patch_embed(x)
-    g = img // patch                                                  # NHWC tokens: timm's dynamic_img_size layout
+    g = img // patch  # NHWC tokens: timm's dynamic_img_size layout
     assert tokens.shape == ref.patch_embed(x).shape == (3, g, g, 64)
     assert m.patch_embed.grid_size == ref.patch_embed.grid_size == (img // patch, img // patch)
     assert m.pos_embed.shape == ref.pos_embed.shape
-    assert torch.equal(m.pos_embed, ref.pos_embed)                  # the same fixed sin-cos table
+    assert torch.equal(m.pos_embed, ref.pos_embed)  # the same fixed sin-cos table
     assert m(x).shape == (3, 64)
 
 
@@ -83,7 +91,7 @@ def test_conv_stem_at_patch_16_has_mocov3_vit_conv_small_shapes():
         c_in = c
     want["patch_embed.proj.12.weight"], want["patch_embed.proj.12.bias"] = (384, 384, 1, 1), (384,)
     assert sd == want
-    assert len(m.blocks) == 11                                      # one block fewer (vit_conv_small)
+    assert len(m.blocks) == 11  # one block fewer (vit_conv_small)
 
 
 def test_bad_stem_stride_is_a_one_line_error():
@@ -91,7 +99,7 @@ def test_bad_stem_stride_is_a_one_line_error():
         with pytest.raises(SslvitError) as e:
             create_backbone(_cfg(stem, 28, 4, stem_stride=stride))
         assert "model.patch_embed.stem_stride" in str(e.value) and "\n" not in str(e.value)
-    with pytest.raises(SslvitError, match="stem_stride"):                 # caught when the config is loaded
+    with pytest.raises(SslvitError, match="stem_stride"):  # caught when the config is loaded
         load_config("smoke", ["model.stem=scaled_relu", "model.patch_embed.stem_stride=2"])  # patch 7
 
 
@@ -99,12 +107,14 @@ def test_conv_stem_replaces_one_block_unless_told_otherwise():
     base = dict(name="vit_micro", img_size=28, patch_size=7, in_chans=1)
     assert len(create_backbone(ModelConfig(**base, stem="patchify")).blocks) == 4
     assert len(create_backbone(ModelConfig(**base, stem="conv")).blocks) == 3
-    assert len(create_backbone(ModelConfig(**base, stem="conv",
-                                           patch_embed=PatchEmbedConfig(reduce_depth=False))).blocks) == 4
-    assert len(create_backbone(ModelConfig(**base, stem="conv", depth=2)).blocks) == 2   # explicit depth wins
+    assert (
+        len(create_backbone(ModelConfig(**base, stem="conv", patch_embed=PatchEmbedConfig(reduce_depth=False))).blocks)
+        == 4
+    )
+    assert len(create_backbone(ModelConfig(**base, stem="conv", depth=2)).blocks) == 2  # explicit depth wins
     assert len(create_backbone(ModelConfig(**base, stem="scaled_relu")).blocks) == 4
     r = resolve_model_config(ModelConfig(**base, stem="conv"))
-    assert r.depth == 3 and resolve_model_config(r).depth == 3                          # idempotent
+    assert r.depth == 3 and resolve_model_config(r).depth == 3  # idempotent
 
 
 @pytest.mark.parametrize("stem", CONV_STEMS)
@@ -131,9 +141,9 @@ def test_frozen_parts_do_not_change_in_a_training_step():
     m(torch.randn(8, 1, 28, 28)).square().mean().backward()
     opt.step()
     after = m.patch_embed.state_dict()
-    assert torch.equal(before["proj.9.weight"], after["proj.9.weight"])          # frozen projection
-    assert not torch.equal(before["proj.0.weight"], after["proj.0.weight"])      # trained conv
-    assert not torch.equal(before["proj.1.running_mean"], after["proj.1.running_mean"])   # BN stats move
+    assert torch.equal(before["proj.9.weight"], after["proj.9.weight"])  # frozen projection
+    assert not torch.equal(before["proj.0.weight"], after["proj.0.weight"])  # trained conv
+    assert not torch.equal(before["proj.1.running_mean"], after["proj.1.running_mean"])  # BN stats move
 
 
 @pytest.mark.parametrize("stem", ["conv", "scaled_relu", "scaled_relu_no_relu"])
@@ -142,11 +152,12 @@ def test_bn_running_stats_are_saved_and_restored(stem, tmp_path):
     torch.manual_seed(0)
     m = create_backbone(cfg).train()
     with torch.no_grad():
-        for _ in range(3):                                              # move the running statistics
+        for _ in range(3):  # move the running statistics
             m(torch.rand(16, 1, 28, 28) * 3 + 1)
     bn_keys = [k for k in m.state_dict() if k.startswith("patch_embed.") and "running_" in k]
-    assert bn_keys and all(not torch.equal(m.state_dict()[k], torch.zeros_like(m.state_dict()[k]))
-                           for k in bn_keys if "running_mean" in k)
+    assert bn_keys and all(
+        not torch.equal(m.state_dict()[k], torch.zeros_like(m.state_dict()[k])) for k in bn_keys if "running_mean" in k
+    )
     path = tmp_path / "b.safetensors"
     save_backbone(path, m.state_dict(), to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
     loaded = load_backbone(path)
@@ -156,11 +167,12 @@ def test_bn_running_stats_are_saved_and_restored(stem, tmp_path):
     m.eval(), loaded.model.eval()
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(m(x), loaded.model(x))                     # eval mode uses the restored statistics
+        assert torch.equal(m(x), loaded.model(x))  # eval mode uses the restored statistics
 
 
 def test_conv_stem_export_to_timm_is_refused_clearly(tmp_path):
     from ssl_vit.checkpoints.export import export_timm
+
     cfg = _cfg("conv")
     src = tmp_path / "b.safetensors"
     save_backbone(src, create_backbone(cfg).state_dict(), to_dict(cfg), InputSpec(28, 1, (0.3,), (0.3,)))
@@ -171,18 +183,27 @@ def test_conv_stem_export_to_timm_is_refused_clearly(tmp_path):
 
 def _documented_rows():
     doc = (ROOT / "docs" / "stems.md").read_text()
-    table = doc[doc.index("<!-- stem-flops-table -->"):doc.index("<!-- /stem-flops-table -->")]
+    table = doc[doc.index("<!-- stem-flops-table -->") : doc.index("<!-- /stem-flops-table -->")]
     rows = []
     for line in table.splitlines()[3:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows.append({"setting": cells[0], "stem": cells[1], "stem_params": int(cells[2].replace(",", "")),
-                     "stem_flops": float(cells[3].replace(",", "")) * 1e6, "params": int(cells[4].replace(",", "")),
-                     "flops": float(cells[5].replace(",", "")) * 1e6, "vs": float(cells[6].rstrip("%"))})
+        rows.append(
+            {
+                "setting": cells[0],
+                "stem": cells[1],
+                "stem_params": int(cells[2].replace(",", "")),
+                "stem_flops": float(cells[3].replace(",", "")) * 1e6,
+                "params": int(cells[4].replace(",", "")),
+                "flops": float(cells[5].replace(",", "")) * 1e6,
+                "vs": float(cells[6].rstrip("%")),
+            }
+        )
     return rows
 
 
 def _check_rows(settings):
     from ssl_vit.models.flops import stem_cost_rows
+
     doc = {(r["setting"], r["stem"]): r for r in _documented_rows()}
     counted = stem_cost_rows(settings)
     assert counted
@@ -196,6 +217,7 @@ def _check_rows(settings):
 
 def test_flops_table_matches_counted_values_for_the_ablation_model():
     from ssl_vit.models.flops import TABLE_SETTINGS
+
     counted = _check_rows(TABLE_SETTINGS[:1])
     # a hand count for patchify at 28 px / p7 / 1 channel: the projection is 16 tokens x (49 x 64) MACs
     pat = next(r for r in counted if r["stem"] == "patchify")
@@ -206,6 +228,7 @@ def test_flops_table_matches_counted_values_for_the_ablation_model():
 @pytest.mark.slow
 def test_flops_table_matches_counted_values_everywhere():
     from ssl_vit.models.flops import TABLE_SETTINGS
+
     _check_rows(TABLE_SETTINGS)
 
 
@@ -216,38 +239,48 @@ SMOKE = [pytest.param(s, marks=pytest.mark.slow) if s.startswith("scaled_relu_")
 @pytest.mark.parametrize("stem", SMOKE)
 def test_smoke_pretrain_with_each_stem(stem, tiny_overrides, tmp_path):
     from ssl_vit.runs import pretrain
+
     cfg = load_config("smoke", tiny_overrides + [f"model.stem={stem}", "log.tensorboard=false"])
     summary = pretrain(cfg, tmp_path, log=lambda m: None)
-    assert summary["step"] == 6 and 0 <= summary["knn"]["top1"] <= 100          # final kNN ran on the backbone
+    assert summary["step"] == 6 and 0 <= summary["knn"]["top1"] <= 100  # final kNN ran on the backbone
     state = load_pt(tmp_path / "checkpoints" / "last.pt")["model"]
     bn = [k for k in state if k.startswith("backbone.patch_embed.") and k.endswith("running_mean")]
     if stem != "scaled_relu_no_bn":
-        assert bn and not torch.equal(state[bn[0]], torch.zeros_like(state[bn[0]]))   # trained statistics saved
-    loaded = load_backbone(tmp_path)                                              # run dir -> last.safetensors
+        assert bn and not torch.equal(state[bn[0]], torch.zeros_like(state[bn[0]]))  # trained statistics saved
+    loaded = load_backbone(tmp_path)  # run dir -> last.safetensors
     assert loaded.model_cfg.stem == stem
     for k in bn:
-        assert torch.equal(loaded.model.state_dict()[k[len("backbone."):]], state[k])
-    assert len(loaded.model.blocks) == 2                 # the smoke recipe sets model.depth=2: kept for conv too
+        assert torch.equal(loaded.model.state_dict()[k[len("backbone.") :]], state[k])
+    assert len(loaded.model.blocks) == 2  # the smoke recipe sets model.depth=2: kept for conv too
 
 
 def test_official_mocov3_conv_stem_checkpoint_loads_with_its_stem_inferred(tmp_path):
     """An official-layout MoCo v3 vit_conv_* file (module.base_encoder.* + projector head, momentum copy,
     predictor): the conv stem and patch 16 are read off the patch_embed.proj.<i> shapes."""
-    cfg = ModelConfig(name="vit_small", img_size=32, patch_size=16, in_chans=3, embed_dim=48, depth=2,
-                      num_heads=12, stem="conv", pos_embed="sincos")
+    cfg = ModelConfig(
+        name="vit_small",
+        img_size=32,
+        patch_size=16,
+        in_chans=3,
+        embed_dim=48,
+        depth=2,
+        num_heads=12,
+        stem="conv",
+        pos_embed="sincos",
+    )
     torch.manual_seed(0)
     enc = create_backbone(cfg).train()
     with torch.no_grad():
-        enc(torch.rand(8, 3, 32, 32))                                   # non-trivial BN statistics
+        enc(torch.rand(8, 3, 32, 32))  # non-trivial BN statistics
     sd = {f"module.base_encoder.{k}": v for k, v in enc.state_dict().items()}
-    sd["module.base_encoder.head.0.weight"] = torch.zeros(16, 48)       # the projector lives under head.*
+    sd["module.base_encoder.head.0.weight"] = torch.zeros(16, 48)  # the projector lives under head.*
     sd.update({f"module.momentum_encoder.{k}": v for k, v in enc.state_dict().items()})
     sd["module.predictor.0.weight"] = torch.zeros(16, 16)
     path = tmp_path / "linear-vit-conv-s.pth.tar"
     torch.save({"epoch": 3, "arch": "vit_conv_small", "state_dict": sd}, path)
     lb = load_backbone(path)
     assert lb.model_cfg.stem == "conv" and lb.model_cfg.patch_size == 16 and lb.model_cfg.img_size == 32
-    assert len(lb.model.blocks) == 2 and lb.model.blocks[0].attn.num_heads == 12   # heads from the arch
+    assert len(lb.model.blocks) == 2 and lb.model.blocks[0].attn.num_heads == 12  # heads from the arch
     enc.eval(), lb.model.eval()
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

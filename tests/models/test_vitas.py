@@ -1,4 +1,5 @@
 """ViTAS superformer: channel sharing balance, identity shifting, export equivalence, FLOPs, per-step sampling."""
+
 from __future__ import annotations
 
 import random
@@ -17,15 +18,16 @@ from ssl_vit.models.vitas_space import SubNet, channel_indices, channel_usage
 
 
 def _cfg(**vitas) -> ModelConfig:
-    v = replace(ViTASConfig(embed_dims="16,24,32", heads="2,4", mlp_ratios="1,2", patch_sizes="7,14", min_depth=1),
-                **vitas)
+    v = replace(
+        ViTASConfig(embed_dims="16,24,32", heads="2,4", mlp_ratios="1,2", patch_sizes="7,14", min_depth=1), **vitas
+    )
     return ModelConfig(name="vitas_super", img_size=28, patch_size=7, in_chans=1, depth=3, vitas=v)
 
 
 def _super(**vitas) -> ViTASSuperformer:
     torch.manual_seed(0)
     sf = create_backbone(_cfg(**vitas))
-    with torch.no_grad():                       # non-trivial norms / biases, so slicing mistakes show
+    with torch.no_grad():  # non-trivial norms / biases, so slicing mistakes show
         for n, p in sf.named_parameters():
             if "norm" in n or "bias" in n:
                 p.add_(torch.randn_like(p) * 0.3)
@@ -33,7 +35,9 @@ def _super(**vitas) -> ViTASSuperformer:
 
 
 # ---- cyclic vs prefix sharing ----------------------------------------------------------------------------
-@pytest.mark.parametrize("total,cands", [(96, (48, 64, 80, 96)), (384, (38, 77, 115, 154, 192, 230, 269, 307, 346, 384))])
+@pytest.mark.parametrize(
+    "total,cands", [(96, (48, 64, 80, 96)), (384, (38, 77, 115, 154, 192, 230, 269, 307, 346, 384))]
+)
 def test_cyclic_usage_is_near_uniform_and_prefix_is_not(total, cands):
     cyc = channel_usage(total, cands, "cyclic")
     pre = channel_usage(total, cands, "prefix")
@@ -49,7 +53,7 @@ def test_cyclic_usage_is_near_uniform_and_prefix_is_not(total, cands):
 
 def test_cyclic_indices_wrap_around_the_ring():
     idx = channel_indices(96, 64, (48, 64, 80, 96), "cyclic")
-    assert idx.tolist() == list(range(48, 96)) + list(range(0, 16))   # starts after the 48-wide candidate
+    assert idx.tolist() == list(range(48, 96)) + list(range(0, 16))  # starts after the 48-wide candidate
     assert channel_indices(96, 64, (48, 64, 80, 96), "prefix").tolist() == list(range(64))
 
 
@@ -83,8 +87,10 @@ def test_identity_shifting_decides_which_superformer_blocks_run(shifting):
     net = SubNet(7, 24, ((2, 2.0), None, (4, 1.0)))
     sf.set_subnet(net)
     sf(torch.randn(4, 1, 28, 28)).pow(2).sum().backward()
-    got = [sf.blocks[i].attn.qkv.weight.grad is not None and bool(sf.blocks[i].attn.qkv.weight.grad.abs().sum() > 0)
-           for i in range(3)]
+    got = [
+        sf.blocks[i].attn.qkv.weight.grad is not None and bool(sf.blocks[i].attn.qkv.weight.grad.abs().sum() > 0)
+        for i in range(3)
+    ]
     assert got == ([True, True, False] if shifting else [True, False, True])
     # with shifting, the encodings [A, id, B] and [A, B, id] are one network; without, two
     x = torch.randn(2, 1, 28, 28)
@@ -122,11 +128,16 @@ def test_exported_weights_load_through_the_checkpoint_loader(tmp_path):
     from ssl_vit.checkpoints import load_backbone
     from ssl_vit.checkpoints.formats import save_backbone
     from ssl_vit.config.loading import to_dict
+
     sf = _super()
     net = SubNet(7, 24, ((2, 2.0), (4, 1.0), None))
     sf.set_subnet(net)
-    save_backbone(tmp_path / "sub.safetensors", sf.subnet_state_dict(net), to_dict(sf.subnet_model_config(net)),
-                  InputSpec(28, 1, (0.5,), (0.5,)))
+    save_backbone(
+        tmp_path / "sub.safetensors",
+        sf.subnet_state_dict(net),
+        to_dict(sf.subnet_model_config(net)),
+        InputSpec(28, 1, (0.5,), (0.5,)),
+    )
     loaded = load_backbone(tmp_path / "sub.safetensors")
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
@@ -163,6 +174,7 @@ def test_flops_of_superformer_subnet_equal_exported_net_and_hand_count():
 def test_step_subnets_are_a_function_of_seed_and_step_and_momentum_encoder_follows():
     from ssl_vit.config.schema import MethodConfig
     from ssl_vit.methods.mocov3 import build_mocov3
+
     sf = _super()
     seq = [sf.subnet_for_step(s, 0) for s in range(20)]
     assert seq == [sf.subnet_for_step(s, 0) for s in range(20)]
@@ -179,6 +191,7 @@ def test_step_subnets_are_a_function_of_seed_and_step_and_momentum_encoder_follo
 def test_supervised_superformer_training_samples_the_same_subnets():
     """`sslvit train` with a superformer: the classifier forwards the step's sub-network choice."""
     from ssl_vit.methods.supervised import SupervisedClassifier
+
     sf = _super()
     clf = SupervisedClassifier(sf, sf.num_features, 10)
     for s in (2, 5):
@@ -198,6 +211,7 @@ def test_sandwich_rule_cycles_largest_smallest_random():
 
 def test_bad_choices_are_one_line_errors():
     from ssl_vit.errors import SslvitError
+
     sf = _super()
     with pytest.raises(SslvitError, match="not in the search space"):
         sf.set_subnet(SubNet(7, 20, ((2, 1.0), None, None)))
@@ -213,6 +227,7 @@ def test_superformer_pretraining_resumes_exactly(tmp_path, fmnist_dir):
     from ssl_vit.config import load_config
     from ssl_vit.runs import pretrain
     from tests.conftest import StopAt
+
     sets = [f"data.dataset=fmnist:{fmnist_dir}", "train.max_steps=6", "train.threads=1", "train.checkpoint_every=0"]
     pretrain(load_config("vitas_smoke", sets), tmp_path / "a", log=lambda m: None)
     pretrain(load_config("vitas_smoke", sets), tmp_path / "b", hooks=[StopAt(3)], log=lambda m: None)

@@ -1,4 +1,5 @@
 """ViTAS search: NSGA-II selection, the FLOPs budget, resuming from the state file, `sslvit search` smoke."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ import torch
 
 from ssl_vit.config.schema import ModelConfig, SearchConfig, ViTASConfig
 from ssl_vit.models import create_backbone
+from ssl_vit.models.flops import count_gflops
 from ssl_vit.models.vitas import export_subnet
 from ssl_vit.models.vitas_space import SubNet
 from ssl_vit.search.evolution import EvolutionarySearch
-from ssl_vit.models.flops import count_gflops
 from ssl_vit.search.nsga2 import crowding_distance, non_dominated_fronts, nsga2_select
 
 
@@ -29,7 +30,9 @@ def test_non_dominated_fronts_and_crowding_by_hand():
 def _superformer():
     v = ViTASConfig(embed_dims="16,24,32", heads="2,4", mlp_ratios="1,2", patch_sizes="7,14", min_depth=1)
     torch.manual_seed(0)
-    return create_backbone(ModelConfig(name="vitas_super", img_size=28, patch_size=7, in_chans=1, depth=3, vitas=v)).eval()
+    return create_backbone(
+        ModelConfig(name="vitas_super", img_size=28, patch_size=7, in_chans=1, depth=3, vitas=v)
+    ).eval()
 
 
 def _search(sf, calls, **kw):
@@ -39,19 +42,20 @@ def _search(sf, calls, **kw):
         sf.set_subnet(net)
         return count_gflops(sf, 28, 1)
 
-    def score_fn(net):                   # a cheap deterministic stand-in for kNN: prefers wide, deep nets
+    def score_fn(net):  # a cheap deterministic stand-in for kNN: prefers wide, deep nets
         calls.append(net.key())
         return float(net.embed_dim + 5 * net.depth + sum(b[1] for b in net.blocks if b is not None))
 
-    return EvolutionarySearch(sf.space, cfg, 0, flops_fn, score_fn, canon=lambda n: n.canonical(True),
-                              fingerprint={"test": 1}, progress=False)
+    return EvolutionarySearch(
+        sf.space, cfg, 0, flops_fn, score_fn, canon=lambda n: n.canonical(True), fingerprint={"test": 1}, progress=False
+    )
 
 
 def test_search_stays_within_the_budget_and_flops_match_the_exported_nets(tmp_path):
     sf, calls = _superformer(), []
     state = _search(sf, calls).run(tmp_path / "state.json")
     ev = state["evaluated"]
-    assert len(ev) == 4 + 2 * 4 == len(calls) == len(set(calls))      # each candidate evaluated once
+    assert len(ev) == 4 + 2 * 4 == len(calls) == len(set(calls))  # each candidate evaluated once
     assert all(0.0001 <= v["gflops"] <= 0.0006 for v in ev.values())
     # the budget binds: the space holds bigger networks than the search ever evaluated
     sf.set_subnet(sf.space.largest())
@@ -77,13 +81,14 @@ def test_search_resumes_from_its_state_file(tmp_path):
     assert saved["generation"] == 1
     calls = []
     resumed = _search(sf, calls).run(tmp_path / "b.json")
-    assert len(calls) == 4                                     # only generation 2's children were evaluated
+    assert len(calls) == 4  # only generation 2's children were evaluated
     assert resumed["evaluated"] == full["evaluated"] and resumed["population"] == full["population"]
     assert resumed["history"] == full["history"]
 
 
 def test_resuming_a_different_search_is_refused(tmp_path):
     from ssl_vit.errors import SslvitError
+
     sf = _superformer()
     _search(sf, [], generations=1).run(tmp_path / "s.json")
     other = _search(sf, [])
@@ -94,6 +99,7 @@ def test_resuming_a_different_search_is_refused(tmp_path):
 
 def test_too_small_budget_is_a_one_line_error(tmp_path):
     from ssl_vit.errors import SslvitError
+
     with pytest.raises(SslvitError, match="raise search.max_gflops"):
         _search(_superformer(), [], max_gflops=1e-6, min_gflops=0.0).run(tmp_path / "s.json")
 
@@ -104,22 +110,46 @@ def test_sslvit_search_smoke_writes_a_retrainable_recipe(tmp_path, fmnist_dir):
 
     from ssl_vit.cli import cli
     from ssl_vit.config import load_config
+
     out = tmp_path / "search"
     sets = ["--set", f"data.dataset=fmnist:{fmnist_dir}", "--set", "train.threads=1"]
     r = CliRunner().invoke(cli, ["search", "--recipe", "vitas_smoke", "--output-dir", str(out), *sets])
     assert r.exit_code == 0, r.output
     assert r.output.strip().splitlines()[-1].startswith("top1=")
-    for f in ("search_state.json", "history.jsonl", "pareto.json", "pareto.md", "pareto.png", "results.json",
-              "best_0.yaml", "best_0.safetensors", "supernet/checkpoints/last.pt"):
+    for f in (
+        "search_state.json",
+        "history.jsonl",
+        "pareto.json",
+        "pareto.md",
+        "pareto.png",
+        "results.json",
+        "best_0.yaml",
+        "best_0.safetensors",
+        "supernet/checkpoints/last.pt",
+    ):
         assert (out / f).is_file(), f
     res = json.loads((out / "results.json").read_text())
     assert all(p["gflops"] <= 0.0015 for p in res["pareto"])
     cfg = load_config(str(out / "best_0.yaml"), [f"data.dataset=fmnist:{fmnist_dir}"])
     assert cfg.model.name in ("vit_micro", "vitas_subnet")
     # the recipe retrains from scratch
-    r2 = CliRunner().invoke(cli, ["pretrain", "--recipe", str(out / "best_0.yaml"), "--output-dir", str(tmp_path / "re"),
-                                  *sets, "--set", "train.max_steps=2", "--set", "eval.max_train=64",
-                                  "--set", "eval.max_test=32"])
+    r2 = CliRunner().invoke(
+        cli,
+        [
+            "pretrain",
+            "--recipe",
+            str(out / "best_0.yaml"),
+            "--output-dir",
+            str(tmp_path / "re"),
+            *sets,
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "eval.max_train=64",
+            "--set",
+            "eval.max_test=32",
+        ],
+    )
     assert r2.exit_code == 0, r2.output
     # a second invocation resumes the finished search: nothing is re-evaluated
     r3 = CliRunner().invoke(cli, ["search", "--recipe", "vitas_smoke", "--output-dir", str(out), *sets])

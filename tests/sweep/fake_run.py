@@ -3,8 +3,10 @@
     python fake_run.py RUN_DIR RESUME(0|1) CALLS_FILE JSON
 
 JSON: {"knn": final kNN or null, "exit": code, "records": [extra metrics.jsonl objects], "stderr": line,
-"checkpoint": write checkpoints/last.pt, "cut": end metrics.jsonl mid-record}. Appends "<run name> <resume>" to CALLS_FILE.
+"checkpoint": write checkpoints/last.pt, "cut": end metrics.jsonl mid-record}.
+Appends "<run name> <resume>" to CALLS_FILE.
 """
+
 import json
 import os
 import sys
@@ -19,7 +21,7 @@ with open(run / "metrics.jsonl", "a") as f:
     for rec in payload.get("records", []):
         f.write(json.dumps(rec) + "\n")
     if payload.get("cut"):
-        f.write('{"step": 99, "cut')                   # a record cut by a crash: skipped by the reader
+        f.write('{"step": 99, "cut')  # a record cut by a crash: skipped by the reader
 if payload.get("checkpoint", True):
     (run / "checkpoints").mkdir(exist_ok=True)
     (run / "checkpoints" / "last.pt").write_bytes(b"fake")

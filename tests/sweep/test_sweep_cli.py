@@ -1,5 +1,6 @@
 """`sslvit sweep` through the CLI: bad input (exit 2, one stderr line, nothing run) and one end-to-end sweep
 through real `sslvit pretrain` subprocesses (a fresh run, a half-done run resumed, then a rerun that skips)."""
+
 import json
 import re
 
@@ -27,26 +28,31 @@ def _one_error_line(r):
     return lines[0]
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--grid", "optim.lrr=1e-3,3e-3"],
-     r"--grid optim\.lrr=1e-3: unknown config key 'optim\.lrr' \(did you mean 'optim\.lr'\?\)"),
-    (["--grid", "optim.lr=1e-3,fast"], r"--grid optim\.lr=fast: optim\.lr: expected a number"),
-    (["--grid", "model.patch_embed.frozen=false,maybe"], r"expected true or false"),
-    (["--grid", "optim.lr="], r"empty grid"),
-    ([], r"empty grid"),
-    (["--grid", "optim.lr=1e-3", "--grid", "optim.lr=3e-3"], r"--grid optim\.lr is given twice"),
-    (["--grid", "optim.lr=1e-3", "--set", "optim.lrr=1"], r"unknown config key 'optim\.lrr'"),
-    (["--grid", "optim.lr=1e-3", "--set", "seed=3"], r"--seeds"),
-    (["--grid", "seed=1,2"], r"--seeds"),
-    (["--grid", "optim.lr=1e-3", "--seeds", "0,x"], r"--seeds '0,x' is not a list of integers"),
-    (["--grid", "model.patch_size=7,5"], r"run patch_size=5_seed=0: .*does not divide"),
-    (["--grid", "optim.lr=1e-3", "--jobs", "0"], r"--jobs must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (
+            ["--grid", "optim.lrr=1e-3,3e-3"],
+            r"--grid optim\.lrr=1e-3: unknown config key 'optim\.lrr' \(did you mean 'optim\.lr'\?\)",
+        ),
+        (["--grid", "optim.lr=1e-3,fast"], r"--grid optim\.lr=fast: optim\.lr: expected a number"),
+        (["--grid", "model.patch_embed.frozen=false,maybe"], r"expected true or false"),
+        (["--grid", "optim.lr="], r"empty grid"),
+        ([], r"empty grid"),
+        (["--grid", "optim.lr=1e-3", "--grid", "optim.lr=3e-3"], r"--grid optim\.lr is given twice"),
+        (["--grid", "optim.lr=1e-3", "--set", "optim.lrr=1"], r"unknown config key 'optim\.lrr'"),
+        (["--grid", "optim.lr=1e-3", "--set", "seed=3"], r"--seeds"),
+        (["--grid", "seed=1,2"], r"--seeds"),
+        (["--grid", "optim.lr=1e-3", "--seeds", "0,x"], r"--seeds '0,x' is not a list of integers"),
+        (["--grid", "model.patch_size=7,5"], r"run patch_size=5_seed=0: .*does not divide"),
+        (["--grid", "optim.lr=1e-3", "--jobs", "0"], r"--jobs must be >= 1"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_runs_nothing(tmp_path, args, msg):
     out = tmp_path / "sw"
     line = _one_error_line(_sweep("--recipe", "smoke", "--output-dir", str(out), *args))
     assert re.search(msg, line), line
-    assert not out.exists()                                         # nothing created, nothing run
+    assert not out.exists()  # nothing created, nothing run
 
 
 def test_an_output_dir_with_another_sweep_or_other_files_is_refused(tmp_path):
@@ -82,15 +88,26 @@ def test_end_to_end_real_pretrain_runs_resume_and_skip(tmp_path, tiny_overrides)
     fixed = [o for o in tiny_overrides if not o.startswith(("train.max_steps", "train.checkpoint_every", "eval.max"))]
     fixed += ["train.max_steps=2", "train.checkpoint_every=1", "log.knn_every=1", "log.knn_subset=64"]
     grid = ["optim.lr=1e-3,3e-3"]
-    args = ["--recipe", "smoke", *[x for g in grid for x in ("--grid", g)], "--seeds", "0", *_sets(fixed),
-            "--output-dir", str(out), "--jobs", "2", "--threads", "1"]
+    args = [
+        "--recipe",
+        "smoke",
+        *[x for g in grid for x in ("--grid", g)],
+        "--seeds",
+        "0",
+        *_sets(fixed),
+        "--output-dir",
+        str(out),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+    ]
     # a sweep killed while lr=3e-3 was half-done: its spec written, a checkpoint at step 1 of 2
     spec = SweepSpec("smoke", parse_grid(grid), [0], fixed)
     write_spec(out, spec, validate(spec, 1), 2, 1)
     half = expand(spec)[1]
     assert half.name == "lr=3e-3_seed=0"
-    pretrain(load_config("smoke", run_overrides(spec, half, 1)), out / half.name, hooks=[StopAt(1)],
-             log=lambda m: None)
+    pretrain(load_config("smoke", run_overrides(spec, half, 1)), out / half.name, hooks=[StopAt(1)], log=lambda m: None)
     assert not (out / half.name / "results.json").exists()
 
     r = _sweep(*args)
@@ -105,7 +122,7 @@ def test_end_to_end_real_pretrain_runs_resume_and_skip(tmp_path, tiny_overrides)
     assert s["status_counts"] == {"ok": 2}
     for row in s["runs"]:
         res = json.loads((out / row["name"] / "results.json").read_text())
-        assert row["knn_top1"] == res["top1"] and res["n_test"] == 128     # the full (generated) test split
+        assert row["knn_top1"] == res["top1"] and res["n_test"] == 128  # the full (generated) test split
         assert row["rankme_last"] is not None and row["cpu_s"] > 0
     assert s["arms"][0]["n_lr"] == 2 and s["arms"][0]["lr_sensitivity"] >= 0
     assert (out / "lr_sensitivity.png").is_file()

@@ -17,7 +17,7 @@ def test_shapes_range_and_determinism():
     c1, _ = aug(x, torch.Generator().manual_seed(2))
     assert a1.shape == a2.shape == (8, 3, 12, 12)
     assert torch.equal(a1, b1) and torch.equal(a2, b2) and not torch.equal(a1, c1)
-    assert a1.min() >= -1 - 1e-5 and a1.max() <= 1 + 1e-5           # [0,1] normalised with mean=std=0.5
+    assert a1.min() >= -1 - 1e-5 and a1.max() <= 1 + 1e-5  # [0,1] normalised with mean=std=0.5
 
 
 def test_per_sample_parameters_differ():
@@ -28,8 +28,15 @@ def test_per_sample_parameters_differ():
 
 
 def test_identity_settings_and_flip():
-    cfg = AugConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_prob=0.0, jitter_prob=0.0,
-                    grayscale_prob=0.0, blur_prob=(0.0, 0.0), solarize_prob=(0.0, 0.0))
+    cfg = AugConfig(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        hflip_prob=0.0,
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        blur_prob=(0.0, 0.0),
+        solarize_prob=(0.0, 0.0),
+    )
     x = _imgs()
     v1, v2 = TwoViewAugment(cfg, 16, (0,) * 3, (1,) * 3)(x, torch.Generator().manual_seed(0))
     assert torch.allclose(v1, x.float() / 255, atol=1e-5) and torch.allclose(v2, v1)
@@ -39,8 +46,15 @@ def test_identity_settings_and_flip():
 
 
 def test_solarize_and_grayscale_always():
-    cfg = AugConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_prob=0.0, jitter_prob=0.0,
-                    grayscale_prob=1.0, blur_prob=(0.0, 0.0), solarize_prob=(1.0, 1.0))
+    cfg = AugConfig(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        hflip_prob=0.0,
+        jitter_prob=0.0,
+        grayscale_prob=1.0,
+        blur_prob=(0.0, 0.0),
+        solarize_prob=(1.0, 1.0),
+    )
     x = _imgs()
     v, _ = TwoViewAugment(cfg, 16, (0,) * 3, (1,) * 3)(x, torch.Generator().manual_seed(0))
     g = TF.rgb_to_grayscale(x.float() / 255, num_output_channels=3)
@@ -67,6 +81,6 @@ def test_views_do_not_depend_on_the_rank_split():
     x = _imgs(8)
     full1, full2 = aug(x, torch.Generator().manual_seed(3))
     for rank in range(2):
-        a1, a2 = aug(x[rank * 4:(rank + 1) * 4], torch.Generator().manual_seed(3), rank * 4, 8)
-        assert torch.allclose(a1, full1[rank * 4:(rank + 1) * 4], atol=1e-6)
-        assert torch.allclose(a2, full2[rank * 4:(rank + 1) * 4], atol=1e-6)
+        a1, a2 = aug(x[rank * 4 : (rank + 1) * 4], torch.Generator().manual_seed(3), rank * 4, 8)
+        assert torch.allclose(a1, full1[rank * 4 : (rank + 1) * 4], atol=1e-6)
+        assert torch.allclose(a2, full2[rank * 4 : (rank + 1) * 4], atol=1e-6)

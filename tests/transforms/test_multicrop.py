@@ -1,4 +1,5 @@
 """Multi-crop views: shapes, global views unchanged, a pure function of (seed, step) and of the global batch."""
+
 import torch
 
 from ssl_vit.config.schema import AugConfig
@@ -39,7 +40,7 @@ def test_local_views_are_a_pure_function_of_the_generator_and_differ_from_each_o
     b = _aug()(imgs, torch.Generator().manual_seed(5))[2]
     c = _aug()(imgs, torch.Generator().manual_seed(6))[2]
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert not torch.equal(a[0], a[1])                      # two local views of an image: two crops
+    assert not torch.equal(a[0], a[1])  # two local views of an image: two crops
 
 
 def test_local_views_do_not_depend_on_the_rank_split():
@@ -48,7 +49,7 @@ def test_local_views_do_not_depend_on_the_rank_split():
     full = _aug()(imgs, torch.Generator().manual_seed(2))
     half = _aug()(imgs[4:], torch.Generator().manual_seed(2), offset=4, global_batch=8)
     assert torch.equal(full[0][4:], half[0]) and torch.equal(full[1][4:], half[1])
-    assert torch.equal(full[2][:, 4:], half[2])                             # local: (L, B, C, s, s)
+    assert torch.equal(full[2][:, 4:], half[2])  # local: (L, B, C, s, s)
 
 
 def test_stream_batches_are_a_pure_function_of_seed_and_step():
@@ -60,7 +61,7 @@ def test_stream_batches_are_a_pure_function_of_seed_and_step():
 
     run = stream().batches(0)
     batches = [next(run) for _ in range(4)]
-    resumed = next(stream().batches(3))                     # a resumed run starts at step 3
+    resumed = next(stream().batches(3))  # a resumed run starts at step 3
     assert len(resumed) == 3 and resumed[2].shape == (2, 16, 1, 14, 14)
     for a, b in zip(batches[3], resumed):
         assert torch.equal(a, b)
