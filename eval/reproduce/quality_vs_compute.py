@@ -77,6 +77,7 @@ def run_point(a) -> int:
     meta = {
         "toolkit": a.toolkit,
         "recipe": a.recipe if a.toolkit == "sslvit" else "reference_moco.py",
+        "series": a.series,
         "steps": a.steps,
         "sets": a.sets,
         "ref_args": a.ref_args,
@@ -106,7 +107,7 @@ def report(a) -> int:
         points.append({"name": arm.parent.name, "cpu_min": meta["cpu_s"] / 60, "top1": res["top1"], **meta})
     rows = ["| point | toolkit | recipe / settings | steps | CPU-min | kNN top-1 |", "|---|---|---|---:|---:|---:|"]
     for p in sorted(points, key=lambda p: (p["toolkit"], p["name"], p["cpu_min"])):
-        settings = " ".join(p["sets"] or p["ref_args"]) or "defaults"
+        settings = p.get("series") or " ".join(p["sets"] or p["ref_args"]) or "defaults"
         rows.append(
             f"| {p['name']} | {p['toolkit']} | `{p['recipe']}` {settings} | {p['steps']} | "
             f"{p['cpu_min']:.1f} | {p['top1']:.2f} |"
@@ -119,7 +120,9 @@ def report(a) -> int:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     series = {}
     for p in points:
-        label = p["toolkit"] if p["toolkit"] == "reference" else f"sslvit {p['recipe']} {' '.join(p['sets'])}".strip()
+        label = p.get("series") or (
+            p["toolkit"] if p["toolkit"] == "reference" else f"sslvit {p['recipe']} {' '.join(p['sets'])}".strip()
+        )
         series.setdefault(label, []).append(p)
     for label, ps in sorted(series.items()):
         ps.sort(key=lambda p: p["cpu_min"])
@@ -154,6 +157,7 @@ def main(argv=None) -> int:
         default=[],
         help="an argument for reference_moco.py, e.g. --ref-arg=--embed-dim=128 (repeatable)",
     )
+    r.add_argument("--series", help="the point's series in the table and the plot (default: toolkit + recipe)")
     r.add_argument("--runs", default=str(ROOT / "runs" / "quality"))
     p = sub.add_parser("report", help="table + plot from the finished points")
     p.add_argument("--runs", default=str(ROOT / "runs" / "quality"))
