@@ -88,6 +88,9 @@ def plot(cells: dict, path: Path) -> None:
         hi = [max(v) - m for m, (_, v) in zip(mids, pts)]
         ax.errorbar(xs, mids, yerr=[lo, hi], marker="o", capsize=3, ls="--" if key == "agent" else "-", label=label)
     ax.set_xscale("log")
+    shares = sorted({100 * n / FMNIST_TRAIN for n, _ in cells})
+    ax.set_xticks(shares, [f"{x:g}" for x in shares])
+    ax.minorticks_off()
     ax.set_xlabel("share of Fashion-MNIST train used (%)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title("Bootstrapped ViT vs data size (200 epochs; mean, seed range)")
