@@ -11,7 +11,7 @@ from ssl_vit.config.schema import EvalConfig
 from ssl_vit.config.validate import check_knn_temperature, validate_knn
 from ssl_vit.core.rundir import refuse_to_replace
 from ssl_vit.engine.cpu import cpu_threads
-from ssl_vit.evaluation.knn import run_knn
+from ssl_vit.evaluation.knn import run_knn_as_configured
 from ssl_vit.evaluation.results import RESULT_FILES, write_results
 from ssl_vit.evaluation.runner import describe_backbone, prepare_eval
 
@@ -93,19 +93,13 @@ def knn_cmd(checkpoint, dataset, k, temperature, output_dir, overwrite, override
     cfg = s.cfg
     validate_knn(cfg.eval)
     with cpu_threads(cfg.train.threads):
-        res = run_knn(
+        res = run_knn_as_configured(
             s.loaded.model,
             s.loaded.input_spec,
+            cfg,
             cfg.eval.dataset,
-            cfg.data,
-            k=cfg.eval.knn_k,
-            temperature=cfg.eval.knn_temperature,
-            batch_size=cfg.eval.batch_size,
-            max_train=cfg.eval.max_train,
-            max_test=cfg.eval.max_test,
             device=s.device,
             precision=s.precision,
-            progress=cfg.log.progress,
             cache=s.cache,
             weights_hash=s.loaded.weights_hash,
         )

@@ -28,7 +28,7 @@ from ssl_vit.data.specs import load_dataset
 from ssl_vit.data.streams import two_view_stream
 from ssl_vit.errors import SslvitError
 from ssl_vit.evaluation.features import extract_features
-from ssl_vit.evaluation.knn import run_knn
+from ssl_vit.evaluation.knn import run_knn_as_configured
 from ssl_vit.evaluation.results import write_results
 from ssl_vit.methods import METHODS
 from ssl_vit.methods.bootstrap_mocov3 import BootstrapMoCoV3
@@ -69,19 +69,8 @@ class PretrainTask:
     def evaluate(
         self, model, cfg, input_spec: InputSpec, device, precision, out: Path, checkpoint: str, logger, step: int
     ) -> Dict:
-        res = run_knn(
-            model.backbone,
-            input_spec,
-            cfg.eval.dataset or cfg.data.dataset,
-            cfg.data,
-            k=cfg.eval.knn_k,
-            temperature=cfg.eval.knn_temperature,
-            batch_size=cfg.eval.batch_size,
-            max_train=cfg.eval.max_train,
-            max_test=cfg.eval.max_test,
-            device=device,
-            precision=precision,
-            progress=cfg.log.progress,
+        res = run_knn_as_configured(
+            model.backbone, input_spec, cfg, cfg.eval.dataset or cfg.data.dataset, device=device, precision=precision
         )
         logger.log(step, {"eval/knn_top1": res["top1"]})
         write_results(out, {**res, "checkpoint": checkpoint, "metric": "knn"}, "pretrain kNN")
@@ -155,20 +144,7 @@ class SupervisedTask:
             res["top1_agent"] = test_top1(logits_module(model, agent=True), test, input_spec, **kw)
             vals["eval/test_top1_agent"] = res["top1_agent"]
         if cfg.eval.final_knn:
-            knn = run_knn(
-                model.backbone,
-                input_spec,
-                dataset,
-                cfg.data,
-                k=cfg.eval.knn_k,
-                temperature=cfg.eval.knn_temperature,
-                batch_size=cfg.eval.batch_size,
-                max_train=cfg.eval.max_train,
-                max_test=cfg.eval.max_test,
-                device=device,
-                precision=precision,
-                progress=cfg.log.progress,
-            )
+            knn = run_knn_as_configured(model.backbone, input_spec, cfg, dataset, device=device, precision=precision)
             res["knn_top1"] = knn["top1"]
             vals["eval/knn_top1"] = knn["top1"]
         res["wall_s"] = round(time.perf_counter() - t0, 3)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssl_vit.config.schema import DataConfig
+from ssl_vit.config.schema import Config, DataConfig
 from ssl_vit.config.validate import check_knn_temperature
 from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.core.precision import Precision
@@ -127,3 +127,36 @@ def run_knn(
     if cache is not None:
         res.update(cache.summary(n_events))
     return res
+
+
+def run_knn_as_configured(
+    backbone,
+    input_spec: InputSpec,
+    cfg: Config,
+    dataset: str,
+    *,
+    device=None,
+    precision: Optional[Precision] = None,
+    cache=None,
+    weights_hash: str = "",
+) -> dict:
+    """:func:`run_knn` with what the config asks for: ``eval.knn_k``, ``eval.knn_temperature``, ``eval.batch_size``,
+    ``eval.max_train`` / ``max_test``, ``data`` (workers, dataset options), ``log.progress``. The one call of
+    pretraining's final kNN, supervised training's kNN and ``sslvit knn``."""
+    e = cfg.eval
+    return run_knn(
+        backbone,
+        input_spec,
+        dataset,
+        cfg.data,
+        k=e.knn_k,
+        temperature=e.knn_temperature,
+        batch_size=e.batch_size,
+        max_train=e.max_train,
+        max_test=e.max_test,
+        device=device,
+        precision=precision,
+        progress=cfg.log.progress,
+        cache=cache,
+        weights_hash=weights_hash,
+    )
