@@ -107,10 +107,9 @@ def report(a) -> int:
         points.append({"name": arm.parent.name, "cpu_min": meta["cpu_s"] / 60, "top1": res["top1"], **meta})
     rows = ["| point | toolkit | recipe / settings | steps | CPU-min | kNN top-1 |", "|---|---|---|---:|---:|---:|"]
     for p in sorted(points, key=lambda p: (p["toolkit"], p["name"], p["cpu_min"])):
-        settings = p.get("series") or " ".join(p["sets"] or p["ref_args"]) or "defaults"
+        settings = p.get("series") or f"`{p['recipe']}` " + (" ".join(p["sets"] or p["ref_args"]) or "defaults")
         rows.append(
-            f"| {p['name']} | {p['toolkit']} | `{p['recipe']}` {settings} | {p['steps']} | "
-            f"{p['cpu_min']:.1f} | {p['top1']:.2f} |"
+            f"| {p['name']} | {p['toolkit']} | {settings} | {p['steps']} | {p['cpu_min']:.1f} | {p['top1']:.2f} |"
         )
     rows.append(f"| raw pixels | – | – | – | – | {pix['raw']:.2f} |")
     rows.append(f"| standardised pixels | – | – | – | – | {pix['standardised']:.2f} |")
@@ -126,7 +125,7 @@ def report(a) -> int:
         series.setdefault(label, []).append(p)
     for label, ps in sorted(series.items()):
         ps.sort(key=lambda p: p["cpu_min"])
-        name = "lightly + timm (reference)" if label == "reference" else label
+        name = label
         ax.plot([p["cpu_min"] for p in ps], [p["top1"] for p in ps], "o-", label=name)
     ax.axhline(pix["raw"], color="grey", ls="--", lw=1, label=f"raw pixels {pix['raw']:.1f}")
     ax.axhline(pix["standardised"], color="grey", ls=":", lw=1, label=f"standardised pixels {pix['standardised']:.1f}")
