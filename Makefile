@@ -1,5 +1,5 @@
 # Two entry points, each doing its own set-up on a fresh machine:
-#   make demo   -> .venv, install, Fashion-MNIST, a 3.5-minute `sslvit pretrain` (recipes/fmnist_demo), kNN top-1,
+#   make demo   -> .venv, install, Fashion-MNIST, a 3-minute `sslvit pretrain` (recipes/fmnist_demo), kNN top-1,
 #                  TensorBoard path (DEMO_MIN=5 make demo: a longer budget)
 #   make test   -> .venv, install, ruff (format + lint), the test suite (slow tests excluded; `make test-all` runs them)
 SHELL := /bin/bash
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.sslvit-installed
 # The exact versions the test suite passed with (every install uses them; `make lock` refreshes them).
 LOCK := constraints.txt
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
-DEMO_MIN ?= 3.5
+DEMO_MIN ?= 3
 DEMO_DIR ?= runs/demo
 OTHER_PRECISION := $(shell grep -qs avx512_bf16 /proc/cpuinfo && echo fp32 || echo bf16)
 PRECISION_TESTS := tests/engine tests/evaluation tests/methods tests/diagnostics
