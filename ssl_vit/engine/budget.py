@@ -61,9 +61,10 @@ class TimeBudget:
         the warm-up."""
         if self.total is not None:
             return None
-        if steps_done == self.calib_start:
-            self.t_calib_start = now
-        if steps_done < self.warmup or self.t_calib_start is None or steps_done == self.calib_start:
+        if self.t_calib_start is None and steps_done >= self.calib_start:  # >=: that step may have been skipped
+            self.calib_start, self.t_calib_start = steps_done, now
+            return None
+        if steps_done < self.warmup or self.t_calib_start is None:
             return None
         self.step_s = (now - self.t_calib_start) / (steps_done - self.calib_start)
         left = self.seconds - (now - self.t_begin)

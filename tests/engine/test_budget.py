@@ -30,6 +30,14 @@ def test_length_from_the_timed_part_of_the_warmup():
     assert b.observe(31, t + 0.5) is None  # fixed once
 
 
+def test_a_skipped_step_at_the_timing_start_does_not_stop_the_budget():
+    b = TimeBudget(seconds=100, cap=1000, warmup=30)
+    b.begin(step=0, now=0.0)
+    seen = [d for d in range(1, 31) if d != 10]  # step 10 was non-finite: the loop never reports it
+    totals = [b.observe(d, 0.5 * d) for d in seen]
+    assert b.calib_start == 11 and totals[-1] == 30 + (100 - 15) // 0.5  # timed from step 11 at 0.5 s/step
+
+
 def test_length_is_capped_and_at_least_the_warmup():
     fast = TimeBudget(seconds=1e6, cap=500, warmup=12)
     fast.begin(0, 0.0)
