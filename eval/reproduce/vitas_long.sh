@@ -23,5 +23,6 @@ mkdir -p "$R"
 run super_cyclic --set model.vitas.sharing=cyclic
 run super_prefix --set model.vitas.sharing=prefix
 run super_cyclic_noshift --set model.vitas.sharing=cyclic --set model.vitas.identity_shifting=false
-OMP_NUM_THREADS=1 $PY eval/reproduce/vitas_sharing.py --prefix "$R/super_prefix" --cyclic "$R/super_cyclic" \
+OMP_NUM_THREADS=1 $PY eval/reproduce/vitas_sharing.py --run prefix="$R/super_prefix" --run cyclic="$R/super_cyclic" \
+  --run cyclic_noshift="$R/super_cyclic_noshift" \
   --out eval/reproduce/vitas_long/sharing

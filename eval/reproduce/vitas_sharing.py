@@ -1,7 +1,7 @@
 """ViTAS sec. 3.2 at CPU scale: prefix vs cyclic channel sharing in two superformers trained alike.
 
-Given two superformer runs (``sslvit pretrain --recipe vitas_fmnist --set model.vitas.sharing=prefix|cyclic``,
-``log.every=1``), writes into ``--out``:
+Given superformer runs trained alike (``sslvit pretrain --recipe vitas_fmnist --set model.vitas.sharing=prefix|cyclic``,
+``log.every=1``), each named ``LABEL=RUN_DIR``, writes into ``--out``:
 
 * ``channel_usage.png`` + ``summary.json['usage']`` -- how many training steps used each token-embedding
   channel (the sub-networks of steps ``0..T-1`` are replayed from ``(seed, step)``: the same sequence the
@@ -14,7 +14,8 @@ Given two superformer runs (``sslvit pretrain --recipe vitas_fmnist --set model.
 Example::
 
     OMP_NUM_THREADS=1 .venv/bin/python eval/reproduce/vitas_sharing.py \\
-        --prefix runs/super_prefix --cyclic runs/super_cyclic --out runs/vitas_sharing
+        --run prefix=runs/super_prefix --run cyclic=runs/super_cyclic \\
+        --run cyclic_noshift=runs/super_cyclic_noshift --out runs/vitas_sharing
 """
 
 from __future__ import annotations
@@ -46,11 +47,18 @@ def loss_stats(run: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--prefix", required=True)
-    ap.add_argument("--cyclic", required=True)
+    ap.add_argument(
+        "--run", action="append", required=True, metavar="LABEL=RUN_DIR", help="a superformer run; repeat per run"
+    )
     ap.add_argument("--out", required=True)
     ap.add_argument("--random-subnets", type=int, default=10)
     args = ap.parse_args()
+    runs = {}
+    for item in args.run:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            ap.error(f"--run {item!r}: expected LABEL=RUN_DIR, e.g. --run cyclic=runs/super_cyclic")
+        runs[label] = Path(path)
     from ssl_vit.checkpoints import load_backbone
     from ssl_vit.core.atomic import atomic_path, atomic_write_text
     from ssl_vit.search.scoring import HeldOutKnn
@@ -60,11 +68,13 @@ def main() -> None:
     torch.set_grad_enabled(False)
     summary, usage = {"usage": {}, "loss": {}, "subnets": {}}, {}
     nets = None
-    for mode in ("prefix", "cyclic"):
-        run = Path(getattr(args, mode))
+    for mode, run in runs.items():
         loaded = load_backbone(run / "checkpoints" / "last.pt")
         sf, cfg = loaded.model.eval(), loaded.config
-        assert sf.sharing == mode, f"{run} was trained with sharing={sf.sharing}"
+        summary.setdefault("settings", {})[mode] = {
+            "sharing": sf.sharing,
+            "identity_shifting": sf.identity_shifting,
+        }
         steps = loss_stats(run)["steps"]
         use = torch.zeros(sf.embed_dim)
         for step in range(steps):
@@ -102,11 +112,11 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    for mode, c in (("prefix", "tab:red"), ("cyclic", "tab:blue")):
+    for mode, c in zip(usage, ("tab:red", "tab:blue", "tab:green", "tab:purple")):
         ax.bar(range(len(usage[mode])), usage[mode].numpy(), color=c, alpha=0.55, width=1.0, label=mode)
     ax.set_xlabel("token-embedding channel")
     ax.set_ylabel("training steps using it")
-    ax.set_title(f"channel usage over {summary['usage']['cyclic']['steps']} superformer steps")
+    ax.set_title(f"channel usage over {max(u['steps'] for u in summary['usage'].values())} superformer steps")
     ax.legend()
     fig.tight_layout()
     with atomic_path(out / "channel_usage.png") as tmp:
