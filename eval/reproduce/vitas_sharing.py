@@ -112,8 +112,9 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    for mode, c in zip(usage, ("tab:red", "tab:blue", "tab:green", "tab:purple")):
-        ax.bar(range(len(usage[mode])), usage[mode].numpy(), color=c, alpha=0.55, width=1.0, label=mode)
+    styles = (("tab:red", "-"), ("tab:blue", "-"), ("tab:green", "--"), ("tab:purple", ":"))
+    for mode, (c, ls) in zip(usage, styles):  # lines, not bars: runs with equal usage would hide each other
+        ax.plot(usage[mode].numpy(), color=c, linestyle=ls, drawstyle="steps-mid", linewidth=1.6, label=mode)
     ax.set_xlabel("token-embedding channel")
     ax.set_ylabel("training steps using it")
     ax.set_title(f"channel usage over {max(u['steps'] for u in summary['usage'].values())} superformer steps")
