@@ -38,11 +38,11 @@ class AugConfig:
     jitter_prob: float = 0.8
     brightness: float = 0.4
     contrast: float = 0.4
-    saturation: float = 0.2
+    saturation: float = 0.2  # colour only: no effect on 1-channel images (model.in_chans=1), nor hue / grayscale_prob
     hue: float = 0.1
     grayscale_prob: float = 0.2
     blur_prob: Tuple[float, float] = (1.0, 0.1)  # (view 1, view 2)
-    blur_sigma: Tuple[float, float] = (0.1, 2.0)  # pixels at 224 px; scaled by img_size / 224
+    blur_sigma: Tuple[float, float] = (0.1, 2.0)  # pixels at 224 px; scaled by img_size / 224 (at 28 px: <= 0.25 px)
     solarize_prob: Tuple[float, float] = (0.0, 0.2)  # (view 1, view 2)
     # multi-crop local views (method.local_crops > 0; SwAV / DINO, not MoCo v3): area share of the image each
     # crop covers. At 28 px: 0.1 is ~9x9 px (DINO's 0.05 would be 6x6, under one 7-px patch, mostly Fashion-MNIST
