@@ -24,9 +24,10 @@ mkdir -p "$R"
 run super_cyclic --set model.vitas.sharing=cyclic
 run super_prefix --set model.vitas.sharing=prefix
 run super_cyclic_noshift --set model.vitas.sharing=cyclic --set model.vitas.identity_shifting=false
-OMP_NUM_THREADS=1 $PY eval/reproduce/vitas_sharing.py --run prefix="$R/super_prefix" --run cyclic="$R/super_cyclic" \
-  --run cyclic_noshift="$R/super_cyclic_noshift" \
-  --out eval/reproduce/vitas_long/sharing
+if [ -f eval/reproduce/vitas_long/sharing/summary.json ]; then echo "skip sharing analysis (done)"; else
+  OMP_NUM_THREADS=1 $PY eval/reproduce/vitas_sharing.py --run prefix="$R/super_prefix" --run cyclic="$R/super_cyclic" \
+    --run cyclic_noshift="$R/super_cyclic_noshift" --out eval/reproduce/vitas_long/sharing
+fi
 
 # Search (NSGA-II on inherited-weight kNN, 3,000 / 1,000 held-out train images) under two FLOPs budgets.
 for b in 0.005 0.010; do

@@ -66,16 +66,17 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_grad_enabled(False)
-    summary, usage = {"usage": {}, "loss": {}, "subnets": {}}, {}
+    summary, usage = {"settings": {}, "usage": {}, "loss": {}, "subnets": {}}, {}
     nets = None
     for mode, run in runs.items():
         loaded = load_backbone(run / "checkpoints" / "last.pt")
         sf, cfg = loaded.model.eval(), loaded.config
-        summary.setdefault("settings", {})[mode] = {
+        summary["settings"][mode] = {
             "sharing": sf.sharing,
             "identity_shifting": sf.identity_shifting,
         }
-        steps = loss_stats(run)["steps"]
+        summary["loss"][mode] = loss_stats(run)
+        steps = summary["loss"][mode]["steps"]
         use = torch.zeros(sf.embed_dim)
         for step in range(steps):
             use[sf.channels("e", sf.subnet_for_step(step, cfg.seed).embed_dim, "cpu")] += 1
@@ -85,7 +86,6 @@ def main() -> None:
             "cv": (use.std() / use.mean()).item(),
             "steps": steps,
         }
-        summary["loss"][mode] = loss_stats(run)
         if nets is None:
             rng = random.Random(123)
             nets = [sf.space.largest(), sf.space.smallest()] + [
