@@ -37,6 +37,7 @@ class Study:
     (``steps``, warm-up ``warmup`` steps; both scaled for arms with another batch or more images) and its arms
     (name -> (what it changes, ``--set`` overrides on top of ``base``))."""
 
+    name: str  # --study NAME
     recipe: str
     base: Tuple[str, ...]
     steps: int
@@ -138,6 +139,7 @@ TINY128_ARMS = {
 
 STUDIES = {
     "pico": Study(
+        name="pico",
         recipe="fmnist_demo",  # the study's outcome (then named fmnist_vit_tiny; now the demo recipe)
         # the demo recipe as it was before the study (vit_pico, head hidden 1024, base lr 1.5e-3, warm-up 1 of 10
         # epochs), pinned so that the arms keep their meaning now that the recipe carries the study's outcome
@@ -161,6 +163,7 @@ STUDIES = {
         "full-length kNN top-1 and wall time are in the README (`sslvit pretrain --recipe fmnist_demo`).",
     ),
     "tiny128": Study(
+        name="tiny128",
         recipe="fmnist_vit_tiny",
         base=("train.time_budget_min=0", "model.img_size=28"),  # the recipe as it was before this round
         steps=1000,
@@ -193,10 +196,10 @@ def _batch(sets) -> int:
 def arm_sets(study: Study, name: str) -> List[str]:
     """The ``--set`` list of one arm: run settings, the study's base, the step budget, the arm's overrides."""
     sets = study.arms[name][1]
-    scale = study.images_x.get(name, 1) * 256 / _batch(sets)  # steps per step of batch 256
-    budget = [f"train.max_steps={round(study.steps * scale)}"]
+    per_256 = 256 / _batch(sets)  # steps of this arm's batch per step of batch 256
+    budget = [f"train.max_steps={round(study.steps * study.images_x.get(name, 1) * per_256)}"]
     if study.warmup:
-        budget.append(f"optim.warmup_steps={round(study.warmup * 256 / _batch(sets))}")
+        budget.append(f"optim.warmup_steps={round(study.warmup * per_256)}")
     return ["train.threads=1", "log.knn_every=1000000", "log.progress=false", *study.base, *budget, *sets]
 
 
@@ -223,7 +226,7 @@ def main(argv=None) -> int:
     unknown = [x for x in arms if x not in study.arms]
     if unknown:
         ap.error(f"unknown arm(s) {unknown} for --study {a.study}; valid: {', '.join(study.arms)}")
-    runs = Path(a.runs or ROOT / "runs" / ("fmnist_tuning" if a.study == "pico" else f"fmnist_tuning_{a.study}"))
+    runs = Path(a.runs or ROOT / "runs" / ("fmnist_tuning" if study.name == "pico" else f"fmnist_tuning_{study.name}"))
     cmds = {
         name: sslvit_cmd(
             "pretrain", "--recipe", study.recipe, "--output-dir", str(runs / name), sets=arm_sets(study, name)
@@ -255,7 +258,7 @@ def write_table(study: Study, runs: Path, out: Path) -> None:
             )
         )
     rows.sort(key=lambda r: -r[0])
-    study_flag = "" if study is STUDIES["pico"] else f" --study {next(k for k, v in STUDIES.items() if v is study)}"
+    study_flag = "" if study.name == "pico" else f" --study {study.name}"
     lines = (
         [
             f"# {study.title}",

@@ -102,9 +102,10 @@ def report(a) -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     pix_path = OUT / "pixels.json"
-    if not pix_path.is_file() or "raw_21" not in json.loads(pix_path.read_text()):
-        pix_path.write_text(json.dumps(pixel_knn(), indent=2) + "\n")
-    pix = json.loads(pix_path.read_text())
+    pix = json.loads(pix_path.read_text()) if pix_path.is_file() else {}
+    if "raw_21" not in pix:  # missing, or written before the 21-px baselines
+        pix = pixel_knn()
+        pix_path.write_text(json.dumps(pix, indent=2) + "\n")
     points = []
     for arm in sorted(Path(a.runs).glob("*/arm.json")):
         meta = json.loads(arm.read_text())

@@ -1,6 +1,7 @@
 """eval/reproduce/fmnist_tuning.py: each study's arms become the right commands, and the table is built from runs."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -48,3 +49,10 @@ def test_write_table_reads_runs_sorted_by_top1(tmp_path):
     assert rows[0].startswith("| crop04 |") and "| 84.20 | 315 | 10.0 |" in rows[0]  # best first, CPU min
     assert rows[1].startswith("| base |") and rows[1].endswith("| 83.10 | 305 | – |")  # no arm.json: no CPU time
     assert "--study tiny128" in out.read_text()
+    t.write_table(replace(study, steps=500), tmp_path, out)  # --steps N: a copy of the study, still named
+    assert "--study tiny128" in out.read_text() and "500 steps at batch 256" in out.read_text()
+
+
+def test_study_names_match_their_keys():
+    t = _tuning()
+    assert all(s.name == k for k, s in t.STUDIES.items())
