@@ -1,5 +1,7 @@
 """The loop: frozen patch projection stays bit-identical, exact resume, non-finite handling."""
 
+import json
+
 import pytest
 import torch
 
@@ -33,10 +35,19 @@ def test_patch_projection_frozen_vs_trained(tiny_cfg, tmp_path, frozen):
     assert not torch.equal(rec.start["blocks.0.attn.qkv.weight"], end["backbone.blocks.0.attn.qkv.weight"])
 
 
-# auto: what this machine (or --auto-precision) resolves; bf16 pinned, so the bf16 path is proven on any CPU
-@pytest.mark.parametrize("precision", ["auto", pytest.param("bf16", marks=pytest.mark.bf16)])
-def test_resume_is_bit_identical(tiny_cfg, tmp_path, precision):
-    cfg = _no_knn(apply_overrides(tiny_cfg, [f"train.precision={precision}"]))
+# auto: what this machine (or --auto-precision) resolves; bf16 pinned, so the bf16 path is proven on any CPU;
+# multi-crop: the local views come from the same (seed, step) stream as the global ones
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.precision=auto"],
+        pytest.param(["train.precision=bf16"], marks=pytest.mark.bf16),
+        ["method.local_crops=2"],
+    ],
+    ids=["auto", "bf16", "multicrop"],
+)
+def test_resume_is_bit_identical(tiny_cfg, tmp_path, overrides):
+    cfg = _no_knn(apply_overrides(tiny_cfg, overrides))
     pretrain(cfg, tmp_path / "full", log=lambda m: None)
     pretrain(cfg, tmp_path / "cut", hooks=[StopAt(4)], log=lambda m: None)
     assert load_pt(tmp_path / "cut" / "checkpoints" / "last.pt")["step"] == 4
@@ -47,7 +58,7 @@ def test_resume_is_bit_identical(tiny_cfg, tmp_path, precision):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     # metrics.jsonl holds each step once after the resume
-    steps = [__import__("json").loads(l)["step"] for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(l)["step"] for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))
 
 
