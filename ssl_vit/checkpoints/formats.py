@@ -4,7 +4,8 @@
   optimizer, step, config, data config, hook states, RNG), a dict of tensors and plain Python values
   that loads with ``torch.load(weights_only=True)`` (nothing in it can run code).
 * ``checkpoints/last.safetensors`` -- the backbone alone, timm key names, with the model config and
-  data config as JSON in the metadata, so the file describes itself.
+  data config as JSON in the metadata, so the file describes itself (a run's file also holds the run's whole
+  config as ``config``, which evaluation starts from, as it does from last.pt's).
 """
 
 from __future__ import annotations

@@ -133,6 +133,16 @@ def _meta_json(meta: Dict[str, str], key: str, p: Path) -> Dict:
     return val
 
 
+def _run_config(raw: Dict, p: Path, where: str) -> Config:
+    """A run's stored whole config (last.pt's entry, a run's last.safetensors metadata) -> :class:`Config`."""
+    try:
+        cfg = from_dict(Config, raw)
+    except SslvitError as e:
+        raise SslvitError(f"'{p}' {where} is invalid: {e}") from None
+    checked_model_config(to_dict(cfg.model), p, where)
+    return cfg
+
+
 def checked_model_config(raw, p: Path, where: str) -> ModelConfig:
     """A stored model config -> :class:`ModelConfig`, with the same checks as a recipe's (sizes, divisibility,
     names); a problem is one line naming the file and the field."""
@@ -199,7 +209,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointContents:
         if meta.get("format") == BACKBONE_FORMAT:
             model_cfg = checked_model_config(_meta_json(meta, "model_config", p), p, "metadata 'model_config'")
             input_spec = check_data_config(_meta_json(meta, "data_config", p), p, "metadata 'data_config'")
-            return CheckpointContents(tensors, model_cfg, input_spec, BACKBONE_FORMAT, None, p)
+            cfg = _run_config(_meta_json(meta, "config", p), p, "metadata 'config'") if "config" in meta else None
+            return CheckpointContents(tensors, model_cfg, input_spec, BACKBONE_FORMAT, cfg, p)
         found = foreign.detect(tensors)
         if found is None:
             raise SslvitError(
@@ -216,11 +227,7 @@ def inspect_checkpoint(path: str | Path) -> CheckpointContents:
                     f"{'missing' if key not in obj else 'a ' + type(obj[key]).__name__}; it is "
                     f"incomplete: use the run's checkpoints/last.safetensors or an earlier checkpoint"
                 )
-        try:
-            cfg = from_dict(Config, obj["config"])
-        except SslvitError as e:
-            raise SslvitError(f"'{p}' entry 'config' is invalid: {e}") from None
-        checked_model_config(to_dict(cfg.model), p, "entry 'config'")
+        cfg = _run_config(obj["config"], p, "entry 'config'")
         sd = {
             k[len("backbone.") :]: v
             for k, v in obj["model"].items()

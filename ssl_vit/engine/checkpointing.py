@@ -85,7 +85,10 @@ class CheckpointManager:
             self.manifest["last"] = entry
             self._prune()
             atomic_write_text(self.manifest_path, json.dumps(self.manifest, indent=1))
-        save_backbone(self.dir / "last.safetensors", backbone, model_cfg, input_spec, {"step": str(step)})
+        # the run's whole config rides along, so evaluating the run dir (last.safetensors) reads the same eval /
+        # probe settings as evaluating last.pt
+        extra = {"step": str(step), "config": json.dumps(state["config"])}
+        save_backbone(self.dir / "last.safetensors", backbone, model_cfg, input_spec, extra)
 
     def _link_or_copy(self, src: Path, dst: Path) -> None:
         with atomic_path(dst) as tmp:

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from ssl_vit.checkpoints import load_backbone, load_pt, save_backbone
-from ssl_vit.config import ModelConfig, to_dict
+from ssl_vit.config import ModelConfig, apply_overrides, to_dict
 from ssl_vit.core.input_spec import InputSpec
 from ssl_vit.errors import SslvitError
 from ssl_vit.models import create_backbone
+from ssl_vit.runs import pretrain
 
 INPUT_SPEC = InputSpec(28, 1, (0.3,), (0.3,))
 
@@ -74,3 +75,29 @@ def test_foreign_files(tmp_path):
         load_backbone(tmp_path / "missing.pt")
     with pytest.raises(SslvitError, match="holds no checkpoint"):
         load_backbone(tmp_path)
+
+
+def test_a_run_dir_gives_the_runs_config_like_last_pt(tiny_cfg, tmp_path):
+    """A run dir resolves to last.safetensors; its metadata carries the run's whole config, so `sslvit knn` /
+    `linear-probe` start from the run's eval and probe settings whichever file they are given."""
+    cfg = apply_overrides(
+        tiny_cfg,
+        ["train.max_steps=2", "eval.final_knn=false", "log.tensorboard=false", "probe.n_last_blocks=2"],
+    )
+    pretrain(cfg, tmp_path, log=lambda m: None)
+    from_dir, from_pt = load_backbone(tmp_path), load_backbone(tmp_path / "checkpoints" / "last.pt")
+    assert from_dir.source.endswith("last.safetensors")
+    assert from_dir.config is not None and from_dir.config.probe.n_last_blocks == 2
+    assert to_dict(from_dir.config) == to_dict(from_pt.config)
+
+
+def test_backbone_file_config_metadata(tmp_path):
+    """A backbone file without a run config (an export, an older run) has none; a broken one is one clear line."""
+    p, m = _save(tmp_path, embed_dim=32, depth=1, num_heads=2)
+    assert load_backbone(p).config is None
+    mc = load_backbone(p).model_cfg
+    bad = tmp_path / "bad.safetensors"
+    save_backbone(bad, m.state_dict(), to_dict(mc), INPUT_SPEC, {"config": '{"train": {"epochs": "many"}}'})
+    with pytest.raises(SslvitError, match="metadata 'config' is invalid") as e:
+        load_backbone(bad)
+    assert "\n" not in str(e.value)
