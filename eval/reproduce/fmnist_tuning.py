@@ -44,6 +44,7 @@ class Study:
     warmup: int  # warm-up steps at batch 256 (0: the base's own warm-up setting)
     arms: Dict[str, Tuple[str, List[str]]]
     images_x: Dict[str, int]  # arms that see k times the images of the others (more steps at the same batch)
+    runs: str  # the arms' run folders, relative to the checkout
     out: str  # the table, relative to the checkout
     title: str
     outcome: str  # the table's closing line
@@ -157,6 +158,7 @@ STUDIES = {
         warmup=0,
         arms=PICO_ARMS,
         images_x={"micro_x3": 3, "micro_x4_lr3e3": 4, "micro_x4_lr6e3": 4, "d96_x2": 2},
+        runs="runs/fmnist_tuning",
         out="eval/reproduce/fmnist_tuning.md",
         title="Demo-recipe tuning (`recipes/fmnist_demo.yaml`, then named fmnist_vit_tiny; Fashion-MNIST, MoCo v3)",
         outcome="The outcome is the demo recipe now (vit_micro, heads 512 wide, base lr 3e-3, 9 epochs); its "
@@ -170,6 +172,7 @@ STUDIES = {
         warmup=111,
         arms=TINY128_ARMS,
         images_x={},
+        runs="runs/fmnist_tuning_tiny128",
         out="eval/reproduce/fmnist_tuning_tiny128.md",
         title="Default-recipe tuning (`recipes/fmnist_vit_tiny.yaml` at 28 px: 128-d x 6, Fashion-MNIST, MoCo v3; "
         "issue 20)",
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--steps", type=int, default=0, help="steps at batch 256 (0: the study's; scaled for other batches)"
     )
-    ap.add_argument("--runs", default="", help="run folder (default runs/fmnist_tuning[_<study>])")
+    ap.add_argument("--runs", default="", help="run folder (default: the study's, under runs/)")
     ap.add_argument("--out", default="", help="the table (default: the study's, under eval/reproduce/)")
     ap.add_argument("--jobs", type=int, default=2, help="arms at a time (one thread each)")
     a = ap.parse_args(argv)
@@ -226,7 +229,7 @@ def main(argv=None) -> int:
     unknown = [x for x in arms if x not in study.arms]
     if unknown:
         ap.error(f"unknown arm(s) {unknown} for --study {a.study}; valid: {', '.join(study.arms)}")
-    runs = Path(a.runs or ROOT / "runs" / ("fmnist_tuning" if study.name == "pico" else f"fmnist_tuning_{study.name}"))
+    runs = Path(a.runs or ROOT / study.runs)
     cmds = {
         name: sslvit_cmd(
             "pretrain", "--recipe", study.recipe, "--output-dir", str(runs / name), sets=arm_sets(study, name)

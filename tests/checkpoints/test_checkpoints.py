@@ -94,10 +94,12 @@ def test_a_run_dir_gives_the_runs_config_like_last_pt(tiny_cfg, tmp_path):
 def test_backbone_file_config_metadata(tmp_path):
     """A backbone file without a run config (an export, an older run) has none; a broken one is one clear line."""
     p, m = _save(tmp_path, embed_dim=32, depth=1, num_heads=2)
-    assert load_backbone(p).config is None
-    mc = load_backbone(p).model_cfg
+    plain = load_backbone(p)
+    assert plain.config is None
     bad = tmp_path / "bad.safetensors"
-    save_backbone(bad, m.state_dict(), to_dict(mc), INPUT_SPEC, {"config": '{"train": {"epochs": "many"}}'})
+    save_backbone(
+        bad, m.state_dict(), to_dict(plain.model_cfg), INPUT_SPEC, {"config": '{"train": {"epochs": "many"}}'}
+    )
     with pytest.raises(SslvitError, match="metadata 'config' is invalid") as e:
         load_backbone(bad)
     assert "\n" not in str(e.value)
